@@ -1,0 +1,60 @@
+# One entry point for humans and CI. `make test` on a fresh machine installs everything it needs.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default bench clean
+
+# torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
+# a multi-GB CUDA build. Everything else comes from pyproject.toml.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[train,dev]'
+	touch $@
+
+install: $(STAMP) system-deps
+
+# Real Prometheus (server + promtool) and docker-compose (to validate the compose file) for the
+# deployment checks. Debian packages; needs root, as CI and the dev machines are.
+system-deps:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v docker-compose >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus docker-compose >/dev/null; \
+		else echo "system-deps: run as root (or install prometheus and docker-compose) for the deployment checks"; fi; \
+	fi
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+serve: $(STAMP)
+	$(BIN)/python -m service --host $(HOST) --port $(PORT)
+
+# Reproduces the shipped default models (see README: "The embedded default").
+train-default: $(STAMP)
+	$(BIN)/python -m training train --preset digits-baseline
+	$(BIN)/python -m training train --preset digits-jem
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
