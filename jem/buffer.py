@@ -1,0 +1,264 @@
+"""The replay buffer of persistent SGLD chains, and the distributions fresh chains start from.
+
+JEM runs only ~20 SGLD steps per training iteration; the chains are long-run because each
+iteration resumes from samples stored in a buffer (PCD, Tieleman 2008). A fraction
+`reinit_freq` of the drawn chains restarts from the init distribution, so the buffer keeps
+exploring instead of collapsing onto a few modes. JEM++ (Yang & Ji 2021) starts chains from a
+per-class Gaussian fitted to the data instead of uniform noise: short chains then start near the
+data manifold and training is much more stable.
+
+Class-conditional draws: slots are partitioned into contiguous per-class slices, class k owning
+slots [k * capacity // K, (k + 1) * capacity // K), filled from the init for class k.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+__all__ = ["ClassGaussianInit", "ReplayBuffer", "UniformInit", "init_from_state_dict"]
+
+_UNIFORM, _CLASS_GAUSSIAN = 0, 1
+
+
+class UniformInit:
+    """Uniform noise on [low, high]^D: JEM's original chain initialisation."""
+
+    def __init__(self, low: float = -1.0, high: float = 1.0) -> None:
+        if not low < high:
+            raise ValueError(f"need low < high, got {low}, {high}")
+        self.low, self.high = float(low), float(high)
+
+    def sample(
+        self,
+        n: int,
+        shape: tuple[int, ...],
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        u = torch.rand((n, *shape), generator=generator)
+        return self.low + (self.high - self.low) * u
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {
+            "kind": torch.tensor([_UNIFORM]),
+            "range": torch.tensor([self.low, self.high], dtype=torch.float64),
+        }
+
+
+class ClassGaussianInit:
+    """One Gaussian N(mu_k, Sigma_k) per class k, fitted to data (JEM++), clamped to the data range.
+
+    covariance="full" keeps each class's correlations (pixel strokes) and samples through the
+    Cholesky factor L_k (x = mu_k + L_k z); "diag" keeps per-dimension variances only, for inputs
+    too large for a D x D matrix per class (32x32x3 -> 3072^2 floats per class).
+    """
+
+    def __init__(
+        self,
+        mean: Tensor,
+        scale: Tensor,
+        shape: tuple[int, ...],
+        clamp: tuple[float, float] | None = (-1.0, 1.0),
+    ) -> None:
+        k, d = mean.shape
+        if d != math.prod(shape):
+            raise ValueError(f"mean has {d} dimensions, shape {shape} has {math.prod(shape)}")
+        if scale.shape not in ((k, d), (k, d, d)):
+            raise ValueError(f"scale must be (K, D) or (K, D, D), got {tuple(scale.shape)}")
+        self.mean = mean.detach().float().contiguous()
+        self.scale = scale.detach().float().contiguous()  # std (K, D) or Cholesky factor (K, D, D)
+        self.shape = tuple(shape)
+        self.clamp = clamp
+        self.covariance: Literal["full", "diag"] = "full" if scale.ndim == 3 else "diag"
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.mean.shape[0])
+
+    @classmethod
+    def fit(
+        cls,
+        x: Tensor,
+        y: Tensor,
+        num_classes: int,
+        covariance: Literal["full", "diag"] = "full",
+        clamp: tuple[float, float] | None = (-1.0, 1.0),
+        jitter: float = 1e-4,
+    ) -> ClassGaussianInit:
+        """Per-class mean and covariance of `x` (N, *shape) by labels `y` (N,)."""
+        if covariance not in ("full", "diag"):
+            raise ValueError(f'covariance must be "full" or "diag", got {covariance!r}')
+        flat, y = x.detach().cpu().reshape(x.shape[0], -1).double(), y.cpu()
+        d = flat.shape[1]
+        means, scales = [], []
+        for k in range(num_classes):
+            xk = flat[y == k]
+            if xk.shape[0] == 0:
+                raise ValueError(f"class {k} has no examples to fit its Gaussian")
+            mu = xk.mean(0)
+            centred = xk - mu
+            denom = max(xk.shape[0] - 1, 1)
+            if covariance == "diag":
+                scales.append((centred.pow(2).sum(0) / denom + jitter).sqrt())
+            else:
+                # a little jitter on the diagonal: pixels that never vary (image borders) make
+                # the sample covariance singular, and Cholesky needs it positive definite
+                cov = centred.T @ centred / denom + jitter * torch.eye(d, dtype=flat.dtype)
+                scales.append(torch.linalg.cholesky(cov))
+            means.append(mu)
+        return cls(torch.stack(means), torch.stack(scales), tuple(x.shape[1:]), clamp)
+
+    def sample(
+        self,
+        n: int,
+        shape: tuple[int, ...],
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        if tuple(shape) != self.shape:
+            raise ValueError(f"this init was fitted to shape {self.shape}, asked for {shape}")
+        if y is None:  # no labels: pick classes uniformly
+            y = torch.randint(0, self.num_classes, (n,), generator=generator)
+        y = y.long().cpu()
+        z = torch.randn((n, self.mean.shape[1]), generator=generator)
+        if self.covariance == "full":
+            # one matmul per class present: gathering a (D, D) factor per sample would not fit
+            x = torch.empty_like(z)
+            for k in y.unique().tolist():
+                rows = y == k
+                x[rows] = self.mean[k] + z[rows] @ self.scale[k].T
+        else:
+            x = self.mean[y] + self.scale[y] * z
+        if self.clamp is not None:
+            x = x.clamp(*self.clamp)
+        return x.reshape(n, *shape)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        d = {
+            "kind": torch.tensor([_CLASS_GAUSSIAN]),
+            "mean": self.mean.clone(),
+            "scale": self.scale.clone(),
+            "shape": torch.tensor(self.shape),
+        }
+        if self.clamp is not None:
+            d["clamp"] = torch.tensor(self.clamp, dtype=torch.float64)
+        return d
+
+
+Init = UniformInit | ClassGaussianInit
+
+
+def init_from_state_dict(d: dict[str, Tensor]) -> Init:
+    """Rebuild an init distribution from its `state_dict()`."""
+    kind = int(d["kind"][0])
+    if kind == _UNIFORM:
+        low, high = d["range"].tolist()
+        return UniformInit(low, high)
+    if kind == _CLASS_GAUSSIAN:
+        clamp = None
+        if "clamp" in d:
+            lo, hi = d["clamp"].tolist()
+            clamp = (float(lo), float(hi))
+        shape = tuple(int(s) for s in d["shape"].tolist())
+        return ClassGaussianInit(d["mean"], d["scale"], shape, clamp)
+    raise ValueError(f"unknown init kind {kind} in buffer state")
+
+
+class ReplayBuffer:
+    """`capacity` stored chains of `shape`, drawn from and written back to by index.
+
+    The chains live on the CPU (move a drawn batch to the model's device, and `update` takes any
+    device); `generator` must then be a CPU generator. Its state is not part of `state_dict`.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        shape: tuple[int, ...],
+        num_classes: int,
+        init: Init,
+        reinit_freq: float = 0.05,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if capacity < num_classes:
+            raise ValueError(f"capacity {capacity} must be >= num_classes {num_classes}")
+        if not 0.0 <= reinit_freq <= 1.0:
+            raise ValueError(f"reinit_freq must be in [0, 1], got {reinit_freq}")
+        self.capacity, self.shape, self.num_classes = capacity, tuple(shape), num_classes
+        self.init, self.reinit_freq, self.generator = init, reinit_freq, generator
+        # class k owns slots [starts[k], starts[k + 1])
+        self.starts = torch.tensor([k * capacity // num_classes for k in range(num_classes + 1)])
+        self.labels = torch.repeat_interleave(torch.arange(num_classes), self.starts.diff())
+        self.x = init.sample(capacity, self.shape, self.labels, generator)
+
+    def sample(self, batch_size: int, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Draw `batch_size` chains (from each y's own slice if given): (x, buffer indices)."""
+        g = self.generator
+        if y is None:
+            idx = torch.randint(0, self.capacity, (batch_size,), generator=g)
+        else:
+            y = y.long().cpu()
+            if y.shape != (batch_size,):
+                raise ValueError(f"y must have shape ({batch_size},), got {tuple(y.shape)}")
+            lo, size = self.starts[y], self.starts[y + 1] - self.starts[y]
+            idx = lo + (torch.rand(batch_size, generator=g) * size).long().clamp(max=size - 1)
+        x = self.x[idx].clone()
+        # restart a fraction reinit_freq of the chains from the init distribution, each from
+        # its slot's class so a class slice only ever holds chains of that class
+        fresh = torch.rand(batch_size, generator=g) < self.reinit_freq
+        n_fresh = int(fresh.sum())
+        if n_fresh:
+            x[fresh] = self.init.sample(n_fresh, self.shape, self.labels[idx[fresh]], g)
+        return x, idx
+
+    def update(self, indices: Tensor, x: Tensor) -> None:
+        """Write the advanced chains back to the slots they were drawn from."""
+        self.x[indices.cpu()] = x.detach().to(device="cpu", dtype=self.x.dtype)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Tensors only, contiguous, no shared storage: ready for safetensors."""
+        d = {
+            "x": self.x.contiguous().clone(),
+            "labels": self.labels.clone(),
+            "starts": self.starts.clone(),
+            "reinit_freq": torch.tensor([self.reinit_freq], dtype=torch.float64),
+        }
+        d.update({f"init.{k}": v.contiguous() for k, v in self.init.state_dict().items()})
+        return d
+
+    def load_state_dict(self, d: dict[str, Tensor]) -> None:
+        """Restore the chains and the init they restart from; capacity and shape must match."""
+        if tuple(d["x"].shape) != (self.capacity, *self.shape):
+            raise ValueError(
+                f"buffer state has shape {tuple(d['x'].shape)}, this buffer holds "
+                f"{(self.capacity, *self.shape)}; build it with matching capacity and shape"
+            )
+        if not torch.equal(d["starts"], self.starts):
+            raise ValueError("buffer state was partitioned for a different number of classes")
+        self.x = d["x"].clone().float()
+        self.reinit_freq = float(d["reinit_freq"][0])
+        self.init = init_from_state_dict(_init_part(d))
+
+    @classmethod
+    def from_state_dict(
+        cls, d: dict[str, Tensor], generator: torch.Generator | None = None
+    ) -> ReplayBuffer:
+        """Rebuild a buffer (capacity, shape, classes, init, chains) from `state_dict()` alone."""
+        capacity, *shape = d["x"].shape
+        init = init_from_state_dict(_init_part(d))
+        # filled from a throwaway generator (then overwritten), so restoring consumes neither the
+        # caller's random stream nor the global one
+        scratch = torch.Generator().manual_seed(0)
+        num_classes = d["starts"].numel() - 1
+        buf = cls(capacity, tuple(shape), num_classes, init, generator=scratch)
+        buf.load_state_dict(d)
+        buf.generator = generator
+        return buf
+
+
+def _init_part(d: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k.removeprefix("init."): v for k, v in d.items() if k.startswith("init.")}

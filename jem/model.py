@@ -1,0 +1,51 @@
+"""The JEM wrapper: a classifier's logits reinterpreted as energies (Grathwohl et al. 2020).
+
+A classifier f(x) -> logits defines a joint energy E(x, y) = -f(x)[y], so
+    p(x, y) ∝ exp(f(x)[y]),   p(x) ∝ sum_y exp(f(x)[y]) = exp(logsumexp f(x)),
+and p(y|x) = softmax(f(x)) is unchanged: the normaliser Z cancels. Hence
+E(x) = -logsumexp_y f(x)[y], and log p(x) = -E(x) up to the (unknown) log Z.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["JEM", "energy_from_logits"]
+
+
+def energy_from_logits(logits: Tensor, y: Tensor | None = None) -> Tensor:
+    """The one energy formula: -logsumexp(logits) per row, or -logits[y] when `y` is given."""
+    if y is None:
+        return -torch.logsumexp(logits, dim=-1)
+    return -logits.gather(-1, y.long().unsqueeze(-1)).squeeze(-1)
+
+
+class JEM(nn.Module):
+    """Wraps a backbone (anything with `.num_classes` and `forward(x) -> logits`)."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        num_classes = getattr(backbone, "num_classes", None)
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError("backbone must have an integer attribute num_classes >= 1")
+        self.backbone = backbone
+        self.num_classes: int = num_classes
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits: Tensor = self.backbone(x)
+        return logits
+
+    def energy(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """E(x) = -logsumexp f(x), shape (B,); with labels, E(x, y) = -f(x)[y]."""
+        return energy_from_logits(self(x), y)
+
+    def log_px(self, x: Tensor) -> Tensor:
+        """Unnormalised log p(x) = -E(x): comparable across inputs, not a true log-density."""
+        return -self.energy(x)
+
+    def probs(self, x: Tensor, temperature: float = 1.0) -> Tensor:
+        """p(y|x) = softmax(f(x) / T); T > 1 softens over-confident predictions."""
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        return torch.softmax(self(x) / temperature, dim=-1)

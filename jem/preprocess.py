@@ -1,0 +1,111 @@
+"""The one preprocessing contract: uint8 images <-> float tensors in [-1, 1].
+
+Training, the service and the sampler all go through these two functions, so a model never sees
+a differently scaled input at serving time than it saw in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["InputSpec", "tensor_to_uint8", "uint8_to_tensor"]
+
+ColorMode = Literal["L", "RGB"]
+Resample = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]
+_COLOR_MODES = ("L", "RGB")
+_RESAMPLES = ("nearest", "bilinear", "bicubic", "lanczos", "box")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model takes as input, stored in its manifest."""
+
+    channels: int
+    height: int
+    width: int
+    color_mode: ColorMode
+    invert: bool = False
+    resample: Resample = "box"
+    value_range: tuple[float, float] = (-1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if min(self.channels, self.height, self.width) < 1:
+            raise ValueError(f"channels, height and width must be >= 1, got {self.shape}")
+        if self.color_mode not in _COLOR_MODES:
+            raise ValueError(f"color_mode must be one of {_COLOR_MODES}, got {self.color_mode!r}")
+        if self.channels != (1 if self.color_mode == "L" else 3):
+            raise ValueError(
+                f"color_mode {self.color_mode!r} does not match channels={self.channels}"
+            )
+        if self.resample not in _RESAMPLES:
+            raise ValueError(f"resample must be one of {_RESAMPLES}, got {self.resample!r}")
+        lo, hi = self.value_range
+        if not lo < hi:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {lo, hi}")
+        # JSON gives lists back: normalise to a tuple of floats so specs compare equal
+        object.__setattr__(self, "value_range", (float(lo), float(hi)))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["value_range"] = list(self.value_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown InputSpec fields: {sorted(unknown)}")
+        d = dict(d)
+        if "value_range" in d:
+            lo, hi = d["value_range"]
+            d["value_range"] = (float(lo), float(hi))
+        return cls(**d)
+
+
+def uint8_to_tensor(arr: np.ndarray[Any, Any] | Tensor, spec: InputSpec) -> Tensor:
+    """(B,H,W,C), (H,W,C) or (H,W) uint8 -> float32 (B,C,H,W) with x = u8 / 127.5 - 1.
+
+    For a non-default `spec.value_range` (lo, hi) the map is lo + u8 / 255 * (hi - lo).
+    """
+    t = torch.from_numpy(np.ascontiguousarray(arr)) if isinstance(arr, np.ndarray) else arr
+    if t.dtype != torch.uint8:
+        raise TypeError(f"expected a uint8 image array, got dtype {t.dtype}")
+    if t.ndim == 2:
+        t = t.unsqueeze(-1)
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    if t.ndim != 4:
+        raise ValueError(f"expected (B,H,W,C), (H,W,C) or (H,W), got shape {tuple(t.shape)}")
+    _, h, w, c = t.shape
+    if (c, h, w) != spec.shape:
+        raise ValueError(
+            f"image of shape HWC={(h, w, c)} does not match the model's input "
+            f"HWC={(spec.height, spec.width, spec.channels)}; resize/convert it first"
+        )
+    x = t.permute(0, 3, 1, 2).to(torch.float32)
+    lo, hi = spec.value_range
+    if (lo, hi) == (-1.0, 1.0):
+        return (x / 127.5 - 1.0).contiguous()
+    return (lo + x / 255.0 * (hi - lo)).contiguous()
+
+
+def tensor_to_uint8(x: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:
+    """(B,C,H,W) float in [-1, 1] -> uint8 (B,H,W,C): u8 = round((x + 1) * 127.5), clamped."""
+    if x.ndim != 4:
+        raise ValueError(f"expected a (B,C,H,W) tensor, got shape {tuple(x.shape)}")
+    lo, hi = value_range
+    x = x.detach().to(torch.float32)
+    if (lo, hi) == (-1.0, 1.0):
+        u = torch.round((x + 1.0) * 127.5)
+    else:
+        u = torch.round((x - lo) / (hi - lo) * 255.0)
+    return u.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()
