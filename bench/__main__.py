@@ -1,0 +1,224 @@
+"""`python -m bench [--quick]`: measure everything in one run; write JSON and a Markdown table."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.compute import measure_compute, measure_samplers
+from bench.models import digit_images, locate_model
+from bench.report import check_targets, markdown
+from bench.servers import REPO
+from bench.serving import ServingPlan, measure_serving
+from bench.train_speed import seconds_per_iteration, time_to_accuracy
+from jem import SGLDConfig
+from model_store import ModelStore
+from training.data import load_digits_dataset
+
+__all__ = ["main"]
+
+SECTIONS = ("compute", "serving", "training")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (seconds, not minutes)")
+    p.add_argument(
+        "--out", type=Path, help="results directory (default: bench/results; --quick: a temp dir)"
+    )
+    p.add_argument("--store", type=Path, help="model store (default: the shipped one)")
+    p.add_argument("--model", default="digits-jem", help="model name to serve")
+    p.add_argument(
+        "--standin",
+        action="store_true",
+        help="an untrained model of the same shape, not the store's",
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads, here and in servers")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", action="append", choices=SECTIONS, help="run only these sections")
+    return p
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def _plan(quick: bool, threads: int, seed: int) -> dict[str, Any]:
+    if quick:
+        serving = ServingPlan(
+            duration_s=0.6,
+            warmup_s=0.1,
+            concurrencies=(1, 8),
+            batch_concurrencies=(1,),
+            batch_images=8,
+            gen_samples=8,
+            gen_steps=10,
+            gen_rounds=1,
+            threads=threads,
+            seed=seed,
+            rounds=2,
+        )
+        return {
+            "serving": serving,
+            "compute": {"batch": 64, "round_s": 0.05, "rounds": 2},
+            "samplers": {"batch": 64, "steps": 5, "rounds": 2},
+            "training": {
+                "steps": [0, 5],
+                "iterations": 3,
+                "tta": [("digits-baseline", 1.0)],
+                "target": 0.97,
+                "every": 5,
+            },
+        }
+    serving = ServingPlan(
+        duration_s=4.5,  # per row, split over the rounds
+        warmup_s=0.5,  # per row and round
+        concurrencies=(1, 8, 64),
+        batch_concurrencies=(1, 8),
+        batch_images=64,
+        gen_samples=64,
+        gen_steps=200,
+        gen_rounds=3,
+        threads=threads,
+        seed=seed,
+        rounds=3,
+    )
+    return {
+        "serving": serving,
+        "compute": {"batch": 64, "round_s": 1.0, "rounds": 5},
+        "samplers": {"batch": 64, "steps": 50, "rounds": 7},
+        "training": {
+            "steps": [0, 5, 10, 20],
+            "iterations": 40,
+            "tta": [("digits-baseline", 60.0), ("digits-jem", 240.0)],
+            "target": 0.97,
+            "every": 25,
+        },
+    }
+
+
+def _plan_json(plan: dict[str, Any]) -> dict[str, Any]:
+    out = dict(plan)
+    out["serving"] = vars(plan["serving"])
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    sections = set(args.only or SECTIONS)
+    plan = _plan(args.quick, args.threads, args.seed)
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "quick": args.quick,
+        "started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "seed": args.seed,
+        "plan": {**_plan_json(plan), "threads": args.threads},
+        "environment": {
+            "cpu_count": os.cpu_count(),
+            "load_before": list(os.getloadavg()),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "git_commit": _git_commit(),
+        },
+    }
+    data = load_digits_dataset(seed=0)
+    with tempfile.TemporaryDirectory(prefix="jem-bench-") as tmp:
+        scratch = Path(tmp)
+        source = locate_model(args.store, args.model, scratch, data, standin=args.standin)
+        results["model"] = source.to_dict()
+        print(f"model {source.ref} ({source.origin}) from {source.store}", flush=True)
+        model = ModelStore(source.store).load(source.ref).model.eval()
+        shape = data.spec.shape
+        g = torch.Generator().manual_seed(args.seed)
+        if "compute" in sections:
+            c = plan["compute"]
+            x = data.test.inputs()[: c["batch"]]
+            print("compute: raw forward, classify, grad-norm", flush=True)
+            results["compute"] = measure_compute(model, x, round_s=c["round_s"], rounds=c["rounds"])
+            s = plan["samplers"]
+            x0 = -1 + 2 * torch.rand((s["batch"], *shape), generator=g)
+            print("compute: bare sampler vs official-JEM-style loop", flush=True)
+            results["samplers"] = measure_samplers(
+                model, x0, SGLDConfig(steps=s["steps"]), seed=args.seed, rounds=s["rounds"]
+            )
+        if "serving" in sections:
+            sp: ServingPlan = plan["serving"]
+            images = digit_images(data, sp.batch_images)
+            logs = scratch / "logs"
+            logs.mkdir()
+            results["serving"] = asyncio.run(
+                measure_serving(source, model, shape, images, sp, logs)
+            )
+        if "training" in sections:
+            t = plan["training"]
+            print("training: seconds per iteration", flush=True)
+            training: dict[str, Any] = {
+                "seconds_per_iteration": seconds_per_iteration(
+                    t["steps"],
+                    t["iterations"],
+                    threads=args.threads,
+                    seed=args.seed,
+                    data=data,
+                    scratch=scratch,
+                ),
+                "time_to_accuracy": [],
+            }
+            for preset_name, cap_s in t["tta"]:
+                training["time_to_accuracy"].append(
+                    time_to_accuracy(
+                        preset_name,
+                        target=t["target"],
+                        every=t["every"],
+                        cap_s=cap_s,
+                        threads=args.threads,
+                        seed=args.seed,
+                        data=data,
+                        scratch=scratch,
+                    )
+                )
+            results["training"] = training
+            torch.set_num_threads(args.threads)
+    results["environment"]["load_after"] = list(os.getloadavg())
+    results["duration_s"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    results = run(args)
+    targets = check_targets(results)
+    results["targets"] = [t.to_dict() for t in targets]
+    table = markdown(results, targets)
+    out: Path = args.out or (
+        Path(tempfile.mkdtemp(prefix="jem-bench-quick-")) if args.quick else REPO / "bench/results"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (out / "latest.md").write_text(table, encoding="utf-8")
+    print()
+    print(table)
+    print(f"wrote {out / 'latest.json'} and {out / 'latest.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""A closed-loop load generator: `concurrency` async httpx workers, each sending back to back.
+
+Each worker sends a request, waits for the answer, sends the next. The first `warmup_s` seconds
+are not recorded; then requests that start and finish inside the `duration_s` window count.
+Bodies are encoded once, up front, so the client spends its time on HTTP, not on multipart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import httpx
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "Body",
+    "LoadResult",
+    "merge",
+    "multipart_body",
+    "pixels_body",
+    "png_bytes",
+    "run_load",
+    "timed_post",
+]
+
+
+@dataclass(frozen=True)
+class Body:
+    content: bytes
+    content_type: str
+    images: int
+    kind: str  # "multipart" (image files) or "pixels" (JSON arrays)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def multipart_body(images: Sequence[bytes]) -> Body:
+    """The body httpx itself would send for `files=[("files", png), ...]`, encoded once."""
+    files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
+    request = httpx.Request("POST", "http://bench/", files=files)
+    return Body(request.read(), request.headers["content-type"], len(images), "multipart")
+
+
+def pixels_body(arrays: Sequence[np.ndarray]) -> Body:
+    """The JSON alternative to uploads: uint8 pixel arrays, no image files to decode."""
+    payload = {"pixels": [a.tolist() for a in arrays], "pixel_format": "uint8"}
+    return Body(json.dumps(payload).encode(), "application/json", len(arrays), "pixels")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    concurrency: int
+    requests: int
+    errors: int
+    duration_s: float
+    requests_per_s: float
+    images_per_s: float
+    mean_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    error_statuses: dict[str, int]
+    sent: int  # every answered request, warm-up included (to divide CPU time by)
+    latencies: tuple[float, ...] = field(default=(), repr=False)  # seconds; not in to_dict
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        del d["latencies"]
+        return d
+
+
+def merge(results: Sequence[LoadResult], images: int) -> LoadResult:
+    """Pool several runs of the same load (e.g. interleaved rounds) into one result."""
+    errors: dict[str, int] = {}
+    for r in results:
+        for status, n in r.error_statuses.items():
+            errors[status] = errors.get(status, 0) + n
+    return _summary(
+        results[0].concurrency,
+        [t for r in results for t in r.latencies],
+        errors,
+        sum(r.duration_s for r in results),
+        images,
+        sum(r.sent for r in results),
+    )
+
+
+def _summary(
+    concurrency: int,
+    latencies: list[float],
+    errors: dict[str, int],
+    window: float,
+    images: int,
+    sent: int,
+) -> LoadResult:
+    lat = np.asarray(latencies, dtype=np.float64) * 1000.0
+    n = int(lat.size)
+
+    def pct(q: float) -> float:
+        return round(float(np.percentile(lat, q)), 3) if n else float("nan")
+
+    return LoadResult(
+        concurrency=concurrency,
+        requests=n,
+        errors=sum(errors.values()),
+        duration_s=round(window, 3),
+        requests_per_s=round(n / window, 2),
+        images_per_s=round(n * images / window, 1),
+        mean_ms=round(float(lat.mean()), 3) if n else float("nan"),
+        p50_ms=pct(50),
+        p95_ms=pct(95),
+        p99_ms=pct(99),
+        max_ms=round(float(lat.max()), 3) if n else float("nan"),
+        error_statuses=errors,
+        sent=sent,
+        latencies=tuple(latencies),
+    )
+
+
+async def run_load(
+    url: str, path: str, body: Body, *, concurrency: int, duration_s: float, warmup_s: float
+) -> LoadResult:
+    """Drive `POST url+path` with `body` from `concurrency` workers for warm-up + `duration_s`."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    headers = {"content-type": body.content_type}
+    # One client (one keep-alive connection) per worker: a single pool shared by many concurrent
+    # requests costs the client O(concurrency) work per request (httpcore). One TLS context for
+    # all: building one per client costs milliseconds each, even for plain http.
+    tls = ssl.create_default_context()
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    clients = [
+        httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0, verify=tls)
+        for _ in range(concurrency)
+    ]
+    loop = asyncio.get_running_loop()
+    start = loop.time() + warmup_s
+    end = start + duration_s
+    sent = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal sent
+        while (t0 := loop.time()) < end:
+            try:
+                response = await client.post(path, content=body.content, headers=headers)
+                status = str(response.status_code)
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            t1 = loop.time()
+            sent += 1
+            if t0 < start or t1 > end:
+                continue  # warm-up, or straddles the end of the window
+            if status != "200":
+                errors[status] = errors.get(status, 0) + 1
+                continue
+            latencies.append(t1 - t0)
+
+    try:
+        await asyncio.gather(*(worker(client) for client in clients))
+    finally:
+        for client in clients:
+            await client.aclose()
+    return _summary(concurrency, latencies, errors, duration_s, body.images, sent)
+
+
+async def timed_post(client: httpx.AsyncClient, path: str, payload: object) -> float:
+    """One JSON POST; its wall time in seconds. Raises on a non-200 answer."""
+    t0 = time.perf_counter()
+    response = await client.post(path, json=payload)
+    elapsed = time.perf_counter() - t0
+    if response.status_code != 200:
+        raise RuntimeError(f"POST {path} answered {response.status_code}: {response.text[:500]}")
+    return elapsed

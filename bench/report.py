@@ -1,0 +1,340 @@
+"""Targets checked against the measurements, and the Markdown table of one run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Target", "check_targets", "markdown"]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    goal: str
+    measured: str
+    passed: bool | None  # None: not measured in this run
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def find_row(
+    rows: list[dict[str, Any]],
+    server: str,
+    path: str,
+    images: int,
+    concurrency: int,
+    body: str = "multipart",
+) -> dict[str, Any] | None:
+    for row in rows:
+        if (
+            row["server"] == server
+            and row["path"] == path
+            and row["images"] == images
+            and row["concurrency"] == concurrency
+            and row["body"] == body
+        ):
+            return row
+    return None
+
+
+def _cpu_ratio(slow: dict[str, Any], fast: dict[str, Any], *, percent: bool = False) -> str:
+    """How many times `fast`'s server CPU per request fits in `slow`'s (the same as a throughput
+    ratio when the server is CPU-bound), with both costs."""
+    a, b = slow["server_cpu_ms_per_request"], fast["server_cpu_ms_per_request"]
+    if percent:
+        return f"{b / a:.0%} ({a:.2f} vs {b:.2f} ms)"
+    return f"{a / b:.2f}x ({a:.2f} vs {b:.2f} ms)"
+
+
+def _verdict(ok: bool | None) -> str:
+    return {True: "pass", False: "**FAIL**", None: "not run"}[ok]
+
+
+def check_targets(results: dict[str, Any]) -> list[Target]:
+    targets: list[Target] = []
+    serving = results.get("serving")
+    compute = results.get("compute")
+    name = results["model"]["ref"].split(":")[0]
+    predict = f"/v1/models/{name}/predict"
+    if serving:
+        rows = serving["rows"]
+        top = max(results["plan"]["serving"]["concurrencies"])
+        batch_cs = results["plan"]["serving"]["batch_concurrencies"]
+        n = results["plan"]["serving"]["batch_images"]
+        b = find_row(rows, "batched", predict, 1, top)
+        u = find_row(rows, "unbatched", predict, 1, top)
+        noop = find_row(rows, "bench-app", f"/bench/noop/{name}", 1, top)
+        b1 = find_row(rows, "batched", predict, 1, 1)
+        noop1 = find_row(rows, "bench-app", f"/bench/noop/{name}", 1, 1)
+        if b and u:
+            r = b["requests_per_s"] / u["requests_per_s"]
+            targets.append(
+                Target(
+                    f"batched vs unbatched throughput, concurrency {top}",
+                    ">= 3x",
+                    f"{r:.2f}x ({b['requests_per_s']:.0f} vs {u['requests_per_s']:.0f} req/s); "
+                    f"by server CPU per request: {_cpu_ratio(u, b)}",
+                    r >= 3.0,
+                )
+            )
+        if b and noop:
+            r = b["requests_per_s"] / noop["requests_per_s"]
+            targets.append(
+                Target(
+                    f"batched vs no-op throughput, concurrency {top}",
+                    ">= 60%",
+                    f"{r:.0%} ({b['requests_per_s']:.0f} vs {noop['requests_per_s']:.0f} req/s); "
+                    f"by server CPU per request: {_cpu_ratio(b, noop, percent=True)}",
+                    r >= 0.6,
+                )
+            )
+        if b1 and noop1:
+            d = b1["p99_ms"] - noop1["p99_ms"]
+            targets.append(
+                Target(
+                    "p99 at concurrency 1, predict minus no-op",
+                    "<= 2 ms",
+                    f"{d:+.2f} ms ({b1['p99_ms']:.2f} vs {noop1['p99_ms']:.2f} ms)",
+                    d <= 2.0,
+                )
+            )
+        many = [find_row(rows, "batched", predict, n, c) for c in batch_cs]
+        best = max((r for r in many if r), key=lambda r: r["images_per_s"], default=None)
+        pixels = [find_row(rows, "batched", predict, n, c, "pixels") for c in batch_cs]
+        best_px = max((r for r in pixels if r), key=lambda r: r["images_per_s"], default=None)
+        if best and compute:
+            ceiling = compute["forward_images_per_s"]["per_s"]
+            r = best["images_per_s"] / ceiling
+            also = f"; JSON pixels: {best_px['images_per_s'] / ceiling:.1%}" if best_px else ""
+            targets.append(
+                Target(
+                    f"{n}-image requests (PNG uploads) vs raw batched forward (images/s)",
+                    ">= 50%",
+                    f"{r:.1%} ({best['images_per_s']:.0f} at c={best['concurrency']} "
+                    f"vs {ceiling:.0f} images/s{also})",
+                    r >= 0.5,
+                )
+            )
+        c = max(batch_cs)
+        plain = find_row(rows, "batched", predict, n, c)
+        full = find_row(rows, "batched", predict + "?ood=full", n, c)
+        if plain and full:
+            r = plain["images_per_s"] / full["images_per_s"]
+            targets.append(
+                Target(
+                    "grad-norm (?ood=full) cost per image vs plain predict (service)",
+                    "<= 3x",
+                    f"{r:.2f}x ({full['images_per_s']:.0f} vs {plain['images_per_s']:.0f} "
+                    f"images/s, {n}-image requests, c={c})",
+                    r <= 3.0,
+                )
+            )
+        gen = serving["generation"]
+        targets.append(
+            Target(
+                "service generation overhead over the bare sampler",
+                "< 10%",
+                f"{gen['service_overhead']:+.1%} ({gen['service_steps_per_s']:.0f} vs "
+                f"{gen['bare_steps_per_s']:.0f} steps/s, batch {gen['samples']})",
+                gen["service_overhead"] < 0.10,
+            )
+        )
+    samplers = results.get("samplers")
+    if samplers:
+        r = samplers["bare_over_reference"]
+        targets.append(
+            Target(
+                "bare sampler vs official-JEM-style loop (steps/s)",
+                ">= 1.2x",
+                f"{r:.2f}x ({samplers['bare_steps_per_s']['per_s']:.0f} vs "
+                f"{samplers['reference_steps_per_s']['per_s']:.0f} steps/s)",
+                r >= 1.2,
+            )
+        )
+    return targets
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _serving_table(results: dict[str, Any]) -> list[str]:
+    rows = results["serving"]["rows"]
+    name = results["model"]["ref"].split(":")[0]
+    noop = {
+        r["concurrency"]: r for r in rows if r["path"] == f"/bench/noop/{name}" and r["images"] == 1
+    }
+    lines = [
+        _row(
+            "server",
+            "endpoint",
+            "images/req",
+            "conc",
+            "req/s",
+            "images/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "req/s vs no-op",
+            "server CPU ms/req",
+            "CPU server / client",
+            "errors",
+        ),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ref = noop.get(r["concurrency"]) if r["images"] == 1 else None
+        ratio = f"{r['requests_per_s'] / ref['requests_per_s']:.0%}" if ref else "-"
+        path = r["path"].replace(f"/v1/models/{name}", "…").replace(f"/{name}", "/…")
+        path = f"`{path}`" + (" (JSON pixels)" if r["body"] == "pixels" else "")
+        lines.append(
+            _row(
+                r["server"],
+                path,
+                r["images"],
+                r["concurrency"],
+                _fmt(r["requests_per_s"]),
+                _fmt(r["images_per_s"], 0),
+                _fmt(r["p50_ms"], 2),
+                _fmt(r["p95_ms"], 2),
+                _fmt(r["p99_ms"], 2),
+                ratio,
+                _fmt(r["server_cpu_ms_per_request"], 2),
+                f"{r['server_cpu']:.2f} / {r['client_cpu']:.2f}",
+                r["errors"],
+            )
+        )
+    mem = results["serving"]["memory"]
+    lines += ["", "Peak RSS of the service process under load (psutil, sampled every 50 ms):", ""]
+    lines += [f"- {k}: {v['peak_mb']} MB peak ({v['idle_mb']} MB idle)" for k, v in mem.items()]
+    return lines
+
+
+def _compute_table(c: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## Compute, in-process (batch {c['batch']})",
+        "",
+        "| path | images/s (median) | best round |",
+        "|---|---:|---:|",
+    ]
+    for key, label in [
+        ("forward_images_per_s", "raw forward, inference_mode (the ceiling)"),
+        ("classify_images_per_s", "forward + softmax"),
+        ("grad_norm_images_per_s", "grad-norm score (forward + input gradient)"),
+        ("classify_batch1_images_per_s", "forward + softmax, batch 1"),
+    ]:
+        lines.append(_row(label, _fmt(c[key]["per_s"], 0), _fmt(c[key]["best_per_s"], 0)))
+    ratio = c["grad_norm_cost_ratio"]
+    lines += ["", f"In-process, grad-norm costs {ratio:.2f}x forward + softmax per image."]
+    return lines
+
+
+def _generation_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Generation (SGLD steps/s)",
+        "",
+        "Relative: the median of round-by-round ratios (the runs are interleaved).",
+        "",
+        "| sampler | steps/s (median) | relative |",
+        "|---|---:|---:|",
+    ]
+    s = results.get("samplers")
+    if s:
+        ref = s["reference_steps_per_s"]["per_s"]
+        back = s["backward_steps_per_s"]["per_s"]
+        bare = s["bare_steps_per_s"]["per_s"]
+        b = s["batch"]
+        lines.append(_row(f"official-JEM-style loop, batch {b}", _fmt(ref), "1.00"))
+        rel_bare = s["bare_over_reference"]
+        rel_back = rel_bare / s["bare_over_backward"]
+        lines.append(_row(f"`.backward()` loop, batch {b}", _fmt(back), f"{rel_back:.2f}"))
+        lines.append(_row(f"`jem.sgld_sample`, batch {b}", _fmt(bare), f"{rel_bare:.2f}"))
+    if "serving" in results:
+        g = results["serving"]["generation"]
+        n, steps = g["samples"], g["steps"]
+        lines.append(
+            _row(f"`jem.sgld_sample`, {n} x {steps} steps", _fmt(g["bare_steps_per_s"]), "1.00")
+        )
+        speed = 1 / (1 + g["service_overhead"])
+        lines.append(
+            _row(
+                f"service `/generate`, {n} x {steps} steps",
+                _fmt(g["service_steps_per_s"]),
+                f"{speed:.2f}",
+            )
+        )
+    return lines
+
+
+def _training_table(t: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Training (digits preset, `training.Trainer`)",
+        "",
+        "| SGLD steps | ms / iteration | vs baseline |",
+        "|---:|---:|---:|",
+    ]
+    for e in t["seconds_per_iteration"].values():
+        ms = e["seconds_per_iteration"] * 1000
+        lines.append(_row(e["sgld_steps"], f"{ms:.1f}", e.get("relative_to_baseline", "-")))
+    for tta in t["time_to_accuracy"]:
+        if tta["reached"]:
+            where = f"{tta['seconds']:.1f} s ({tta['iterations']} iterations)"
+        else:
+            where = (
+                f"not reached within {tta['cap_s']:.0f} s ({tta['iterations_run']} iterations, "
+                f"best {tta['best_test_accuracy'] or 0:.1%})"
+            )
+        lines += [
+            "",
+            f"`{tta['preset']}` to {tta['target']:.0%} test accuracy: {where}; test accuracy "
+            f"read every {tta['evaluated_every']} iterations, evaluation off the clock.",
+        ]
+    return lines
+
+
+def markdown(results: dict[str, Any], targets: list[Target]) -> str:
+    env = results["environment"]
+    load = f"{env['load_before'][0]:.2f} before, {env['load_after'][0]:.2f} after"
+    lines = [
+        f"# Benchmark results ({'quick' if results['quick'] else 'full'} run)",
+        "",
+        f"{results['started_at']} · model `{results['model']['ref']}` "
+        f"({results['model']['origin']}) · {env['cpu_count']} CPUs · load average {load} · "
+        f"torch threads {results['plan']['threads']} · torch {env['torch']} · "
+        f"seed {results['seed']} · {results['duration_s']:.0f} s",
+        "",
+        "## Targets",
+        "",
+        "| target | goal | measured | verdict |",
+        "|---|---|---|---|",
+    ]
+    lines += [_row(t.name, t.goal, t.measured, _verdict(t.passed)) for t in targets]
+    trained = results["model"].get("trained") or {}
+    if trained.get("duration_s") is not None:
+        acc = trained.get("test_accuracy")
+        lines += [
+            "",
+            f"The measured model's own training run (from its manifest): {trained['step']} "
+            f"iterations in {trained['duration_s']} s"
+            + (f", test accuracy {acc:.1%}." if isinstance(acc, float) else "."),
+        ]
+    if "serving" in results:
+        lines += ["", "## Serving (loopback, real uvicorn processes)", ""]
+        lines += _serving_table(results)
+    if "compute" in results:
+        lines += ["", *_compute_table(results["compute"])]
+    if "samplers" in results or "serving" in results:
+        lines += ["", *_generation_table(results)]
+    if "training" in results:
+        lines += ["", *_training_table(results["training"])]
+    return "\n".join(lines) + "\n"

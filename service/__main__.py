@@ -1,0 +1,88 @@
+"""`python -m service [--host H] [--port P] [--workers N]`: serve with uvicorn.
+
+Every option defaults to its `JEM_*` environment variable (see docs/service.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import uvicorn
+
+from service.logs import log_config
+from service.settings import Settings
+
+__all__ = ["main"]
+
+
+def _parser(s: Settings) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    p.add_argument("--host", default=s.host, help="bind address (JEM_HOST)")
+    p.add_argument("--port", type=int, default=s.port, help="port (JEM_PORT)")
+    p.add_argument(
+        "--workers", type=int, default=s.workers, help="processes; metrics are shared (JEM_WORKERS)"
+    )
+    p.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=s.limit_concurrency,
+        help="open connections before uvicorn answers 503 (JEM_LIMIT_CONCURRENCY)",
+    )
+    p.add_argument(
+        "--timeout-keep-alive",
+        type=int,
+        default=s.timeout_keep_alive_s,
+        help="idle keep-alive seconds (JEM_TIMEOUT_KEEP_ALIVE_S)",
+    )
+    p.add_argument(
+        "--graceful-shutdown-s",
+        type=int,
+        default=s.graceful_shutdown_s,
+        help="on SIGTERM, seconds to finish in-flight requests (JEM_GRACEFUL_SHUTDOWN_S)",
+    )
+    return p
+
+
+def _prepare_multiprocess_dir(workers: int) -> None:
+    """Several workers need PROMETHEUS_MULTIPROC_DIR; create one if unset, and start it empty."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory is None and workers > 1:
+        directory = tempfile.mkdtemp(prefix="jem-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    if directory is not None:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):  # left by an earlier run: would be added to this one's
+            stale.unlink()
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = Settings()  # fail fast on a bad JEM_* variable, before forking workers
+    args = _parser(settings).parse_args(argv)
+    _prepare_multiprocess_dir(args.workers)
+    uvicorn.run(
+        "service.asgi:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=log_config(settings.log_level),
+        access_log=False,  # the app logs every request itself, with its request id
+        limit_concurrency=args.limit_concurrency,
+        timeout_keep_alive=args.timeout_keep_alive,
+        timeout_graceful_shutdown=args.graceful_shutdown_s,
+        # uvicorn kills a worker that misses a 5 s ping by default; importing torch in a fresh
+        # worker on a busy or CPU-limited host takes longer, and --workers N never came up
+        timeout_worker_healthcheck=settings.worker_healthcheck_timeout_s,
+        # h11 caps the request line + headers (httptools has no setting for it)
+        http="h11",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

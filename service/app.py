@@ -1,0 +1,86 @@
+"""The FastAPI application: `create_app(settings)`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.errors import install_error_handlers
+from service.metrics import Metrics
+from service.middleware import (
+    BodyLimitMiddleware,
+    HeaderLimitMiddleware,
+    RequestContextMiddleware,
+)
+from service.routes import ops_router, v1_router
+from service.runtime import Runtime
+from service.schemas import PredictJSON
+from service.settings import Settings
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("service.app")
+
+DESCRIPTION = """
+Classify images with a Joint Energy-based Model (JEM): label, calibrated confidence
+(softmax(logits / T)), energy E(x) = -logsumexp(logits) and out-of-distribution verdicts;
+sample new images by SGLD on the model's energy.
+
+Every OOD score points the same way: **higher = more likely out-of-distribution**.
+Thresholds let 95% of a held-out in-distribution split pass; `percentile` says where a score
+falls among those in-distribution inputs.
+
+Errors always have the shape `{"error": {"code": "...", "message": "..."}}`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, metrics: Metrics | None = None) -> FastAPI:
+    settings = settings if settings is not None else Settings()
+    runtime = Runtime(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.start()
+        try:
+            yield
+        finally:
+            # uvicorn has already let in-flight requests finish (timeout_graceful_shutdown);
+            # drain whatever is still queued, then release the threads.
+            await runtime.close()
+            logger.info("stopped")
+
+    app = FastAPI(
+        title="JEM service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(v1_router)
+    app.include_router(ops_router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=runtime.metrics,
+        known_model=lambda name: name in runtime.predictors,
+    )
+
+    # PredictJSON is parsed by hand (the route also takes multipart); list it for OpenAPI.
+    original = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            schema = original()
+            schema.setdefault("components", {}).setdefault("schemas", {})["PredictJSON"] = (
+                PredictJSON.model_json_schema(ref_template="#/components/schemas/{model}")
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,204 @@
+"""Micro-batching: concurrent requests for one model are gathered into one forward pass.
+
+A bounded asyncio queue per (model, kind); one worker task takes the first waiting request, then
+gathers more until the batch holds `max_batch_size` images or `max_wait_s` has passed, and runs
+the model in its own thread so the event loop keeps serving. Requests carry a deadline: expired
+ones are dropped before compute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import torch
+
+from service.errors import DeadlineExceeded, NotReady, Overloaded
+from service.metrics import Metrics
+
+__all__ = ["BatchFn", "BatchTiming", "MicroBatcher"]
+
+BatchFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class BatchTiming:
+    queue_s: float
+    compute_s: float
+    batch_size: int
+
+
+@dataclass(eq=False)
+class _Item:
+    x: torch.Tensor
+    future: asyncio.Future[tuple[dict[str, torch.Tensor], BatchTiming]]
+    enqueued: float
+    deadline: float
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = int(self.x.shape[0])
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        fn: BatchFn,
+        *,
+        model: str,
+        kind: str,
+        metrics: Metrics,
+        max_batch_size: int,
+        max_wait_s: float,
+        queue_size: int,
+        timeout_s: float,
+        retry_after_s: int = 1,
+    ) -> None:
+        self._fn = fn
+        self.model = model
+        self.kind = kind
+        self._metrics = metrics
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.timeout_s = timeout_s
+        self.retry_after_s = retry_after_s
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
+        self._arrived = asyncio.Event()
+        self._carry: _Item | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{model}-{kind}")
+        self._closed = False
+        self._worker: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize() + (self._carry is not None)
+
+    async def submit(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], BatchTiming]:
+        """Run `fn` on `x` (B, ...) as part of a batch; returns this request's slice of outputs."""
+        if self._closed:
+            raise NotReady(
+                "the service is shutting down; retry on another replica", retry_after_s=1
+            )
+        loop = asyncio.get_running_loop()
+        item = _Item(x, loop.create_future(), time.perf_counter(), loop.time() + self.timeout_s)
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._metrics.queue_rejections.labels(self.model).inc()
+            raise Overloaded(
+                f"model {self.model!r} has {self._queue.maxsize} requests waiting "
+                "(JEM_QUEUE_SIZE); retry after the Retry-After delay",
+                retry_after_s=self.retry_after_s,
+            ) from None
+        self._idle.clear()
+        self._metrics.queue_depth.labels(self.model).set(self.depth)
+        self._arrived.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(item.future), self.timeout_s)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"request not finished within {self.timeout_s:g} s (JEM_REQUEST_TIMEOUT_S): "
+                "the service is overloaded; retry later or send fewer images"
+            ) from None
+        finally:
+            if not item.future.done():
+                item.future.cancel()
+
+    async def _next(self) -> _Item:
+        if self._carry is not None:
+            item, self._carry = self._carry, None
+            return item
+        return await self._queue.get()
+
+    async def _gather(self) -> list[_Item]:
+        loop = asyncio.get_running_loop()
+        items = [await self._next()]
+        total = items[0].size
+        until = loop.time() + self.max_wait_s
+        while total < self.max_batch_size:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = until - loop.time()
+                if remaining <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except TimeoutError:
+                    break
+                continue
+            if total + item.size > self.max_batch_size:
+                self._carry = item  # starts the next batch
+                break
+            items.append(item)
+            total += item.size
+        return items
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = await self._gather()
+            self._metrics.queue_depth.labels(self.model).set(self.depth)
+            now = loop.time()
+            live = []
+            for item in items:
+                if item.future.done():
+                    continue  # the client gave up
+                if item.deadline <= now:
+                    item.future.set_exception(
+                        DeadlineExceeded(
+                            f"request waited {self.timeout_s:g} s (JEM_REQUEST_TIMEOUT_S) "
+                            "in the queue; the service is overloaded, retry later"
+                        )
+                    )
+                    continue
+                live.append(item)
+            if live:
+                await self._compute(live)
+            if self.depth == 0:
+                self._idle.set()
+
+    async def _compute(self, items: list[_Item]) -> None:
+        start = time.perf_counter()
+        x = torch.cat([item.x for item in items]) if len(items) > 1 else items[0].x
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._fn, x)
+        except Exception as exc:
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        compute_s = time.perf_counter() - start
+        size = int(x.shape[0])
+        self._metrics.compute.labels(self.model, self.kind).observe(compute_s)
+        self._metrics.batch_size.labels(self.model).observe(size)
+        offset = 0
+        for item in items:
+            part = {k: v[offset : offset + item.size] for k, v in outputs.items()}
+            offset += item.size
+            queue_s = start - item.enqueued
+            self._metrics.queue_wait.labels(self.model).observe(queue_s)
+            if not item.future.done():
+                item.future.set_result((part, BatchTiming(queue_s, compute_s, size)))
+
+    async def close(self, timeout_s: float = 30.0) -> None:
+        """Refuse new requests, finish the queued ones (up to `timeout_s`), stop the worker."""
+        self._closed = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self._executor.shutdown(wait=True, cancel_futures=True)

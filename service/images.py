@@ -1,0 +1,246 @@
+"""Turning client input (image files, base64, pixel arrays) into model tensors, and back."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from jem import InputSpec, tensor_to_uint8, uint8_to_tensor
+from service.errors import (
+    CorruptImage,
+    ImageTooLarge,
+    InvalidInput,
+    NotAnImage,
+    UnsupportedImageFormat,
+)
+
+__all__ = [
+    "SUPPORTED_FORMATS",
+    "PixelFormat",
+    "decode_base64",
+    "decode_image",
+    "encode_png",
+    "images_to_tensor",
+    "make_grid",
+    "pixels_to_tensor",
+    "tensor_to_images",
+]
+
+SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+PixelFormat = Literal["float", "uint8"]
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+}
+
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _sniff(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for magic, fmt in _MAGIC if data.startswith(magic)), None)
+
+
+def _open(data: bytes, formats: tuple[str, ...] | None) -> Image.Image:
+    with warnings.catch_warnings():
+        # Pillow's own decompression-bomb guard warns below 2x its limit: make that an error too.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data), formats=formats)
+
+
+def decode_image(
+    data: bytes, spec: InputSpec, *, max_pixels: int, name: str = "image"
+) -> np.ndarray:
+    """Decode one uploaded image to uint8 pixels (H, W) or (H, W, 3) in the model's input spec."""
+    if not data:
+        raise NotAnImage(f"{name}: empty file; send PNG, JPEG, BMP, GIF, TIFF or WebP bytes")
+    try:
+        image = _open(data, SUPPORTED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"{name}: {exc}") from exc
+    except UnidentifiedImageError:
+        try:
+            other = _open(data, None)
+        except Exception:
+            fmt = _sniff(data)
+            if fmt is not None:
+                raise CorruptImage(f"{name}: truncated or corrupt {fmt} file") from None
+            raise NotAnImage(
+                f"{name}: not an image Pillow can read; send PNG, JPEG, BMP, GIF, TIFF or WebP"
+            ) from None
+        raise UnsupportedImageFormat(
+            f"{name}: {other.format} images are not accepted; "
+            f"send one of {', '.join(SUPPORTED_FORMATS)}"
+        ) from None
+    except Exception as exc:
+        fmt = _sniff(data) or "image"
+        raise CorruptImage(f"{name}: truncated or corrupt {fmt} file ({exc})") from exc
+
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of "
+            f"{max_pixels} (JEM_MAX_IMAGE_PIXELS); downscale it before sending"
+        )
+    try:
+        # verify() walks the whole file (chunk CRCs for PNG) without decoding; it leaves the
+        # image unusable, so decode from a fresh handle afterwards.
+        image.verify()
+        image = _open(data, SUPPORTED_FORMATS)
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+        array = _convert(image, spec)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"{name}: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise CorruptImage(f"{name}: truncated or corrupt {image.format} file ({exc})") from exc
+    return array
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit (and 32-bit integer) greyscale to 8 bits by scaling: convert("L") would clip every
+    value above 255 to white."""
+    wide = np.asarray(image, dtype=np.float64)
+    return Image.fromarray(np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8), "L")
+
+
+def _convert(image: Image.Image, spec: InputSpec) -> np.ndarray:
+    if image.mode.startswith("I;16") or image.mode == "I":
+        image = _to_8bit(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        # Transparent areas become background: white for dark-on-light inputs, else black.
+        rgba = image.convert("RGBA")
+        background = Image.new(
+            "RGBA", rgba.size, (255, 255, 255, 255) if spec.invert else (0, 0, 0, 255)
+        )
+        image = Image.alpha_composite(background, rgba)
+    image = image.convert(spec.color_mode)
+    if spec.invert:
+        image = ImageOps.invert(image)
+    if image.size != (spec.width, spec.height):
+        image = image.resize((spec.width, spec.height), resample=_RESAMPLE[spec.resample])
+    return np.asarray(image, dtype=np.uint8)
+
+
+def images_to_tensor(arrays: Sequence[np.ndarray], spec: InputSpec) -> torch.Tensor:
+    batch = np.stack([a if a.ndim == 3 else a[:, :, None] for a in arrays])
+    return uint8_to_tensor(batch, spec)
+
+
+def decode_base64(value: str, *, name: str) -> bytes:
+    if value.startswith("data:"):
+        _, _, value = value.partition(",")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise NotAnImage(f"{name}: not valid base64 ({exc})") from exc
+
+
+def pixels_to_tensor(
+    pixels: Sequence[Any], spec: InputSpec, pixel_format: PixelFormat
+) -> torch.Tensor:
+    """Validate pixel arrays in the model's input shape (C, H, W) and return a (B, C, H, W) batch.
+
+    `float`: values in the spec's value range (default [-1, 1]); `uint8`: integers 0..255.
+    A one-channel model also accepts (H, W) per image.
+    """
+    expected = spec.shape
+    try:
+        raw = np.asarray(pixels)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(
+            "pixels: every image must be a nested list of numbers of shape "
+            f"{list(expected)} ({exc})"
+        ) from exc
+    if raw.size and raw.dtype.kind not in "iuf":  # strings, booleans, nulls, mixed types
+        raise InvalidInput(
+            "pixels: every image must be a nested list of numbers; strings, booleans, nulls "
+            "and integers beyond 64 bits are refused"
+        )
+    array = raw.astype(np.float64)
+    if array.ndim == 3 and expected[0] == 1:
+        array = array[:, None]
+    if array.ndim != 4 or tuple(array.shape[1:]) != expected:
+        raise InvalidInput(
+            f"pixels: got an array of shape {list(array.shape)}; expected "
+            f"[N, {', '.join(map(str, expected))}] (N images in the model's input shape)"
+        )
+    if not np.isfinite(array).all():
+        raise InvalidInput("pixels: NaN or infinite values are not allowed")
+    if pixel_format == "uint8":
+        if array.min() < 0 or array.max() > 255 or not np.array_equal(array, np.round(array)):
+            raise InvalidInput(
+                "pixels: with pixel_format 'uint8' values must be integers in 0..255"
+            )
+        return uint8_to_tensor(array.astype(np.uint8).transpose(0, 2, 3, 1), spec)
+    low, high = spec.value_range
+    if array.min() < low or array.max() > high:
+        raise InvalidInput(
+            f"pixels: values must lie in [{low}, {high}] with pixel_format 'float' "
+            f"(got {array.min():.4g}..{array.max():.4g}); send 0..255 with pixel_format 'uint8'"
+        )
+    return torch.from_numpy(array.astype(np.float32))
+
+
+def tensor_to_images(x: torch.Tensor, spec: InputSpec) -> list[Image.Image]:
+    """Model-space tensors (B, C, H, W) to PIL images as a client would upload them."""
+    u8 = tensor_to_uint8(x, spec.value_range).numpy()
+    images = []
+    for arr in u8:
+        image = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr, mode=None)
+        images.append(ImageOps.invert(image) if spec.invert else image)
+    return images
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_grid(images: Sequence[Image.Image], *, min_cell: int = 32, pad: int = 2) -> Image.Image:
+    """Tile images into a near-square grid, upscaled (nearest) so each cell is >= min_cell px."""
+    if not images:
+        raise InvalidInput("cannot make a grid of zero images")
+    width, height = images[0].size
+    scale = max(1, math.ceil(min_cell / max(1, min(width, height))))
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    cell_w, cell_h = width * scale, height * scale
+    grid = Image.new(
+        images[0].mode,
+        (cols * (cell_w + pad) + pad, rows * (cell_h + pad) + pad),
+        color=128 if images[0].mode == "L" else (128, 128, 128),
+    )
+    for i, image in enumerate(images):
+        r, c = divmod(i, cols)
+        grid.paste(
+            image.resize((cell_w, cell_h), Image.Resampling.NEAREST),
+            (pad + c * (cell_w + pad), pad + r * (cell_h + pad)),
+        )
+    return grid

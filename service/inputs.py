@@ -1,0 +1,90 @@
+"""Reading a predict/ood request body (multipart uploads or JSON) into one model batch."""
+
+from __future__ import annotations
+
+import asyncio
+
+import torch
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from jem import InputSpec
+from service.errors import InvalidInput, TooManyImages, UnsupportedMediaType
+from service.images import decode_base64, decode_image, images_to_tensor, pixels_to_tensor
+from service.schemas import PredictJSON
+from service.settings import Settings
+
+__all__ = ["read_batch"]
+
+
+def _too_many(n: int, limit: int) -> TooManyImages:
+    return TooManyImages(
+        f"{n} images in one request; the limit is {limit} (JEM_MAX_IMAGES_PER_REQUEST): "
+        "split them over several requests"
+    )
+
+
+def _decode_all(blobs: list[tuple[str, bytes]], spec: InputSpec, max_pixels: int) -> torch.Tensor:
+    arrays = [decode_image(data, spec, max_pixels=max_pixels, name=name) for name, data in blobs]
+    return images_to_tensor(arrays, spec)
+
+
+async def _multipart(request: Request, settings: Settings) -> list[tuple[str, bytes]]:
+    limit = settings.max_images_per_request
+    try:
+        form = await request.form(max_files=limit, max_fields=limit, max_part_size=1024 * 1024)
+    except HTTPException as exc:
+        if "Too many files" in str(exc.detail):
+            raise TooManyImages(
+                f"more than {limit} files in one request (JEM_MAX_IMAGES_PER_REQUEST): "
+                "split them over several requests"
+            ) from None
+        raise InvalidInput(f"multipart body: {exc.detail}") from None
+    try:
+        blobs: list[tuple[str, bytes]] = []
+        for field, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                blobs.append((f"{field}[{value.filename or len(blobs)}]", await value.read()))
+    finally:
+        await form.close()
+    if not blobs:
+        raise InvalidInput("multipart body holds no files; send images as file parts ('files')")
+    return blobs
+
+
+async def read_batch(request: Request, spec: InputSpec, settings: Settings) -> torch.Tensor:
+    """The request's images as one (B, C, H, W) tensor in the model's input spec."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        blobs = await _multipart(request, settings)
+    elif content_type == "application/json":
+        try:
+            body = PredictJSON.model_validate_json(await request.body())
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+            )
+            raise InvalidInput(f"invalid JSON body: {problems}") from None
+        if (body.images is None) == (body.pixels is None):
+            raise InvalidInput("send exactly one of 'images' (base64 files) or 'pixels' (arrays)")
+        items = body.images if body.images is not None else body.pixels
+        assert items is not None
+        if not items:
+            raise InvalidInput("no images in the request")
+        if len(items) > settings.max_images_per_request:
+            raise _too_many(len(items), settings.max_images_per_request)
+        if body.pixels is not None:
+            return pixels_to_tensor(body.pixels, spec, body.pixel_format)
+        blobs = [
+            (f"images[{i}]", decode_base64(s, name=f"images[{i}]")) for i, s in enumerate(items)
+        ]
+    else:
+        raise UnsupportedMediaType(
+            f"content type {content_type or 'missing'!r}: send multipart/form-data file uploads "
+            "or application/json"
+        )
+    if len(blobs) > settings.max_images_per_request:
+        raise _too_many(len(blobs), settings.max_images_per_request)
+    return await asyncio.to_thread(_decode_all, blobs, spec, settings.max_image_pixels)

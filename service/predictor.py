@@ -1,0 +1,353 @@
+"""The Predictor: one loaded model and everything the service asks of it. No HTTP here."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from jem import InputSpec, energy_from_logits
+from jem.ood import grad_norm_score
+from jem.sgld import SGLDConfig, sgld_sample
+from model_store import LoadedModel, ScoreCalibration
+from service.errors import GenerationTimeout, InvalidParameters
+from service.images import encode_png, tensor_to_images
+from service.schemas import (
+    ClassProbability,
+    GeneratedSample,
+    GenerateRequest,
+    GenerationParameters,
+    ModelInfo,
+    OODResult,
+    Prediction,
+    ScoreVerdict,
+)
+
+__all__ = ["Generated", "GenerationLimits", "Predictor"]
+
+Outputs = dict[str, torch.Tensor]
+_CHUNK_STEPS = 10  # SGLD steps between time-budget checks
+
+
+@dataclass(frozen=True)
+class GenerationLimits:
+    max_samples: int
+    max_steps: int
+    max_step_size: float
+    max_noise_std: float
+
+
+@dataclass(frozen=True)
+class Generated:
+    x: torch.Tensor  # (B, C, H, W) in the model's value range
+    samples: list[GeneratedSample]
+
+
+class Predictor:
+    """Owns a `LoadedModel` and its calibration; classify / OOD / generate run on tensors."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.model = loaded.model.eval()
+        # A serving model never trains: parameters stay frozen, so concurrent gradient paths
+        # (grad-norm, SGLD) that save and restore requires_grad cannot race each other.
+        self.model.requires_grad_(False)
+        manifest = loaded.manifest
+        self.name = manifest.name
+        self.version = manifest.version
+        self.backbone = manifest.backbone.name
+        self.spec: InputSpec = loaded.input_spec
+        self.class_names = list(manifest.class_names)
+        calibration = manifest.calibration
+        self.calibrated = calibration is not None
+        self.temperature = float(calibration.temperature) if calibration is not None else 1.0
+        self.scores: dict[str, ScoreCalibration] = dict(calibration.scores) if calibration else {}
+        buffer = loaded.buffer
+        self.buffer_x = buffer["x"].float() if buffer and "x" in buffer else None
+        self.buffer_starts = buffer["starts"].long() if buffer and "starts" in buffer else None
+
+    # ---- classification and OOD -----------------------------------------------------------
+
+    def classify_batch(self, x: torch.Tensor) -> Outputs:
+        """Logits, calibrated probabilities, energy and max-softmax score for a batch."""
+        with torch.inference_mode():
+            logits = self.model(x)
+            probs = torch.softmax(logits / self.temperature, dim=-1)
+            return {
+                "logits": logits,
+                "probs": probs,
+                "energy": energy_from_logits(logits),
+                "max_softmax": 1.0 - probs.amax(dim=-1),
+            }
+
+    def grad_batch(self, x: torch.Tensor) -> Outputs:
+        """||grad_x log p(x)||: autograd on, parameter gradients off (see jem.ood)."""
+        return {"grad_norm": grad_norm_score(self.model, x)}
+
+    def verdict(self, score: str, value: float) -> ScoreVerdict:
+        cal = self.scores.get(score)
+        if cal is None:
+            return ScoreVerdict(score=value, threshold=None, flagged=None, percentile=None)
+        return ScoreVerdict(
+            score=value,
+            threshold=cal.threshold,
+            flagged=cal.is_ood(value),
+            percentile=round(cal.percentile(value), 3),
+        )
+
+    def predictions(self, out: Outputs, grad: Outputs | None, top_k: int) -> list[Prediction]:
+        k = min(top_k, len(self.class_names))
+        top_p, top_i = out["probs"].topk(k, dim=-1)
+        results = []
+        for i in range(out["probs"].shape[0]):
+            labels = top_i[i].tolist()
+            energy = float(out["energy"][i])
+            ood = {"energy": self.verdict("energy", energy)}
+            if grad is not None:
+                ood["grad_norm"] = self.verdict("grad_norm", float(grad["grad_norm"][i]))
+            results.append(
+                Prediction(
+                    index=i,
+                    label=labels[0],
+                    class_name=self.class_names[labels[0]],
+                    confidence=float(top_p[i, 0]),
+                    top_k=[
+                        ClassProbability(
+                            label=j, class_name=self.class_names[j], probability=float(p)
+                        )
+                        for j, p in zip(labels, top_p[i].tolist(), strict=True)
+                    ],
+                    energy=energy,
+                    ood=ood,
+                )
+            )
+        return results
+
+    def ood_results(self, out: Outputs, grad: Outputs) -> list[OODResult]:
+        labels = out["probs"].argmax(dim=-1).tolist()
+        results = []
+        for i, label in enumerate(labels):
+            scores = {
+                "energy": self.verdict("energy", float(out["energy"][i])),
+                "grad_norm": self.verdict("grad_norm", float(grad["grad_norm"][i])),
+                "max_softmax": self.verdict("max_softmax", float(out["max_softmax"][i])),
+            }
+            flagged_by = self._combined(scores)
+            combined = bool(flagged_by) if self.scores else None
+            results.append(
+                OODResult(
+                    index=i,
+                    scores=scores,
+                    flagged=combined,
+                    flagged_by=flagged_by,
+                    label=label,
+                    class_name=self.class_names[label],
+                )
+            )
+        return results
+
+    def _combined(self, verdicts: dict[str, ScoreVerdict]) -> list[str]:
+        """Scores beyond their in-distribution (1 - alpha / k) quantile, alpha = 1 - target_tpr.
+
+        Any one of k scores alone would flag about alpha of genuine inputs; asking each for
+        alpha / k (Bonferroni) keeps the combined false-alarm rate at most about alpha, while a
+        score that is blind to some kind of OOD input (max-softmax on noise) cannot veto the
+        others, as it could in a majority vote.
+        """
+        calibrated = {n: v for n, v in verdicts.items() if v.percentile is not None}
+        k = len(calibrated)
+        out = []
+        for name, verdict in calibrated.items():
+            alpha = 1.0 - self.scores[name].target_tpr
+            if verdict.percentile is not None and verdict.percentile > 100.0 * (1.0 - alpha / k):
+                out.append(name)
+        return out
+
+    def warmup(self) -> None:
+        """A test forward pass on both paths; raises ValueError when the outputs are unusable."""
+        x = torch.zeros((2, *self.spec.shape))
+        out = self.classify_batch(x)
+        grad = self.grad_batch(x)
+        if tuple(out["logits"].shape) != (2, len(self.class_names)):
+            raise ValueError(
+                f"test forward pass gave logits of shape {list(out['logits'].shape)}, "
+                f"expected [2, {len(self.class_names)}] (one per class name)"
+            )
+        if not (torch.isfinite(out["logits"]).all() and torch.isfinite(grad["grad_norm"]).all()):
+            raise ValueError("test forward pass gave NaN or infinite outputs: broken weights")
+
+    def info(self, *, ready: bool) -> ModelInfo:
+        m = self.loaded.manifest
+        calibration = m.calibration.model_dump(mode="json") if m.calibration else None
+        return ModelInfo(
+            name=self.name,
+            version=self.version,
+            ref=f"{self.name}:{self.version}",
+            backbone=m.backbone.model_dump(mode="json"),
+            input_spec=self.spec.to_dict(),
+            class_names=self.class_names,
+            created_at=m.created_at.isoformat(),
+            code_version=m.code_version.model_dump(mode="json"),
+            training=dict(m.training),
+            metrics=dict(m.metrics),
+            calibration=calibration,
+            sampling=m.sampling.model_dump(mode="json") if m.sampling else None,
+            has_replay_buffer=self.buffer_x is not None,
+            ready=ready,
+        )
+
+    # ---- generation -----------------------------------------------------------------------
+
+    def resolve_generation(
+        self, request: GenerateRequest, limits: GenerationLimits
+    ) -> GenerationParameters:
+        """Fill defaults from the manifest's sampling settings and check every limit."""
+        sampling = self.loaded.manifest.sampling
+        init = request.init or "noise"
+        steps = request.steps if request.steps is not None else self._default_steps(init)
+        step_size = request.step_size
+        if step_size is None:
+            step_size = sampling.step_size if sampling else 1.0
+        noise_std = request.noise_std
+        if noise_std is None:
+            noise_std = sampling.noise_std if sampling else 0.01
+        clamp = sampling.clamp if sampling else self.spec.value_range
+        problems = []
+        if request.num_samples > limits.max_samples:
+            problems.append(
+                f"num_samples {request.num_samples} > {limits.max_samples} "
+                "(JEM_GENERATION_MAX_SAMPLES)"
+            )
+        if steps > limits.max_steps:
+            problems.append(f"steps {steps} > {limits.max_steps} (JEM_GENERATION_MAX_STEPS)")
+        if step_size > limits.max_step_size:
+            problems.append(
+                f"step_size {step_size} > {limits.max_step_size} (JEM_GENERATION_MAX_STEP_SIZE)"
+            )
+        if noise_std > limits.max_noise_std:
+            problems.append(
+                f"noise_std {noise_std} > {limits.max_noise_std} (JEM_GENERATION_MAX_NOISE_STD)"
+            )
+        if init == "buffer" and self.buffer_x is None:
+            problems.append(f"init 'buffer': {self.name}:{self.version} has no replay buffer")
+        label: int | list[int] | None
+        class_name: str | list[str] | None
+        if isinstance(request.label, list):
+            if len(request.label) != request.num_samples:
+                problems.append(
+                    f"label lists {len(request.label)} classes for num_samples "
+                    f"{request.num_samples}; give one class per sample, or a single class"
+                )
+            label = [self._label(v) for v in request.label]
+            class_name = [self.class_names[k] for k in label]
+        elif request.label is not None:
+            label = self._label(request.label)
+            class_name = self.class_names[label]
+        else:
+            label, class_name = None, None
+        if problems:
+            raise InvalidParameters("; ".join(problems))
+        return GenerationParameters(
+            num_samples=request.num_samples,
+            label=label,
+            class_name=class_name,
+            steps=steps,
+            step_size=step_size,
+            noise_std=noise_std,
+            clamp=clamp,
+            init=init,
+            seed=request.seed if request.seed is not None else secrets.randbelow(2**63),
+        )
+
+    def _default_steps(self, init: str) -> int:
+        """From noise: the manifest's sampling steps. From the buffer: the training chain length
+        (the chains there are long-run samples already, advanced this much per training visit)."""
+        manifest = self.loaded.manifest
+        if init == "buffer":
+            config = manifest.training.get("config")
+            chain = config.get("sgld_steps") if isinstance(config, dict) else None
+            if isinstance(chain, int) and chain > 0:
+                return chain
+        return manifest.sampling.steps if manifest.sampling else 200
+
+    def _label(self, value: int | str) -> int:
+        if isinstance(value, str):
+            if value in self.class_names:
+                return self.class_names.index(value)
+            raise InvalidParameters(
+                f"unknown class {value!r}; classes: {', '.join(self.class_names)} "
+                f"(or an index 0..{len(self.class_names) - 1})"
+            )
+        if not 0 <= value < len(self.class_names):
+            raise InvalidParameters(
+                f"class index {value} out of range 0..{len(self.class_names) - 1}"
+            )
+        return value
+
+    @staticmethod
+    def _targets(params: GenerationParameters) -> torch.Tensor | None:
+        if params.label is None:
+            return None
+        if isinstance(params.label, list):
+            return torch.tensor(params.label, dtype=torch.long)
+        return torch.full((params.num_samples,), params.label, dtype=torch.long)
+
+    def _init(
+        self, params: GenerationParameters, y: torch.Tensor | None, g: torch.Generator
+    ) -> torch.Tensor:
+        n = params.num_samples
+        if params.init == "noise" or self.buffer_x is None or self.buffer_starts is None:
+            low, high = self.spec.value_range
+            return low + (high - low) * torch.rand((n, *self.spec.shape), generator=g)
+        if y is None:
+            idx = torch.randint(0, self.buffer_x.shape[0], (n,), generator=g)
+        else:
+            # class k's chains live in slots [starts[k], starts[k + 1]) (jem.buffer)
+            lo, size = self.buffer_starts[y], self.buffer_starts[y + 1] - self.buffer_starts[y]
+            idx = lo + (torch.rand(n, generator=g) * size).long().clamp(max=size - 1)
+        return self.buffer_x[idx].clone()
+
+    def generate(
+        self,
+        params: GenerationParameters,
+        *,
+        deadline: float,
+        on_steps: Callable[[int], None] | None = None,
+    ) -> Generated:
+        """Run SGLD (seeded: bit-exact on CPU) and describe each sample. Runs in a worker thread.
+
+        `deadline` is a `time.monotonic()` value; past it, GenerationTimeout is raised.
+        """
+        g = torch.Generator().manual_seed(params.seed)
+        y = self._targets(params)
+        x = self._init(params, y, g)
+        done = 0
+        while done < params.steps:
+            if time.monotonic() > deadline:
+                raise GenerationTimeout(
+                    f"generation stopped after {done} of {params.steps} SGLD steps: over the time "
+                    "budget (JEM_GENERATION_TIME_BUDGET_S); ask for fewer samples or steps"
+                )
+            chunk = min(_CHUNK_STEPS, params.steps - done)
+            config = SGLDConfig(chunk, params.step_size, params.noise_std, params.clamp)
+            x = sgld_sample(self.model, x, config, y, generator=g)
+            done += chunk
+            if on_steps is not None:
+                on_steps(chunk)
+        out = self.classify_batch(x)
+        probs, labels = out["probs"].max(dim=-1)
+        samples = [
+            GeneratedSample(
+                png_base64=base64.b64encode(encode_png(image)).decode(),
+                label=int(labels[i]),
+                class_name=self.class_names[int(labels[i])],
+                confidence=float(probs[i]),
+                energy=float(out["energy"][i]),
+            )
+            for i, image in enumerate(tensor_to_images(x, self.spec))
+        ]
+        return Generated(x, samples)

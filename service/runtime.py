@@ -1,0 +1,237 @@
+"""Everything one app instance holds: settings, metrics, loaded models, batchers, the SGLD pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+import torch
+
+from model_store import ModelStore, StoreError
+from model_store.names import parse_ref
+from service.batching import BatchTiming, MicroBatcher
+from service.errors import InvalidParameters, NotReady, ReloadRefused, UnknownModel
+from service.generation import GenerationPool
+from service.metrics import Metrics
+from service.predictor import GenerationLimits, Predictor
+from service.schemas import ScoreVerdict
+from service.settings import Settings
+
+__all__ = ["Runtime"]
+
+logger = logging.getLogger("service.runtime")
+Outputs = dict[str, torch.Tensor]
+
+
+class Runtime:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.store = ModelStore(settings.model_store)
+        self.predictors: dict[str, Predictor] = {}
+        self.refs: dict[str, str] = {}  # model name -> the reference it was started from
+        # Batchers belong to one Predictor: a request that holds a replaced version still
+        # finishes on it, with its own calibration.
+        self._classify: dict[Predictor, MicroBatcher] = {}
+        self._grad: dict[Predictor, MicroBatcher] = {}
+        self._reload_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self.generation = GenerationPool(
+            concurrency=settings.generation_concurrency,
+            queue_size=settings.generation_queue_size,
+            retry_after_s=max(settings.retry_after_s, 5),
+        )
+        self.limits = GenerationLimits(
+            max_samples=settings.generation_max_samples,
+            max_steps=settings.generation_max_steps,
+            max_step_size=settings.generation_max_step_size,
+            max_noise_std=settings.generation_max_noise_std,
+        )
+        self.ready = False
+        self.reason = "loading models: " + ", ".join(settings.models)
+        self._loader: asyncio.Task[None] | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load, verify and warm up the models in the background; /readyz says when done."""
+        if self.settings.torch_threads is not None:
+            torch.set_num_threads(self.settings.torch_threads)
+        for ref in self.settings.models:  # 0 until loaded: alerts see a model that never came up
+            self.metrics.model_ready.labels(ref.split(":")[0]).set(0)
+        self._loader = asyncio.get_running_loop().create_task(self._load_all())
+
+    async def _load_all(self) -> None:
+        for ref in self.settings.models:
+            try:
+                await self._load(ref)
+            except Exception as exc:
+                self.reason = f"model {ref!r} failed to load: {exc}"
+                logger.error(self.reason, extra={"model": ref})
+                return
+        self.ready = True
+        self.reason = "ready"
+        logger.info("ready", extra={"models": sorted(self.predictors)})
+
+    async def _load(self, ref: str) -> None:
+        s = self.settings
+        start = time.perf_counter()
+        predictor = await self._prepare(ref, verify=s.verify_checksums, warmup=s.warmup)
+        self._install(predictor)
+        self.refs[predictor.name] = ref
+        logger.info(
+            "model loaded",
+            extra={
+                "model": predictor.name,
+                "version": predictor.version,
+                "calibrated": predictor.calibrated,
+                "load_s": round(time.perf_counter() - start, 3),
+            },
+        )
+
+    async def _prepare(self, ref: str, *, verify: bool, warmup: bool) -> Predictor:
+        loaded = await asyncio.to_thread(self.store.load, ref, verify=verify)
+        predictor = Predictor(loaded)
+        if warmup:
+            await asyncio.to_thread(predictor.warmup)
+        return predictor
+
+    def _install(self, predictor: Predictor) -> None:
+        s = self.settings
+        name = predictor.name
+        for kind, fn, size, batchers in [
+            ("classify", predictor.classify_batch, s.max_batch_size, self._classify),
+            ("grad", predictor.grad_batch, s.grad_max_batch_size, self._grad),
+        ]:
+            batcher = MicroBatcher(
+                fn,
+                model=name,
+                kind=kind,
+                metrics=self.metrics,
+                max_batch_size=size,
+                max_wait_s=s.max_wait_ms / 1000,
+                queue_size=s.queue_size,
+                timeout_s=s.request_timeout_s,
+                retry_after_s=s.retry_after_s,
+            )
+            batcher.start()
+            batchers[predictor] = batcher
+        self.predictors[name] = predictor  # one assignment: the swap new requests see
+        self.metrics.model_info.labels(name, str(predictor.version), predictor.backbone).set(1)
+        self.metrics.model_ready.labels(name).set(1)
+
+    async def reload(self, name: str, ref: str | None = None) -> tuple[Predictor, Predictor]:
+        """Serve another version of `name` (default: its startup reference, resolved again).
+
+        The candidate must pass checksum verification and a test forward pass before it
+        replaces the current version; otherwise ReloadRefused, and the current one keeps
+        serving. Requests already holding the old version finish on it. Returns (old, new).
+        """
+        self.predictor(name)  # UnknownModel / NotReady
+        target = ref if ref is not None else self.refs[name]
+        try:
+            ref_name = parse_ref(target)[0]
+        except StoreError as exc:
+            raise InvalidParameters(f"ref: {exc}") from None
+        if ref_name != name:
+            raise InvalidParameters(
+                f"ref {target!r} names model {ref_name!r}; this route reloads {name!r} only"
+            )
+        async with self._reload_lock:
+            current = self.predictors[name]
+            still = f"still serving {name}:{current.version}"
+            try:
+                candidate = await self._prepare(target, verify=True, warmup=True)
+            except (StoreError, ValueError, RuntimeError) as exc:
+                raise ReloadRefused(f"{target} was refused: {exc}; {still}") from None
+            if candidate.spec != current.spec:
+                raise ReloadRefused(
+                    f"{target} expects input {candidate.spec.to_dict()}, the served version "
+                    f"{current.spec.to_dict()}; serve it under a new name or restart; {still}"
+                )
+            if candidate.class_names != current.class_names:
+                raise ReloadRefused(
+                    f"{target} has other class names ({candidate.class_names}); serve it under "
+                    f"a new name or restart; {still}"
+                )
+            self._install(candidate)
+            if candidate.version != current.version:
+                labels = (name, str(current.version), current.backbone)
+                self.metrics.model_info.labels(*labels).set(0)
+            task = asyncio.get_running_loop().create_task(self._retire(current))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        logger.info(
+            "model reloaded",
+            extra={"model": name, "version": candidate.version, "previous": current.version},
+        )
+        return current, candidate
+
+    async def _retire(self, predictor: Predictor) -> None:
+        """Close a replaced version's batchers once every request that holds it is done."""
+        await asyncio.sleep(self.settings.request_timeout_s)
+        await self._close_batchers(predictor)
+
+    async def _close_batchers(self, predictor: Predictor) -> None:
+        batchers = [self._classify.pop(predictor, None), self._grad.pop(predictor, None)]
+        await asyncio.gather(*(b.close() for b in batchers if b is not None))
+
+    async def close(self) -> None:
+        """Stop taking work, finish what is queued, release the threads."""
+        self.ready = False
+        self.reason = "shutting down"
+        if self._loader is not None and not self._loader.done():
+            self._loader.cancel()
+        for name in self.predictors:
+            self.metrics.model_ready.labels(name).set(0)
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*(b.close() for b in [*self._classify.values(), *self._grad.values()]))
+        self.generation.close()
+        self.metrics.mark_process_dead(os.getpid())
+
+    # ---- serving --------------------------------------------------------------------------
+
+    def predictor(self, model: str) -> Predictor:
+        predictor = self.predictors.get(model)
+        if predictor is not None:
+            return predictor
+        if not self.ready:
+            raise NotReady(f"not ready: {self.reason}", retry_after_s=self.settings.retry_after_s)
+        known = ", ".join(sorted(self.predictors))
+        raise UnknownModel(f"no model named {model!r} is served here; models: {known}")
+
+    async def classify(self, predictor: Predictor, x: torch.Tensor) -> tuple[Outputs, BatchTiming]:
+        return await self._batcher(self._classify, predictor).submit(x)
+
+    async def grad(self, predictor: Predictor, x: torch.Tensor) -> tuple[Outputs, BatchTiming]:
+        return await self._batcher(self._grad, predictor).submit(x)
+
+    def _batcher(
+        self, batchers: dict[Predictor, MicroBatcher], predictor: Predictor
+    ) -> MicroBatcher:
+        batcher = batchers.get(predictor)
+        if batcher is None:  # held a replaced version for longer than JEM_REQUEST_TIMEOUT_S
+            raise NotReady(
+                f"{predictor.name}:{predictor.version} was replaced while this request waited; "
+                "retry",
+                retry_after_s=self.settings.retry_after_s,
+            )
+        return batcher
+
+    def observe(
+        self, model: str, energies: list[float], verdicts: dict[str, list[ScoreVerdict]]
+    ) -> None:
+        m = self.metrics
+        m.images.labels(model).inc(len(energies))
+        for energy in energies:
+            m.energy.labels(model).observe(energy)
+        for score, items in verdicts.items():
+            for v in items:
+                m.ood_score.labels(model, score).observe(v.score)
+                if v.flagged is not None:
+                    m.ood_checks.labels(model, score).inc()
+                    if v.flagged:
+                        m.ood_flags.labels(model, score).inc()

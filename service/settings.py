@@ -1,0 +1,95 @@
+"""Service configuration: every knob is an environment variable with the `JEM_` prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Settings read from `JEM_*` environment variables (e.g. `JEM_MAX_BATCH_SIZE=64`).
+
+    Lists (`JEM_MODELS`, `JEM_API_KEYS`) are comma-separated.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="JEM_", extra="ignore", frozen=True)
+
+    # Models
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["digits-jem"],
+        description="Model refs to serve: 'name', 'name:3' or 'name:alias'.",
+    )
+    model_store: Path | None = Field(
+        default=None, description="Store root; default <repo>/model_store/models."
+    )
+    verify_checksums: bool = True
+    warmup: bool = True
+
+    # Auth
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Bearer keys for /v1; empty = no auth."
+    )
+
+    # Micro-batching of predict / ood
+    max_batch_size: int = Field(default=32, ge=1, le=4096)
+    max_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
+    queue_size: int = Field(default=256, ge=1, description="Waiting requests per model.")
+    request_timeout_s: float = Field(default=10.0, gt=0.0)
+    retry_after_s: int = Field(default=1, ge=1)
+    grad_max_batch_size: int = Field(default=16, ge=1, le=4096)
+
+    # Request limits
+    max_images_per_request: int = Field(default=64, ge=1)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="Request line + headers; 431 beyond."
+    )
+    max_image_pixels: int = Field(default=4_000_000, ge=1)
+    max_top_k: int = Field(default=10, ge=1)
+
+    # Generation (SGLD)
+    generation_max_samples: int = Field(default=100, ge=1)
+    generation_max_steps: int = Field(default=2000, ge=1)
+    generation_max_step_size: float = Field(default=10.0, gt=0.0)
+    generation_max_noise_std: float = Field(default=1.0, ge=0.0)
+    generation_time_budget_s: float = Field(default=60.0, gt=0.0)
+    generation_concurrency: int = Field(default=1, ge=1)
+    generation_queue_size: int = Field(default=2, ge=0, description="Waiting generations.")
+
+    # Process (python -m service; command-line flags override these)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    limit_concurrency: int = Field(default=512, ge=1, description="Connections before 503.")
+    timeout_keep_alive_s: int = Field(default=5, ge=1)
+    graceful_shutdown_s: int = Field(default=30, ge=1, description="Drain time on SIGTERM.")
+    worker_healthcheck_timeout_s: int = Field(
+        default=60, ge=1, description="--workers: a worker silent this long is restarted."
+    )
+    torch_threads: int | None = Field(default=None, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("models", "api_keys", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not self.models:
+            raise ValueError("JEM_MODELS must name at least one model, e.g. 'digits-jem'")
+        return self
+
+    def api_key_bytes(self) -> list[bytes]:
+        return [key.get_secret_value().encode() for key in self.api_keys]

@@ -1,0 +1,88 @@
+"""`python -m service` in its own process on a free loopback port, always cleaned up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+__all__ = ["REPO", "Server", "free_port", "run_service"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    host: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def run_service(
+    store_root: Path,
+    log: Path,
+    *args: str,
+    models: str = "served,plain",
+    ready_timeout_s: float = 180.0,
+    **env: str,
+) -> Iterator[Server]:
+    """Start the service, wait for /readyz, yield; SIGTERM (then SIGKILL) on the way out."""
+    port = free_port()
+    environ = {
+        **os.environ,
+        "JEM_MODELS": models,
+        "JEM_MODEL_STORE": str(store_root),
+        "JEM_TORCH_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        **env,
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), *args],
+            cwd=REPO,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(f"http://127.0.0.1:{port}", "127.0.0.1", port, proc, log)
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            assert proc.poll() is None, server.logs()
+            try:
+                if httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "service not ready in time:\n" + server.logs()
+            time.sleep(0.2)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)

@@ -1,0 +1,362 @@
+"""Security: no pickle anywhere, names stay inside the store, API keys compared in constant time
+and never logged, request limits configured, a non-root container."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import json
+import logging
+import pickle
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import torch
+import uvicorn
+
+import service.__main__ as service_main
+from model_store import ModelStore, StoreError
+from model_store.errors import InvalidModelName
+from service import Settings, create_app
+from service.logs import JsonFormatter
+from tests.hardening.server import REPO
+from tests.service.conftest import make_settings, png_bytes, serve
+
+PACKAGES = ("jem", "model_store", "service", "training", "bench")
+MARKER_NAME = "pwned"
+
+# ---- no pickle loading anywhere ----------------------------------------------------------------
+
+_UNPICKLING_MODULES = {"pickle", "cPickle", "_pickle", "dill", "joblib", "shelve", "marshal"}
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return ""
+
+
+def _pickle_uses(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in _UNPICKLING_MODULES:
+                    yield node.lineno, f"import {alias.name}"
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.split(".")[0] in _UNPICKLING_MODULES:
+                yield node.lineno, f"from {node.module} import ..."
+        elif isinstance(node, ast.Call):
+            name = _dotted(node.func)
+            if name in ("torch.load", "torch.serialization.load", "torch.jit.load"):
+                yield node.lineno, name
+            if name.endswith(("read_pickle", "Unpickler")):
+                yield node.lineno, name
+            for kw in node.keywords:
+                if (
+                    kw.arg == "allow_pickle"
+                    and isinstance(kw.value, ast.Constant)
+                    and kw.value.value is not False
+                ):
+                    yield node.lineno, f"{name}(allow_pickle={kw.value.value!r})"
+
+
+def test_no_pickle_loading_in_the_source() -> None:
+    files = [p for pkg in PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))]
+    assert len(files) > 20, files
+    found = [
+        f"{path.relative_to(REPO)}:{line}: {what}"
+        for path in files
+        for line, what in _pickle_uses(ast.parse(path.read_text(), str(path)))
+    ]
+    assert not found, "pickle loading found:\n" + "\n".join(found)
+
+
+def test_the_source_scan_catches_pickle_loading() -> None:
+    bad = (
+        "import pickle\nimport torch, numpy as np\n"
+        "torch.load('w.pt')\nnp.load('a.npy', allow_pickle=True)\npickle.loads(b'')\n"
+    )
+    assert len(list(_pickle_uses(ast.parse(bad)))) == 3
+
+
+class _Payload:
+    """Unpickling this creates a marker file: proof that a pickle was executed."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+def _plant(store_root: Path, name: str, filename: str, data: bytes) -> None:
+    """Replace a file of name:1 and fix up the manifest's checksum, as a forger would."""
+    version = store_root / name / "1"
+    (version / filename).write_bytes(data)
+    manifest = json.loads((version / "manifest.json").read_text())
+    manifest["files"][filename] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    (version / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _torch_save_pickle(marker: Path) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"weights": _Payload(marker)}, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["raw pickle", "torch.save zip"])
+@pytest.mark.parametrize("filename", ["weights.safetensors", "buffer.safetensors"])
+@pytest.mark.anyio
+async def test_planted_pickle_is_refused_and_never_run(
+    store_copy: Path, tmp_path: Path, kind: str, filename: str
+) -> None:
+    marker = tmp_path / MARKER_NAME
+    payload = pickle.dumps(_Payload(marker)) if kind == "raw pickle" else _torch_save_pickle(marker)
+    _plant(store_copy, "served", filename, payload)
+    store = ModelStore(store_copy)
+    for verify in (True, False):
+        with pytest.raises(StoreError, match="not a safetensors file"):
+            store.load("served", verify=verify)
+    # the service's own load path: never ready, and /readyz says why
+    reason = await _load_failure(make_settings(store_copy, models=["served"]))
+    assert "not a safetensors file" in reason, reason
+    assert not marker.exists(), "the planted pickle was executed"
+
+
+async def _load_failure(settings: Settings) -> str:
+    """Start the app; wait until its loader gives up; return /readyz's reason."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            with anyio.fail_after(60):
+                while True:
+                    r = await c.get("/readyz")
+                    assert r.status_code == 503, r.text
+                    message = str(r.json()["error"]["message"])
+                    if "failed to load" in message:
+                        return message
+                    await anyio.sleep(0.02)
+
+
+# ---- names cannot escape the store root --------------------------------------------------------
+
+ESCAPES = [
+    "..%2F..%2Fetc%2Fpasswd",
+    "..%2f..%2fetc",
+    "%2e%2e%2F%2e%2e%2Fetc",
+    "..",
+    "%2e%2e",
+    "..%5C..%5Cwindows",
+    "%2Fetc%2Fpasswd",
+    "served%00",
+    "served%2F..%2F..%2Fplain",
+    "~root",
+    "served%3A..%2F1",
+]
+
+
+@pytest.mark.anyio
+async def test_model_names_in_urls_cannot_escape(client: httpx.AsyncClient) -> None:
+    png = png_bytes(torch.zeros((8, 8), dtype=torch.uint8).numpy())
+    for name in ESCAPES:
+        for method, path in (
+            ("POST", f"/v1/models/{name}/predict"),
+            ("POST", f"/v1/models/{name}/ood"),
+            ("GET", f"/v1/models/{name}"),
+        ):
+            files = [("files", ("x.png", png, "image/png"))] if method == "POST" else None
+            r = await client.request(method, path, files=files)
+            assert r.status_code == 404, (path, r.status_code, r.text)
+            body = r.json()
+            assert set(body["error"]) == {"code", "message"}, body
+            assert "root:" not in r.text  # nothing of /etc/passwd, ever
+
+
+def test_store_refuses_names_that_escape(store_copy: Path, tmp_path: Path) -> None:
+    store = ModelStore(store_copy)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (store_copy / "link").symlink_to(outside, target_is_directory=True)
+    for ref in ["../outside", "../../etc", "/etc/passwd", "a/b", "..", "served/../plain", "link"]:
+        with pytest.raises(StoreError):
+            store.load(ref)
+    with pytest.raises(InvalidModelName):
+        store.load("link")  # a symlink leading out of the root is refused, not followed
+    assert "link" not in store.list_models()
+
+
+# ---- API keys: constant time, never logged ------------------------------------------------------
+
+
+def test_api_keys_are_compared_in_constant_time() -> None:
+    source = (REPO / "service" / "auth.py").read_text()
+    tree = ast.parse(source)
+    calls = {_dotted(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    assert "hmac.compare_digest" in calls or "secrets.compare_digest" in calls
+    # no ordinary comparison against a key or the presented credentials
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+            assert not names & {"key", "keys", "given"}, ast.unparse(node)
+
+
+@pytest.mark.anyio
+async def test_api_keys_never_logged_or_echoed(store_root: Path) -> None:
+    secret = "s3cret-key-0123456789abcdef"
+    wrong = "wrong-key-9876543210fedcba"
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Collect(level=logging.DEBUG)
+    handler.setFormatter(JsonFormatter())
+    loggers = [logging.getLogger(n) for n in ("", "service", "uvicorn", "fastapi")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)
+    settings = make_settings(store_root, api_keys=f"other-key-aaaaaaaaaaaa,{secret}")
+    assert secret not in repr(settings)
+    assert secret not in str(settings.model_dump())
+    png = png_bytes(torch.zeros((8, 8), dtype=torch.uint8).numpy())
+    files = [("files", ("x.png", png, "image/png"))]
+    answers = []
+    try:
+        async with serve(settings) as c:
+            for headers, status in (
+                ({"Authorization": f"Bearer {secret}"}, 200),
+                ({"Authorization": f"Bearer {wrong}"}, 403),
+                ({"Authorization": f"Basic {secret}"}, 401),
+                ({}, 401),
+                ({"Authorization": f"Bearer {secret}x"}, 403),
+            ):
+                r = await c.post("/v1/models/served/predict", files=files, headers=headers)
+                assert r.status_code == status, (headers, r.text)
+                answers.append(r.text + str(r.headers))
+                if status != 200:
+                    assert set(r.json()["error"]) == {"code", "message"}
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+    assert any('"status": 403' in line for line in lines), lines[-5:]  # the log was captured
+    for text in lines + answers:
+        assert secret not in text
+        assert wrong not in text
+
+
+# ---- request size, header size and timeouts are configured ------------------------------------
+
+
+def test_uvicorn_runs_with_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    captured: dict[str, Any] = {}
+    monkeypatch.setattr(service_main.uvicorn, "run", lambda app, **kw: captured.update(kw, app=app))
+    for var in ("JEM_LIMIT_CONCURRENCY", "JEM_TIMEOUT_KEEP_ALIVE_S", "JEM_GRACEFUL_SHUTDOWN_S"):
+        monkeypatch.delenv(var, raising=False)
+    service_main.main(["--port", "0"])
+    app = captured.pop("app")
+    config = uvicorn.Config(app, **captured)  # uvicorn accepts every option the service passes
+    assert config.limit_concurrency is not None
+    assert 0 < config.limit_concurrency <= 4096
+    assert 0 < config.timeout_keep_alive <= 75
+    assert config.timeout_graceful_shutdown is not None
+    assert config.timeout_graceful_shutdown > 0
+    # the request line and headers are capped (h11 answers 431/400 beyond it)
+    assert config.http == "h11"
+    assert config.h11_max_incomplete_event_size == Settings().max_header_bytes
+    assert 0 < config.h11_max_incomplete_event_size <= 64 * 1024
+    assert config.host == "127.0.0.1"  # never every interface unless asked
+
+
+def test_settings_have_bounded_defaults() -> None:
+    from service.settings import Settings
+
+    s = Settings()
+    assert 0 < s.max_body_bytes <= 64 * 1024 * 1024
+    assert 0 < s.max_image_pixels <= 50_000_000
+    assert 0 < s.max_images_per_request <= 1024
+    assert 0 < s.request_timeout_s <= 120
+    assert 0 < s.queue_size <= 10_000
+    assert 0 < s.generation_time_budget_s <= 600
+
+
+@pytest.mark.anyio
+async def test_oversize_bodies_get_413(client: httpx.AsyncClient) -> None:
+    from service.settings import Settings
+
+    limit = Settings().max_body_bytes
+    big = b"0" * (limit + 1)
+
+    async def chunks() -> Any:  # no Content-Length: the limit must hold on the stream too
+        for i in range(0, len(big), 1 << 20):
+            yield big[i : i + (1 << 20)]
+
+    for path in ("/v1/models/served/predict", "/v1/models/served/generate"):
+        for content in (big, chunks()):
+            r = await client.post(
+                path, content=content, headers={"content-type": "application/json"}
+            )
+            assert r.status_code == 413, (path, r.status_code, r.text[:200])
+            assert r.json()["error"]["code"] == "body_too_large"
+    assert (await client.get("/healthz")).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_oversize_headers_get_431(client: httpx.AsyncClient) -> None:
+    limit = Settings().max_header_bytes
+    for headers in ({"X-Pad": "a" * limit}, {f"X-H{i}": "b" * 64 for i in range(limit // 64)}):
+        r = await client.get("/v1/models", headers=headers)
+        assert r.status_code == 431, r.text
+        assert r.json()["error"]["code"] == "headers_too_large"
+    r = await client.get("/v1/models", headers={"X-Pad": "a" * (limit // 2)})
+    assert r.status_code == 200
+    r = await client.get("/v1/models?" + "q=1&" * (limit // 4 + 1))
+    assert r.status_code == 431
+
+
+# ---- the container ------------------------------------------------------------------------------
+
+
+def _stages(dockerfile: str) -> list[list[str]]:
+    text = re.sub(r"\\\n", " ", dockerfile)
+    stages: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(line)
+    return stages
+
+
+def test_container_runs_as_non_root() -> None:
+    stages = _stages((REPO / "Dockerfile").read_text())
+    assert stages
+    final = stages[-1]  # `docker build .` builds the last stage: the serving image
+    users = [line.split(None, 1)[1].strip() for line in final if line.upper().startswith("USER ")]
+    assert users, "the serving stage sets no USER: it would run as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0"), user
+    if user.isdigit():
+        assert int(user) >= 1000
+    # the user exists in the image and the CMD is exec-form
+    assert any(user in line for line in final if line.upper().startswith("RUN ")), final
+    cmd = [line for line in final if line.upper().startswith("CMD ")]
+    assert cmd, final
+    assert cmd[-1].split(None, 1)[1].startswith("["), cmd
+    for stage in stages:  # every stage that ships a CMD for serving or training drops root
+        if any(line.upper().startswith("CMD ") for line in stage):
+            assert any(line.upper().startswith("USER ") for line in stage), stage[0]

@@ -1,0 +1,148 @@
+"""Every bad input gets its 4xx in the one error shape, and the service keeps serving."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.service.conftest import Digits, make_settings, png_bytes, serve
+
+pytestmark = pytest.mark.anyio
+
+PREDICT = "/v1/models/served/predict"
+
+
+@pytest.fixture
+async def strict(store_root: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(
+        store_root, max_images_per_request=4, max_body_bytes=64 * 1024, max_image_pixels=4096
+    )
+    async with serve(settings) as client:
+        yield client
+
+
+def upload(
+    data: bytes, name: str = "x.png", ctype: str = "image/png"
+) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("files", (name, data, ctype))]
+
+
+def ppm() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, format="PPM")
+    return buffer.getvalue()
+
+
+async def check(response: httpx.Response, status: int, code: str, *needles: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code, body
+    for needle in needles:
+        assert needle in body["error"]["message"], body
+
+
+async def test_every_bad_input_gets_its_4xx(strict: httpx.AsyncClient, digits: Digits) -> None:
+    png = png_bytes(digits.test_u8[0])
+    big = png_bytes(np.zeros((100, 100), dtype=np.uint8))
+    nan_body = b'{"pixels": [[' + b",".join([b"[" + b",".join([b"NaN"] * 8) + b"]"] * 8) + b"]]}"
+    cases = [
+        (
+            dict(files=upload(b"just some text", "a.txt", "text/plain")),
+            422,
+            "not_an_image",
+            "a.txt",
+        ),
+        (dict(files=upload(png[: len(png) // 2])), 422, "corrupt_image", "truncated"),
+        (dict(files=upload(ppm(), "x.ppm")), 415, "unsupported_image_format", "PPM"),
+        (dict(files=upload(big)), 413, "image_too_large", "JEM_MAX_IMAGE_PIXELS"),
+        (dict(files=upload(png) * 5), 422, "too_many_images", "JEM_MAX_IMAGES_PER_REQUEST"),
+        (dict(json={"images": [""] * 5}), 422, "too_many_images", "5 images"),
+        (dict(json={"pixels": [[[0.0] * 7] * 8]}), 422, "invalid_input", "shape"),
+        (
+            dict(content=nan_body, headers={"content-type": "application/json"}),
+            422,
+            "invalid_input",
+            "NaN",
+        ),
+        (dict(json={"pixels": [[[2.0] * 8] * 8]}), 422, "invalid_input", "[-1.0, 1.0]"),
+        (
+            dict(json={"pixels": [[[300] * 8] * 8], "pixel_format": "uint8"}),
+            422,
+            "invalid_input",
+            "0..255",
+        ),
+        (dict(json={"images": ["%%%"]}), 422, "not_an_image", "base64"),
+        (dict(json={"images": [], "pixels": []}), 422, "invalid_input", "exactly one"),
+        (dict(json={"images": []}), 422, "invalid_input", "no images"),
+        (dict(json={"imgs": []}), 422, "invalid_input", "imgs"),
+        (
+            dict(content=b"{not json", headers={"content-type": "application/json"}),
+            422,
+            "invalid_input",
+            "JSON",
+        ),
+        (
+            dict(content=b"x", headers={"content-type": "text/plain"}),
+            415,
+            "unsupported_media_type",
+            "multipart",
+        ),
+        (dict(data={"field": "value"}, files=[]), 415, "unsupported_media_type", ""),
+        (dict(files=upload(b"x" * 70_000)), 413, "body_too_large", "JEM_MAX_BODY_BYTES"),
+    ]
+    for kwargs, status, code, needle in cases:
+        response = await strict.post(PREDICT, **kwargs)  # type: ignore[arg-type]
+        await check(response, status, code, needle)
+        # the service keeps serving after every one of them
+        ok = await strict.post(PREDICT, files=upload(png))
+        assert ok.status_code == 200
+
+
+async def test_streamed_body_over_the_limit_is_413(strict: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b"0" * 1024
+
+    response = await strict.post(
+        PREDICT, content=chunks(), headers={"content-type": "application/json"}
+    )
+    await check(response, 413, "body_too_large", "JEM_MAX_BODY_BYTES")
+
+
+async def test_query_parameters_routes_and_models(
+    strict: httpx.AsyncClient, digits: Digits
+) -> None:
+    png = png_bytes(digits.test_u8[0])
+    await check(
+        await strict.post(PREDICT + "?top_k=0", files=upload(png)), 422, "validation_error", "top_k"
+    )
+    await check(
+        await strict.post(PREDICT + "?top_k=11", files=upload(png)),
+        422,
+        "invalid_parameters",
+        "JEM_MAX_TOP_K",
+    )
+    await check(
+        await strict.post(PREDICT + "?ood=maybe", files=upload(png)), 422, "validation_error", "ood"
+    )
+    await check(
+        await strict.post("/v1/models/nope/predict", files=upload(png)),
+        404, "model_not_found", "'nope'", "plain, served",
+    )  # fmt: skip
+    await check(await strict.get("/v1/models/nope"), 404, "model_not_found", "served")
+    await check(await strict.get("/v2/whatever"), 404, "not_found", "/v2/whatever")
+    await check(await strict.get(PREDICT), 405, "method_not_allowed", "GET")
+    await check(
+        await strict.post("/v1/models/served/generate", json={"num_samples": "x"}),
+        422,
+        "validation_error",
+        "num_samples",
+    )

@@ -1,0 +1,105 @@
+"""/metrics after traffic: the contract's series, with values that match what was sent."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.service.conftest import Digits, make_settings, png_bytes, serve
+
+pytestmark = pytest.mark.anyio
+
+CONTRACT = {
+    "jem_requests_total": "counter",
+    "jem_request_duration_seconds": "histogram",
+    "jem_queue_wait_seconds": "histogram",
+    "jem_compute_seconds": "histogram",
+    "jem_queue_depth": "gauge",
+    "jem_queue_rejections_total": "counter",
+    "jem_batch_size": "histogram",
+    "jem_images_total": "counter",
+    "jem_ood_checks_total": "counter",
+    "jem_ood_flags_total": "counter",
+    "jem_ood_score": "histogram",
+    "jem_energy": "histogram",
+    "jem_model_info": "gauge",
+    "jem_model_ready": "gauge",
+    "jem_generation_requests_total": "counter",
+    "jem_sgld_steps_total": "counter",
+    "jem_generation_duration_seconds": "histogram",
+}
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(all_samples: dict, name: str, **labels: str) -> float:
+    return sum(
+        v
+        for (n, ls), v in all_samples.items()
+        if n == name and all(dict(ls).get(k) == want for k, want in labels.items())
+    )
+
+
+async def predict_one(client: httpx.AsyncClient, data: bytes) -> httpx.Response:
+    return await client.post(
+        "/v1/models/served/predict", files=[("files", ("d.png", data, "image/png"))]
+    )
+
+
+async def test_series_and_values_after_traffic(store_root: Path, digits: Digits) -> None:
+    settings = make_settings(store_root, max_wait_ms=50.0, max_batch_size=32)
+    async with serve(settings) as client:
+        pngs = [png_bytes(im) for im in digits.test_u8[:24]]
+        # concurrent single-image requests: the micro-batcher must put several in one pass
+        responses = await asyncio.gather(*(predict_one(client, p) for p in pngs))
+        assert all(r.status_code == 200 for r in responses)
+        assert max(r.json()["timing"]["batch_size"] for r in responses) > 1
+        files = [("files", (f"{i}.png", p, "image/png")) for i, p in enumerate(pngs[:3])]
+        assert (await client.post("/v1/models/served/ood", files=files)).status_code == 200
+        gen = await client.post(
+            "/v1/models/served/generate", json={"num_samples": 2, "steps": 15, "seed": 1}
+        )
+        assert gen.status_code == 200
+        assert (await client.get("/v1/models/nope")).status_code == 404
+        families = {
+            f.name: f.type
+            for f in text_string_to_metric_families((await client.get("/metrics")).text)
+        }
+        text = (await client.get("/metrics")).text
+
+    for name, kind in CONTRACT.items():
+        family = name.removesuffix("_total") if kind == "counter" else name
+        assert families.get(family) == kind, (name, families.get(family))
+    s = samples(text)
+    assert value(s, "jem_requests_total", endpoint="predict", model="served", status="200") == 24
+    assert value(s, "jem_requests_total", endpoint="get_model", model="", status="404") == 1
+    assert value(s, "jem_images_total", model="served") == 27
+    assert value(s, "jem_energy_count", model="served") == 27
+    assert value(s, "jem_ood_checks_total", model="served", score="energy") == 27
+    assert value(s, "jem_ood_checks_total", model="served", score="grad_norm") == 3
+    assert value(s, "jem_ood_score_count", model="served", score="max_softmax") == 3
+    assert value(s, "jem_ood_flags_total", model="served", score="energy") <= 27
+    # batches larger than one: fewer batches with <= 1 image than batches overall
+    batches = value(s, "jem_batch_size_count", model="served")
+    singles = value(s, "jem_batch_size_bucket", model="served", le="1.0")
+    assert batches < 24, (batches, singles)
+    assert singles < batches, (batches, singles)
+    assert value(s, "jem_queue_wait_seconds_count", model="served") == 24 + 2  # per request
+    assert value(s, "jem_compute_seconds_count", model="served", kind="grad") >= 1
+    assert value(s, "jem_queue_depth", model="served") == 0
+    assert value(s, "jem_model_ready", model="served") == 1
+    assert value(s, "jem_model_info", model="served", version="1", backbone="digits_cnn") == 1
+    assert value(s, "jem_generation_requests_total", model="served", status="ok") == 1
+    assert value(s, "jem_sgld_steps_total", model="served") == 15
+    assert value(s, "jem_generation_duration_seconds_count", model="served") == 1
+    assert value(s, "jem_request_duration_seconds_count", model="served", endpoint="predict") == 24

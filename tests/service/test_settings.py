@@ -1,0 +1,61 @@
+"""Settings from JEM_* variables, and the command line built on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.__main__ import _parser, _prepare_multiprocess_dir
+from service.settings import Settings
+
+
+def test_defaults_are_sane() -> None:
+    s = Settings()
+    assert s.models == ["digits-jem"]
+    assert s.api_keys == []
+    assert 1 <= s.max_batch_size <= 256
+    assert s.max_wait_ms <= 50
+    assert s.max_body_bytes >= 1024 * 1024
+    assert s.max_image_pixels >= 1_000_000
+    assert s.generation_concurrency >= 1
+    assert s.generation_time_budget_s <= 600
+
+
+def test_environment_with_prefix_and_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JEM_MODELS", "digits-jem, digits-baseline:2")
+    monkeypatch.setenv("JEM_API_KEYS", "k3y-x,k3y-y")
+    monkeypatch.setenv("JEM_MAX_BATCH_SIZE", "64")
+    monkeypatch.setenv("JEM_MODEL_STORE", "/tmp/store")
+    monkeypatch.setenv("JEM_PORT", "9001")
+    s = Settings()
+    assert s.models == ["digits-jem", "digits-baseline:2"]
+    assert s.api_key_bytes() == [b"k3y-x", b"k3y-y"]
+    assert "k3y" not in repr(s)  # keys are secrets
+    assert s.max_batch_size == 64
+    assert s.model_store == Path("/tmp/store")
+    args = _parser(s).parse_args([])
+    assert (args.port, args.host) == (9001, "127.0.0.1")
+    assert _parser(s).parse_args(["--port", "1234", "--workers", "3"]).workers == 3
+
+
+def test_bad_values_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JEM_MAX_BATCH_SIZE", "0")
+    with pytest.raises(ValidationError, match="max_batch_size"):
+        Settings()
+    monkeypatch.delenv("JEM_MAX_BATCH_SIZE")
+    monkeypatch.setenv("JEM_MODELS", " , ")
+    with pytest.raises(ValidationError, match="at least one model"):
+        Settings()
+
+
+def test_multiprocess_dir_is_created_and_emptied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "prom"
+    directory.mkdir()
+    (directory / "counter_123.db").write_bytes(b"stale")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
+    _prepare_multiprocess_dir(2)
+    assert list(directory.iterdir()) == []

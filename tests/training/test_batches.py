@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import torch
+
+from training.batches import augment, batch_indices
+
+
+def test_batch_order_depends_only_on_seed_and_step() -> None:
+    a = [batch_indices(3, s, 50, 8) for s in range(20)]
+    b = [batch_indices(3, s, 50, 8) for s in reversed(range(20))][::-1]
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(batch_indices(4, 0, 50, 8), a[0])
+
+
+def test_every_epoch_visits_every_example_once() -> None:
+    seen = torch.cat([batch_indices(0, s, 40, 8) for s in range(10)])  # two epochs
+    assert sorted(seen[:40].tolist()) == list(range(40))
+    assert sorted(seen[40:].tolist()) == list(range(40))
+
+
+def test_ranks_get_disjoint_shards_of_the_global_batch() -> None:
+    r0 = batch_indices(0, 2, 64, 8, rank=0, world_size=2)
+    r1 = batch_indices(0, 2, 64, 8, rank=1, world_size=2)
+    assert not set(r0.tolist()) & set(r1.tolist())
+    glob = batch_indices(0, 2, 64, 16)  # the same positions in one process
+    assert torch.equal(torch.cat([r0, r1]), glob)
+
+
+def test_augment_is_seeded_and_shape_preserving() -> None:
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    assert augment(x, "none", torch.Generator()) is x
+    a = augment(x, "crop_flip", torch.Generator().manual_seed(1), pad=2)
+    b = augment(x, "crop_flip", torch.Generator().manual_seed(1), pad=2)
+    assert a.shape == x.shape
+    assert torch.equal(a, b)

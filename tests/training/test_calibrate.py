@@ -1,0 +1,127 @@
+"""`calibrate`: fitted on validation only, thresholds at the 95th percentile, a new version."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from jem.metrics import fit_temperature
+from jem.ood import OOD_SCORES, ood_scores
+from model_store import ModelRef, ModelStore
+from tests.training._tiny_model import train_tiny
+from training import calibrate as calibrate_module
+from training.calibrate import calibrate, fit_calibration
+from training.data import Dataset
+from training.eval_metrics import dataset_for
+
+pytestmark = pytest.mark.slow  # trains a tiny model once for the module (a few seconds)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # a shared 2-core machine: intra-op threads spin against other processes and run ~10x slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelStore, ModelRef]:
+    root = tmp_path_factory.mktemp("store")
+    return ModelStore(root), train_tiny(root)
+
+
+def test_calibrate_publishes_a_new_version_fitted_on_validation(
+    tiny: tuple[ModelStore, ModelRef],
+) -> None:
+    store, ref = tiny
+    new_ref, manifest = calibrate(store, ref)
+    assert new_ref == ModelRef(ref.name, ref.version + 1)
+    assert store.list_versions(ref.name)[-2:] == [ref.version, new_ref.version]
+    assert manifest.parent == str(ref)
+    old = store.manifest(ref)
+    assert old.calibration is None  # the parent version is left as it was
+
+    cal = manifest.calibration
+    assert cal is not None
+    loaded = store.load(new_ref)
+    data = dataset_for(manifest)
+    x_val, y_val = data.val.inputs(), data.val.labels
+    assert (cal.fitted_on.split, cal.fitted_on.n, cal.fitted_on.seed) == (
+        "validation",
+        len(y_val),
+        0,
+    )
+    with torch.no_grad():
+        assert cal.temperature == pytest.approx(fit_temperature(loaded.model(x_val), y_val))
+    scores = ood_scores(loaded.model, x_val, temperature=cal.temperature)
+    for name in OOD_SCORES:
+        s = scores[name].double().numpy()
+        assert cal.scores[name].threshold == pytest.approx(np.quantile(s, 0.95), rel=1e-5)
+        assert np.mean(s <= cal.scores[name].threshold) == pytest.approx(0.95, abs=1 / len(s))
+        assert cal.scores[name].quantiles[0] == pytest.approx(s.min(), rel=1e-5)
+        assert cal.scores[name].quantiles[100] == pytest.approx(s.max(), rel=1e-5)
+        assert len(cal.scores[name].quantiles) == 101
+
+    test = manifest.metrics["test"]
+    assert isinstance(test, dict)
+    assert test["split"] == "test"
+    assert test["n"] == len(data.test)
+    assert 0.5 < float(test["accuracy"]) <= 1.0  # type: ignore[arg-type]
+    # the weights, buffer and artefacts travel to the new version unchanged
+    parent = store.load(ref)
+    for a, b in zip(
+        parent.model.state_dict().values(), loaded.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+    assert loaded.buffer is not None
+    assert parent.buffer is not None
+    assert torch.equal(loaded.buffer["x"], parent.buffer["x"])
+    assert store.read_file(new_ref, "samples.png") == store.read_file(ref, "samples.png")
+
+
+def test_test_data_never_changes_the_calibration(
+    tiny: tuple[ModelStore, ModelRef], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, ref = tiny
+    real = dataset_for(store.manifest(ref))
+    noise = torch.randint(
+        0,
+        256,
+        real.test.images.shape,
+        dtype=torch.uint8,
+        generator=torch.Generator().manual_seed(0),
+    )
+    perturbed = dataclasses.replace(real, test=dataclasses.replace(real.test, images=noise))
+
+    def rebuilt(manifest: object, data_root: object = None) -> Dataset:
+        return perturbed
+
+    _, clean = calibrate(store, ref)
+    monkeypatch.setattr(calibrate_module, "dataset_for", rebuilt)
+    _, shifted = calibrate(store, ref)
+    assert clean.calibration == shifted.calibration
+    # ... while the test metrics, which are measured on it, do change
+    assert clean.metrics["test"] != shifted.metrics["test"]
+
+
+def test_fit_calibration_refuses_the_test_split(tiny: tuple[ModelStore, ModelRef]) -> None:
+    store, ref = tiny
+    model = store.load(ref).model
+    with pytest.raises(ValueError, match="never on the test split"):
+        fit_calibration(model, torch.zeros(4, 1, 8, 8), torch.arange(4), split_seed=0, split="test")
+
+
+def test_cli_writes_a_new_version(
+    tiny: tuple[ModelStore, ModelRef], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, ref = tiny
+    before = store.list_versions(ref.name)[-1]
+    assert calibrate_module.main([str(ref), "--store", str(store.root)]) == 0
+    assert store.list_versions(ref.name)[-1] == before + 1
+    assert f"{ref.name}:{before + 1}" in capsys.readouterr().out

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import pytest
+
+from training.config import PRESETS, ConfigError, TrainConfig, apply_overrides, preset
+
+
+def test_every_preset_builds() -> None:
+    for name in PRESETS:
+        assert isinstance(preset(name), TrainConfig)
+    with pytest.raises(ConfigError, match="known presets: digits-jem"):
+        preset("imagenet")
+
+
+def test_baseline_differs_from_jem_only_in_the_generative_term() -> None:
+    jem, base = preset("digits-jem").to_dict(), preset("digits-baseline").to_dict()
+    differing = {k for k in jem if jem[k] != base[k]}
+    assert differing <= {"px_weight", "energy_reg"}
+    assert base["px_weight"] == 0.0
+    assert jem["px_weight"] > 0
+
+
+def test_cifar_preset_is_the_papers_recipe() -> None:
+    cfg = preset("cifar10-wrn")
+    assert (cfg.lr, cfg.batch_size, cfg.warmup_iters) == (1e-4, 64, 1000)
+    assert (cfg.sgld_steps, cfg.sgld_step_size, cfg.sgld_noise) == (20, 1.0, 0.01)
+    assert (cfg.buffer_size, cfg.reinit_freq, cfg.data_noise) == (10000, 0.05, 0.03)
+    assert cfg.decay_factor == 0.3
+    assert cfg.backbone_kwargs["depth"] == 28
+    assert cfg.backbone_kwargs["widen_factor"] == 10
+
+
+def test_overrides_parse_each_type() -> None:
+    cfg = apply_overrides(
+        preset("digits-jem"),
+        [
+            "lr=3e-4",
+            "iterations=12",
+            "sgld_clamp=false",
+            "decay_at=100,200",
+            'backbone_kwargs={"width": 8}',
+            "buffer_init=gaussian",
+            "data_root=none",
+            "device=cpu",
+        ],
+    )
+    assert cfg.lr == 3e-4
+    assert cfg.iterations == 12
+    assert cfg.sgld_clamp is False
+    assert cfg.decay_at == (100.0, 200.0)
+    assert cfg.backbone_kwargs == {"width": 8}
+    assert cfg.buffer_init == "gaussian"
+    assert cfg.data_root is None
+    assert cfg.device == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("learning_rate=1", "unknown config key 'learning_rate'; valid keys: dataset,"),
+        ("lr", "not key=value"),
+        ("iterations=ten", "iterations is int"),
+        ("sgld_clamp=maybe", "use true or false"),
+        ("buffer_init=normal", "must be one of uniform, gaussian"),
+        ("backbone_kwargs=[1]", "JSON object"),
+        ("lr=-1", "lr must be > 0"),
+    ],
+)
+def test_bad_overrides_say_what_is_valid(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(preset("digits-jem"), [override])
+
+
+def test_round_trip_and_schedule_points() -> None:
+    cfg = preset("digits-jem")
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="unknown config keys"):
+        TrainConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    cfg = apply_overrides(cfg, ["decay_at=0.5,150", "epochs=2", "batch_size=10"])
+    assert cfg.decay_iterations(100) == [50, 150]
+    assert cfg.total_iterations(55) == 11

@@ -1,0 +1,48 @@
+"""Inception Score, Frechet distance and the pixel judge on cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from training.judges import PixelSVCJudge, frechet_distance, inception_score
+
+
+def test_inception_score_bounds() -> None:
+    k = 10
+    assert inception_score(torch.full((50, k), 1.0 / k)) == pytest.approx(1.0)
+    # confident and balanced: every class equally often, each sample one-hot -> exactly K
+    one_hot = torch.eye(k).repeat(7, 1)
+    assert inception_score(one_hot) == pytest.approx(k, rel=1e-6)
+    # confident but all the same class: no diversity -> 1
+    assert inception_score(torch.eye(k)[[3] * 40]) == pytest.approx(1.0)
+
+
+def test_frechet_distance_known_answers() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2000, 8))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # a mean shift of s in every one of d coordinates adds d * s^2 (same covariance)
+    shifted = [frechet_distance(a, a + s) for s in (0.5, 1.0, 2.0)]
+    assert shifted == pytest.approx([8 * 0.25, 8 * 1.0, 8 * 4.0], rel=1e-6)
+    # scaling by 2: covariances S and 4S, so Tr(S + 4S - 2 * 2S) = Tr(S), plus the mean shift
+    b = rng.normal(size=(500, 8))
+    expected = np.trace(np.cov(b, rowvar=False)) + (b.mean(0) ** 2).sum()
+    assert frechet_distance(b, 2 * b) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="feature matrix"):
+        frechet_distance(a[:1], a)
+
+
+def test_pixel_judge_refuses_held_out_splits_and_classifies() -> None:
+    g = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[-0.5] * 4, [0.5] * 4])
+    y = torch.randint(2, (200,), generator=g)
+    x = centers[y] + 0.1 * torch.randn(200, 4, generator=g)
+    with pytest.raises(ValueError, match="train split"):
+        PixelSVCJudge().fit(x, y, split="test")
+    with pytest.raises(RuntimeError, match="before fit"):
+        PixelSVCJudge().predict(x)
+    judge = PixelSVCJudge().fit(x, y, split="train")
+    assert judge.fitted_on == {"split": "train", "n": 200}
+    assert torch.equal(judge.predict(x), y)

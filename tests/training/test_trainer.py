@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from model_store import ModelStore
+from tests.training._tiny import tiny_config
+from training.guard import DivergenceGuard, TrainingDiverged
+from training.objective import jem_loss
+from training.trainer import Trainer
+
+
+def test_short_run_writes_a_loadable_final_version(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    trainer = Trainer(tiny_config(), name="tiny", store=store, command="pytest", progress=False)
+    result = trainer.fit()
+    assert result.ref is not None
+    assert result.steps == 8
+    loaded = store.load(str(result.ref))
+    m = loaded.manifest
+    assert m.stage == "final"
+    assert m.training["command"] == "pytest"
+    assert m.training["seed"] == 0
+    split = m.training["split"]
+    assert isinstance(split, dict)
+    assert split["sizes"] == {"train": 1078, "val": 359, "test": 360}
+    assert m.input_spec.height == 8
+    assert m.class_names == [str(k) for k in range(10)]
+    assert m.sampling is not None
+    assert m.sampling.steps == 2
+    assert set(m.metrics) == {"val_accuracy", "test_accuracy"}
+    assert loaded.buffer is not None
+    assert loaded.buffer["x"].shape == (40, 1, 8, 8)
+    with Image.open(loaded.path / "samples.png") as grid:
+        assert grid.size[0] > grid.size[1] * 0.9  # ten columns (classes) of ten rows
+    # the checkpoints of the run were pruned once the final version was written
+    assert store.list_versions("tiny") == [int(result.ref.version)]
+    x = torch.zeros(2, 1, 8, 8)
+    assert torch.equal(loaded.model(x), trainer.model.eval()(x))
+
+
+def test_checkpoints_keep_only_the_newest(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    config = tiny_config("iterations=13", "checkpoint_every=2", "keep_checkpoints=2")
+    config.keep_checkpoints_final = 2
+    Trainer(config, name="ck", store=store, progress=False).fit()
+    stages = [store.manifest(f"ck:{v}").stage for v in store.list_versions("ck")]
+    assert stages == ["checkpoint", "checkpoint", "final"]
+    newest = store.list_versions("ck")[1]
+    state = json.loads(store.read_file(f"ck:{newest}", "training_state.json"))
+    assert state["step"] == 12
+    assert "rng" in state
+    assert "optimizer" in state
+
+
+def test_baseline_run_has_no_buffer(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    result = Trainer(
+        tiny_config(name="digits-baseline"), name="b", store=store, progress=False
+    ).fit()
+    assert store.load(str(result.ref)).buffer is None
+
+
+def test_induced_divergence_rolls_back_then_raises(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ModelStore(tmp_path)
+    config = tiny_config("induce_divergence_at=5", "guard_retries=2")
+    trainer = Trainer(config, name="div", store=store, progress=False)
+    with (
+        caplog.at_level(logging.WARNING, logger="training"),
+        pytest.raises(TrainingDiverged, match="non-finite loss") as info,
+    ):
+        trainer.fit()
+    rollbacks = [r.getMessage() for r in caplog.records if "rollback" in r.getMessage()]
+    assert len(rollbacks) == 2
+    assert "back to step 4" in rollbacks[0]
+    assert "lr x0.5" in rollbacks[0]
+    assert "lr x0.25" in rollbacks[1]
+    assert [t.step for t in info.value.trips] == [5, 5, 5]
+    assert "--set lr=" in str(info.value)
+
+
+def test_huge_learning_rate_trips_the_guard(tmp_path: Path) -> None:
+    # a real divergence: lr 1e4 drives energies past the guard's bound within a few steps
+    config = tiny_config(
+        "lr=1e4", "warmup_iters=0", "guard_max_energy=50", "guard_retries=1", "iterations=30"
+    )
+    with pytest.raises(TrainingDiverged, match=r"energy|non-finite") as info:
+        Trainer(config, name="lr", store=ModelStore(tmp_path), progress=False).fit()
+    assert len(info.value.trips) == 2
+
+
+def test_guard_checks() -> None:
+    guard = DivergenceGuard(max_energy=10.0, max_pixel=2.0, collapse_drop=0.3)
+    ok = jem_loss(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
+    assert guard.check_step(0, ok) is None
+    big = jem_loss(torch.full((2, 3), -100.0), torch.zeros(2, dtype=torch.long))
+    trip = guard.check_step(1, big)
+    assert trip is not None
+    assert "energy" in trip.reason
+    pixels = jem_loss(
+        torch.zeros(2, 3),
+        torch.zeros(2, dtype=torch.long),
+        torch.zeros(2, 3),
+        torch.full((1,), 5.0),
+    )
+    trip = guard.check_step(2, pixels)
+    assert trip is not None
+    assert "pixels" in trip.reason
+    assert guard.check_validation(3, 0.9) is None
+    assert guard.check_validation(4, 0.7) is None
+    trip = guard.check_validation(5, 0.5)
+    assert trip is not None
+    assert "collapsed" in trip.reason

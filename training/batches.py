@@ -1,0 +1,69 @@
+"""Batch order, augmentation and data noise: pure functions of (seed, step) and one generator.
+
+The order in which training examples are visited depends only on the run's seed and the step,
+never on how many steps a process has already run: a run resumed at step s draws exactly the
+batches an uninterrupted run would have drawn from step s on. Each epoch is a fresh permutation
+seeded by (seed, epoch); a global batch of ``batch_size * world_size`` consecutive positions is
+cut into one shard per rank.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["augment", "batch_indices", "derive_seed"]
+
+
+def derive_seed(seed: int, *parts: int) -> int:
+    """Independent, reproducible seeds for each (rank, attempt, stream)."""
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class _Permutations:
+    def __init__(self, seed: int, n: int) -> None:
+        self.seed, self.n = seed, n
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        if epoch not in self._cache:
+            if len(self._cache) > 4:
+                self._cache.clear()
+            rng = np.random.default_rng([self.seed, epoch])
+            self._cache[epoch] = rng.permutation(self.n)
+        return self._cache[epoch]
+
+
+_PERMS: dict[tuple[int, int], _Permutations] = {}
+
+
+def batch_indices(
+    seed: int, step: int, n: int, batch_size: int, rank: int = 0, world_size: int = 1
+) -> Tensor:
+    """Indices into the training set for this rank's share of global batch ``step``."""
+    perms = _PERMS.setdefault((seed, n), _Permutations(seed, n))
+    start = (step * world_size + rank) * batch_size
+    positions = np.arange(start, start + batch_size)
+    epochs, offsets = np.divmod(positions, n)
+    out = np.empty(batch_size, dtype=np.int64)
+    for epoch in np.unique(epochs):
+        rows = epochs == epoch
+        out[rows] = perms(int(epoch))[offsets[rows]]
+    return torch.from_numpy(out)
+
+
+def augment(x: Tensor, mode: str, generator: torch.Generator, pad: int = 4) -> Tensor:
+    """``crop``: random translation by up to ``pad`` pixels (reflect padding), as torchvision's
+    RandomCrop(padding=pad); ``crop_flip`` adds a horizontal flip with probability 1/2."""
+    if mode == "none":
+        return x
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator).tolist()
+    out = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(shifts)])
+    if mode == "crop_flip":
+        flip = torch.rand(b, generator=generator) < 0.5
+        out[flip] = out[flip].flip(-1)
+    return out

@@ -1,0 +1,174 @@
+"""`python -m training calibrate MODEL`: what the service needs to turn scores into decisions.
+
+Fitted on the validation split only:
+- the softmax temperature T minimising validation NLL (Guo et al., 2017);
+- for each OOD score the threshold that lets 95% of validation inputs pass, and the 0..100th
+  percentiles of the validation scores (the service reports an input's percentile);
+then measured on the test split (accuracy, ECE and NLL raw and calibrated, OOD AUROC / FPR@95 and
+the flag rate at the stored thresholds), and published as a new version whose parent is the
+calibrated one. The test split never influences a fitted number: it is only read afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from jem import JEM
+from jem.metrics import fit_temperature
+from jem.ood import OOD_SCORES
+from model_store import (
+    Calibration,
+    FittedOn,
+    Manifest,
+    ManifestDraft,
+    ModelRef,
+    ModelStore,
+    ScoreCalibration,
+)
+from training.data import Dataset
+from training.eval_metrics import (
+    batched_logits,
+    batched_scores,
+    classification_metrics,
+    dataset_for,
+    ood_metrics,
+)
+from training.ood_sets import make_ood_sets
+
+__all__ = [
+    "TARGET_TPR",
+    "calibrate",
+    "fit_calibration",
+    "main",
+    "measure_on_test",
+    "run",
+]
+
+TARGET_TPR = 0.95
+# Files of a version that a recalibrated version does not inherit: the store writes the first
+# two itself, and the optimiser state belongs to the training checkpoint (the parent keeps it).
+_NOT_INHERITED = ("manifest.json", "weights.safetensors", "buffer.safetensors")
+
+
+def fit_calibration(
+    model: JEM, x_val: Tensor, y_val: Tensor, *, split_seed: int | None, split: str = "validation"
+) -> Calibration:
+    """Temperature, thresholds and quantiles from held-out validation data alone."""
+    if split == "test":
+        raise ValueError("calibration is fitted on the validation split, never on the test split")
+    temperature = fit_temperature(batched_logits(model, x_val), y_val)
+    # max_softmax is scored with the fitted temperature, as the service will score it
+    scores = batched_scores(model, x_val, temperature)
+    return Calibration(
+        temperature=temperature,
+        fitted_on=FittedOn(split=split, n=len(y_val), seed=split_seed),
+        scores={
+            name: ScoreCalibration.from_scores(scores[name].tolist(), TARGET_TPR)
+            for name in OOD_SCORES
+        },
+    )
+
+
+def measure_on_test(
+    model: JEM,
+    calibration: Calibration,
+    dataset: Dataset,
+    *,
+    ood_seed: int = 0,
+    ood_sets: Mapping[str, Tensor] | None = None,
+) -> dict[str, Any]:
+    """Test-split metrics under a given calibration (nothing here is fitted)."""
+    x_test, y_test = dataset.test.inputs(), dataset.test.labels
+    cls = classification_metrics(batched_logits(model, x_test), y_test, calibration.temperature)
+    sets = ood_sets if ood_sets is not None else make_ood_sets(x_test, dataset.spec, seed=ood_seed)
+    t = calibration.temperature
+    scores_out = {name: batched_scores(model, x, t) for name, x in sets.items()}
+    thresholds = {name: c.threshold for name, c in calibration.scores.items()}
+    ood = ood_metrics(batched_scores(model, x_test, t), scores_out, thresholds)
+    summary = {k: v for k, v in cls.items() if not k.startswith("reliability")}
+    return {"split": "test", **summary, "ood_seed": ood_seed, "ood": ood}
+
+
+def calibrate(
+    store: ModelStore,
+    ref: str | ModelRef,
+    *,
+    data_root: str | None = None,
+    ood_seed: int = 0,
+) -> tuple[ModelRef, Manifest]:
+    """Fit on validation, measure on test, publish `name:<next>` with parent = `ref`."""
+    loaded = store.load(ref)
+    model, manifest = loaded.model, loaded.manifest
+    torch.manual_seed(0)  # nothing below draws from the global RNG; pin it anyway
+    dataset = dataset_for(manifest, data_root)
+    split_seed = dataset.split.get("seed")
+    calibration = fit_calibration(
+        model,
+        dataset.val.inputs(),
+        dataset.val.labels,
+        split_seed=split_seed if isinstance(split_seed, int) else None,
+    )
+    metrics = dict(manifest.metrics)
+    metrics["test"] = measure_on_test(model, calibration, dataset, ood_seed=ood_seed)
+    draft = ManifestDraft.from_manifest(
+        manifest, calibration=calibration, metrics=metrics, parent=str(loaded.ref), stage="final"
+    )
+    files: dict[str, bytes] = {}
+    tensors: dict[str, dict[str, Tensor]] = {}
+    for filename in manifest.files:
+        if filename in _NOT_INHERITED or filename.startswith("training_state"):
+            continue
+        if filename.endswith(".safetensors"):
+            tensors[filename] = store.read_tensors(loaded.ref, filename)
+        else:
+            files[filename] = store.read_file(loaded.ref, filename)
+    new_ref = store.save(
+        manifest.name, model, draft, buffer=loaded.buffer, tensors=tensors, files=files
+    )
+    return new_ref, store.manifest(new_ref)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "calibrate", help="fit temperature and OOD thresholds on validation", description=__doc__
+    )
+    p.add_argument("model", help="model reference: name, name:VERSION or name:ALIAS")
+    p.add_argument("--store", default=None, help="model store root (default: JEM_MODEL_STORE)")
+    p.add_argument("--data-root", default=None, help="data root for CIFAR/SVHN/folder data")
+    p.add_argument("--ood-seed", type=int, default=0, help="seed of the OOD test sets")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    store = ModelStore(args.store)
+    new_ref, manifest = calibrate(
+        store, args.model, data_root=args.data_root, ood_seed=args.ood_seed
+    )
+    cal, test = manifest.calibration, manifest.metrics["test"]
+    assert cal is not None
+    assert isinstance(test, dict)
+    print(f"calibrated {manifest.parent} -> {new_ref} ({store.path(new_ref)})")
+    print(
+        f"  temperature {cal.temperature:.4f} fitted on {cal.fitted_on.split} (n={cal.fitted_on.n})"
+    )
+    for name, score in cal.scores.items():
+        print(f"  {name:12s} threshold {score.threshold:.5g} (lets {score.target_tpr:.0%} pass)")
+    print(
+        f"  test: accuracy {test['accuracy']:.4f}, ECE {test['ece']:.4f} raw / "
+        f"{test['ece_calibrated']:.4f} calibrated"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training")
+    register(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(["calibrate", *(argv or [])]))

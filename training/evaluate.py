@@ -1,0 +1,287 @@
+"""`python -m training evaluate MODEL [--against BASELINE]`: the paper's claims, measured.
+
+On the held-out test split, for the model and (side by side) for the matched softmax baseline:
+classification and calibration (accuracy, ECE raw and temperature-scaled, NLL), OOD detection
+(AUROC and FPR@95 of each score against each OOD set), robustness (accuracy under L-inf and L2
+PGD), and class-conditional samples (judged by the baseline network and a pixel SVC fitted on the
+train split; IS and FID in the baseline's feature space). Writes metrics.json, the PNGs and
+REPORT.md to --out. Every fitted number comes from the train or validation split; every random
+draw comes from a generator seeded with --seed, recorded in metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from model_store import LoadedModel, ModelStore
+from training.attacks import Norm, robust_accuracy
+from training.calibrate import fit_calibration
+from training.data import Dataset
+from training.eval_metrics import (
+    batched_logits,
+    batched_scores,
+    classification_metrics,
+    dataset_for,
+    ood_metrics,
+)
+from training.eval_plots import reliability_png, robustness_png, score_histograms_png
+from training.eval_samples import (
+    NOISE_STEPS,
+    Samples,
+    generation_quality,
+    judge,
+    samples_from_buffer,
+    samples_from_noise,
+)
+from training.eval_vision import extra_ood_sets, inception_metrics
+from training.judges import PixelSVCJudge, network_predictions
+from training.ood_sets import make_ood_sets
+from training.report import render_report
+from training.samples import image_grid_png
+
+__all__ = ["L2_EPS", "LINF_EPS", "evaluate", "evaluate_model", "main", "register"]
+
+LINF_EPS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
+L2_EPS = (0.0, 0.25, 0.5, 1.0, 2.0)
+SVC_MAX_TRAIN = 10_000
+
+
+def evaluate_model(
+    loaded: LoadedModel,
+    dataset: Dataset,
+    *,
+    ood_sets: dict[str, Tensor],
+    judges: dict[str, Callable[[Tensor], Tensor]],
+    feature_net: nn.Module | None,
+    seed: int,
+    per_class: int,
+    pgd_steps: int,
+    sgld_steps: int = NOISE_STEPS,
+) -> tuple[dict[str, Any], dict[str, dict[str, Tensor]], dict[str, Samples]]:
+    """(metrics, scores[score][set] for the histograms, samples by source) for one model."""
+    model, manifest = loaded.model, loaded.manifest
+    x_val, y_val = dataset.val.inputs(), dataset.val.labels
+    x_test, y_test = dataset.test.inputs(), dataset.test.labels
+    calibration, source = manifest.calibration, "manifest"
+    if calibration is None:  # not calibrated yet: fit on validation now, never on test
+        calibration, source = fit_calibration(model, x_val, y_val, split_seed=None), "fitted now"
+    t = calibration.temperature
+    cls = classification_metrics(batched_logits(model, x_test), y_test, t)
+
+    scores_in = batched_scores(model, x_test, t)
+    scores_out = {name: batched_scores(model, x, t) for name, x in ood_sets.items()}
+    thresholds = {name: c.threshold for name, c in calibration.scores.items()}
+    by_score = {
+        s: {"test": scores_in[s], **{n: v[s] for n, v in scores_out.items()}} for s in scores_in
+    }
+
+    robustness: dict[str, Any] = {"steps": pgd_steps, "seed": seed}
+    attacks: tuple[tuple[Norm, tuple[float, ...]], ...] = (("linf", LINF_EPS), ("l2", L2_EPS))
+    for norm, epsilons in attacks:
+        acc = robust_accuracy(
+            model, x_test, y_test, epsilons, norm=norm, steps=pgd_steps, seed=seed
+        )
+        robustness[norm] = {"eps": list(epsilons), "accuracy": acc}
+
+    samples = {"noise": samples_from_noise(model, manifest, per_class, seed, sgld_steps)}
+    if loaded.buffer is not None:
+        samples["buffer"] = samples_from_buffer(model, manifest, loaded.buffer, per_class, seed)
+    sample_metrics: dict[str, Any] = {}
+    for name, s in samples.items():
+        entry: dict[str, Any] = {
+            "n": len(s.y),
+            "sgld": s.config,
+            "judged_as_label": judge(s, judges),
+        }
+        if feature_net is not None:
+            entry["quality"] = generation_quality(feature_net, s.x, x_val, x_test)
+        entry["inception"] = inception_metrics(s.x, x_test, dataset.spec)
+        sample_metrics[name] = entry
+
+    metrics = {
+        "ref": str(loaded.ref),
+        "px_weight": manifest.training.get("config", {}).get("px_weight"),  # type: ignore[union-attr]
+        "calibration": {
+            "source": source,
+            "temperature": t,
+            "fitted_on": calibration.fitted_on.model_dump(),
+            "thresholds": thresholds,
+        },
+        "classification": cls,
+        "ood": ood_metrics(scores_in, scores_out, thresholds),
+        "robustness": robustness,
+        "samples": sample_metrics,
+    }
+    return metrics, by_score, samples
+
+
+def evaluate(
+    store: ModelStore,
+    ref: str,
+    *,
+    against: str | None = None,
+    out: Path | None = None,
+    seed: int = 0,
+    per_class: int | None = None,
+    sgld_steps: int = NOISE_STEPS,
+    pgd_steps: int = 20,
+    data_root: str | None = None,
+    notes: str = "",
+    command: str = "",
+) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    main = store.load(ref)
+    baseline = store.load(against) if against else None
+    dataset = dataset_for(main.manifest, data_root)
+    if baseline is not None:
+        # raises SplitMismatch unless the baseline held out exactly the same test split
+        other = dataset_for(baseline.manifest, data_root)
+        if other.split.get("indices_sha256") != dataset.split.get("indices_sha256"):
+            raise ValueError(f"{ref} and {against} were trained on different splits")
+    x_test, y_test = dataset.test.inputs(), dataset.test.labels
+    per_class = per_class or max(1, len(y_test) // dataset.num_classes)
+
+    # an RBF SVC is quadratic in its training set: a seeded subset of a large train split will do
+    train = dataset.train
+    if len(train) > SVC_MAX_TRAIN:
+        generator = torch.Generator().manual_seed(seed)
+        train = train.subset(torch.randperm(len(train), generator=generator)[:SVC_MAX_TRAIN])
+    svc = PixelSVCJudge().fit(train.inputs(), train.labels, split="train")
+    judges: dict[str, Callable[[Tensor], Tensor]] = {"svc_pixels": svc.predict}
+    if baseline is not None:
+        judges["baseline_net"] = lambda x: network_predictions(baseline.model, x)
+    extra, skipped = extra_ood_sets(dataset, data_root, seed)
+    ood_sets = make_ood_sets(x_test, dataset.spec, seed=seed, extra=extra)
+    feature_net = baseline.model if baseline is not None else None
+
+    results: dict[str, Any] = {}
+    scores: dict[str, dict[str, dict[str, Tensor]]] = {}
+    samples: dict[str, dict[str, Samples]] = {}
+    for label, loaded in (("model", main), ("baseline", baseline)):
+        if loaded is None:
+            continue
+        results[label], scores[label], samples[label] = evaluate_model(
+            loaded,
+            dataset,
+            ood_sets=ood_sets,
+            judges=judges,
+            feature_net=feature_net,
+            seed=seed,
+            per_class=per_class,
+            pgd_steps=pgd_steps,
+            sgld_steps=sgld_steps,
+        )
+
+    report: dict[str, Any] = {
+        "command": command,
+        "seed": seed,
+        "data": {"name": dataset.name, "split": dataset.split, "test_n": len(y_test)},
+        "ood_sets": {"names": list(ood_sets), "n": len(x_test), "seed": seed, "skipped": skipped},
+        "judges": {
+            "svc_pixels": {
+                "fitted_on": svc.fitted_on,
+                "test_accuracy": float((svc.predict(x_test) == y_test).float().mean()),
+            },
+            "baseline_net": {"ref": str(baseline.ref)} if baseline is not None else None,
+            "feature_space": str(baseline.ref) if baseline is not None else None,
+        },
+        "results": results,
+    }
+    if out is not None:
+        _write(out, report, scores, samples, notes)
+    return report
+
+
+def _write(
+    out: Path,
+    report: dict[str, Any],
+    scores: dict[str, dict[str, dict[str, Tensor]]],
+    samples: dict[str, dict[str, Samples]],
+    notes: str,
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    names = {label: r["ref"].partition(":")[0] for label, r in report["results"].items()}
+    pngs = {
+        "reliability.png": reliability_png(
+            {names[k]: r["classification"] for k, r in report["results"].items()}
+        ),
+        "ood_scores.png": score_histograms_png({names[k]: v for k, v in scores.items()}),
+        "robustness.png": robustness_png(
+            {
+                names[k]: {n: r["robustness"][n] for n in ("linf", "l2")}
+                for k, r in report["results"].items()
+            }
+        ),
+    }
+    for label, per_source in samples.items():
+        for source, s in per_source.items():
+            # show up to 10 chains per class, one class per column
+            keep = torch.cat([torch.nonzero(s.y == k)[:10, 0] for k in s.y.unique()])
+            rows = int(torch.bincount(s.y[keep]).max())
+            pngs[f"samples_{names[label]}_{source}.png"] = image_grid_png(s.x[keep], rows=rows)
+    for filename, data in pngs.items():
+        (out / filename).write_bytes(data)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    (out / "REPORT.md").write_text(render_report(report, sorted(pngs), notes))
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "evaluate", help="evaluate a model on its held-out test split", description=__doc__
+    )
+    p.add_argument("model", help="model reference: name, name:VERSION or name:ALIAS")
+    p.add_argument("--against", metavar="BASELINE", help="the matched softmax baseline")
+    p.add_argument("--out", type=Path, help="directory for REPORT.md, metrics.json and PNGs")
+    p.add_argument("--store", default=None, help="model store root (default: JEM_MODEL_STORE)")
+    p.add_argument("--data-root", default=None, help="data root for CIFAR/SVHN/folder data")
+    p.add_argument("--seed", type=int, default=0, help="seed of OOD sets, PGD starts and SGLD")
+    p.add_argument(
+        "--per-class", type=int, default=None, help="samples per class (default: test/K)"
+    )
+    p.add_argument("--pgd-steps", type=int, default=20)
+    p.add_argument("--sgld-steps", type=int, default=NOISE_STEPS, help="SGLD steps from noise")
+    p.add_argument("--notes", type=Path, help="a Markdown file appended to the report")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    report = evaluate(
+        ModelStore(args.store),
+        args.model,
+        against=args.against,
+        out=args.out,
+        seed=args.seed,
+        per_class=args.per_class,
+        pgd_steps=args.pgd_steps,
+        sgld_steps=args.sgld_steps,
+        data_root=args.data_root,
+        notes=args.notes.read_text() if args.notes else "",
+        command=shlex.join(["python", "-m", "training", *sys.argv[1:]]),
+    )
+    for label, r in report["results"].items():
+        c = r["classification"]
+        print(
+            f"{label} {r['ref']}: accuracy {c['accuracy']:.4f}  ECE {100 * c['ece']:.2f}% raw, "
+            f"{100 * c['ece_calibrated']:.2f}% calibrated"
+        )
+    if args.out:
+        print(f"report written to {args.out / 'REPORT.md'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training")
+    register(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(["evaluate", *(argv or [])]))

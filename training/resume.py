@@ -1,0 +1,67 @@
+"""What a checkpoint holds of a running :class:`~training.trainer.Trainer`, and putting it back.
+
+Saved: the optimiser, every generator the loop draws from (the run's two, torch's global one,
+numpy's, python's), the step, the guard's learning-rate scale and history, and the time spent so
+far. The learning-rate schedule needs nothing else: it is a pure function of the step and that
+scale. Weights and the replay buffer travel as the version's own weights/buffer files.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from model_store import ModelRef
+from training.batches import derive_seed
+from training.checkpoint import load_training_state
+from training.guard import Trip
+from training.state import (
+    TrainingState,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    rng_from_flat,
+    rng_to_flat,
+)
+
+if TYPE_CHECKING:
+    from training.trainer import Trainer
+
+__all__ = ["capture_state", "restore_state"]
+
+log = logging.getLogger("training")
+
+
+def capture_state(t: Trainer, elapsed: float) -> TrainingState:
+    opt_tensors, opt_meta = optimizer_to_flat(t.optimizer)
+    rng_tensors, rng_meta = rng_to_flat({"main": t.gen, "buffer": t.buffer_gen})
+    meta = {
+        "step": t.step,
+        "lr_scale": t.lr_scale,
+        "run_id": t.run_id,
+        "trips": [trip.to_dict() for trip in t.trips],
+        "best_val_acc": t.guard.best_val_acc,
+        "elapsed_s": t.elapsed_before + elapsed,
+        "optimizer": opt_meta,
+        "rng": rng_meta,
+    }
+    return TrainingState({**opt_tensors, **rng_tensors}, meta)
+
+
+def restore_state(t: Trainer, ref: str) -> ModelRef:
+    """Load checkpoint ``ref`` into ``t``: weights, optimiser, buffer, generators, step."""
+    mref, _, meta, tensors, weights = load_training_state(t.store, ref)
+    t.model.load_state_dict(weights)
+    optimizer_from_flat(t.optimizer, tensors, meta["optimizer"])
+    rng_from_flat({"main": t.gen, "buffer": t.buffer_gen}, tensors, meta["rng"])
+    if t.info.rank > 0:  # rank 0's generators were saved; the other ranks derive their own
+        t.gen.manual_seed(derive_seed(t.config.seed, t.info.rank, meta["step"], 0))
+        t.buffer_gen.manual_seed(derive_seed(t.config.seed, t.info.rank, meta["step"], 1))
+    t.buffer.load_state_dict(t.store.read_tensors(mref, "buffer"))
+    t.step = int(meta["step"])
+    t.lr_scale = float(meta["lr_scale"])
+    t.run_id = str(meta["run_id"])
+    t.trips = [Trip(int(x["step"]), str(x["reason"])) for x in meta["trips"]]
+    t.guard.best_val_acc = float(meta["best_val_acc"])
+    t.elapsed_before = float(meta["elapsed_s"])
+    log.info("resumed %s at step %d of %d", mref, t.step, t.total)
+    return mref
