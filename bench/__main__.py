@@ -19,9 +19,10 @@ import torch
 
 from bench.compute import measure_compute, measure_samplers
 from bench.models import digit_images, locate_model
-from bench.report import check_targets, markdown
+from bench.report import markdown
 from bench.servers import REPO
 from bench.serving import ServingPlan, measure_serving
+from bench.targets import check_targets
 from bench.train_speed import seconds_per_iteration, time_to_accuracy
 from jem import SGLDConfig
 from model_store import ModelStore

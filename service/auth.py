@@ -15,7 +15,7 @@ __all__ = ["require_api_key"]
 _bearer = HTTPBearer(auto_error=False, description="One of the keys in JEM_API_KEYS.")
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

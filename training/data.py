@@ -9,7 +9,6 @@ calibration and the divergence guard, ``test`` is for the final report.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from torch import Tensor
 
 from jem import InputSpec, uint8_to_tensor
 from training.readers import (
-    IMAGE_SUFFIXES,
     CifarLabels,
     read_cifar_binary,
     read_image_folder,
@@ -237,7 +235,6 @@ def _folder(
     return _from_arrays("folder", images, labels, names, spec, seed, fractions)
 
 
-Loader = Callable[..., Dataset]
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "svhn", "folder")
 
 
@@ -253,8 +250,9 @@ def load_dataset(
 ) -> Dataset:
     """Load a data set by name. ``root`` is required for everything but ``digits``.
 
-    ``folder`` reads ``root/<class>/<image>`` (suffixes: {suffixes}) and converts every image per
-    ``spec``; CIFAR and SVHN keep their official test sets and carve validation from train.
+    ``folder`` reads ``root/<class>/<image>`` (any suffix in ``readers.IMAGE_SUFFIXES``) and
+    converts every image per ``spec``; CIFAR and SVHN keep their official test sets and carve
+    validation from train.
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
@@ -268,7 +266,3 @@ def load_dataset(
     if name == "svhn":
         return _svhn(path, download, seed, val_fraction)
     return _cifar(path, download, seed, val_fraction, hundred=name == "cifar100")
-
-
-if load_dataset.__doc__:
-    load_dataset.__doc__ = load_dataset.__doc__.replace("{suffixes}", ", ".join(IMAGE_SUFFIXES))

@@ -16,7 +16,8 @@ from bench.models import digit_images, locate_model
 from bench.naive_app import create_bench_app
 from bench.profile import summarise
 from bench.reference_sgld import reference_sgld
-from bench.report import check_targets, markdown
+from bench.report import markdown
+from bench.targets import check_targets
 from jem import JEM, SGLDConfig, create_backbone, sgld_sample
 from service import Settings
 from training.data import Dataset, load_digits_dataset
