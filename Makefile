@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default bench clean
+.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default bench bench-quick clean
 
 # torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
 # a multi-GB CUDA build. Everything else comes from pyproject.toml.
@@ -53,8 +53,17 @@ train-default: $(STAMP)
 	$(BIN)/python -m training train --preset digits-baseline
 	$(BIN)/python -m training train --preset digits-jem
 
+# Calibrates the shipped models (new versions) and regenerates reports/digits/.
+evaluate-default: $(STAMP)
+	$(BIN)/python -m training calibrate digits-jem
+	$(BIN)/python -m training calibrate digits-baseline
+	$(BIN)/python -m training evaluate digits-jem --against digits-baseline --out reports/digits --notes reports/digits/discussion.md
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

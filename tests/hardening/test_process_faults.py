@@ -29,9 +29,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 IN_FLIGHT = 24
 
 
-def _raw_request(host: str, port: int, body: bytes) -> bytes:
+def _raw_request(
+    host: str, port: int, body: bytes, path: str = "/v1/models/served/predict?ood=full"
+) -> bytes:
     head = (
-        f"POST /v1/models/served/predict?ood=full HTTP/1.1\r\nHost: {host}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     )
@@ -60,13 +62,18 @@ def test_sigterm_drains_in_flight_requests(
     pixels = np.asarray(digits.test_u8[:16], dtype=int).tolist()
     body = json.dumps({"pixels": pixels, "pixel_format": "uint8"}).encode()
     log = tmp_path / "server.log"
+    # A long generation anchors the drain: on a fast machine the predicts alone may all be
+    # answered before the signal, which would leave nothing in flight to drain.
+    anchor = json.dumps({"num_samples": 32, "steps": 1500, "seed": 0}).encode()
     finished: list[tuple[float, bytes]] = []
     with run_service(store_root, log, JEM_GRACEFUL_SHUTDOWN_S="60") as server:
         socks = [
-            socket.create_connection((server.host, server.port), timeout=60)
+            socket.create_connection((server.host, server.port), timeout=120)
             for _ in range(IN_FLIGHT)
         ]
-        for s in socks:  # every request is complete on the wire before the signal
+        gen_path = "/v1/models/served/generate"
+        socks[0].sendall(_raw_request(server.host, server.port, anchor, gen_path))
+        for s in socks[1:]:  # every request is complete on the wire before the signal
             s.sendall(_raw_request(server.host, server.port, body))
 
         def read(s: socket.socket) -> None:
@@ -78,7 +85,8 @@ def test_sigterm_drains_in_flight_requests(
         for t in readers:
             t.start()
         deadline = time.monotonic() + 60
-        while _accepted(server.proc.pid) < IN_FLIGHT:  # every connection is uvicorn's own
+        # every connection is uvicorn's own (accepted, or already answered and closed)
+        while _accepted(server.proc.pid) + len(finished) < IN_FLIGHT:
             assert time.monotonic() < deadline, "the server did not accept the connections"
             time.sleep(0.01)
         time.sleep(0.1)  # and has read the requests; most wait behind compute
