@@ -55,10 +55,31 @@ def create_backbone(name: str, **kwargs: Any) -> nn.Module:
 
 
 # -----------------------------------------------------------------------------
+# the shape every backbone shares: features -> linear head -> logits (timm's split)
+
+
+class Backbone(nn.Module):
+    """Subclasses set `num_classes` and `head` and define `forward_features` (B, ...) -> (B, D)."""
+
+    num_classes: int
+    head: nn.Linear
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, feats: Tensor) -> Tensor:
+        logits: Tensor = self.head(feats)
+        return logits
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# -----------------------------------------------------------------------------
 # a compact conv net for small grayscale images (the 8x8 digits)
 
 
-class DigitsCNN(nn.Module):
+class DigitsCNN(Backbone):
     """3x3 convs with SiLU, stride-2 downsampling to <= 4x4, global average pool, linear head.
 
     SiLU rather than ReLU: SGLD follows grad_x E(x), and a ReLU net's input gradient is piecewise
@@ -96,13 +117,6 @@ class DigitsCNN(nn.Module):
         feats: Tensor = self.features(x)
         return feats.mean(dim=(2, 3))
 
-    def forward_head(self, feats: Tensor) -> Tensor:
-        logits: Tensor = self.head(feats)
-        return logits
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
 
 @register_backbone("digits_cnn")
 def digits_cnn(
@@ -135,7 +149,7 @@ class _WideBlock(nn.Module):
         return out + residual
 
 
-class WideResNet(nn.Module):
+class WideResNet(Backbone):
     """WRN-depth-k: three stages of n = (depth - 4) / 6 blocks with 16k, 32k, 64k channels."""
 
     def __init__(
@@ -169,13 +183,6 @@ class WideResNet(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         out = self.act(self.blocks(self.conv1(x)))
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
-
-    def forward_head(self, feats: Tensor) -> Tensor:
-        logits: Tensor = self.head(feats)
-        return logits
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_backbone("wrn")
