@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from tests.hardening.conftest import Digits
-from tests.hardening.server import Server, run_service
 from tests.service.conftest import png_bytes
+from tests.service_process import Server, run_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

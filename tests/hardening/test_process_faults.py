@@ -20,7 +20,7 @@ import pytest
 
 from model_store import ModelStore, StoreError
 from tests.hardening.conftest import Digits
-from tests.hardening.server import REPO, run_service
+from tests.service_process import REPO, run_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

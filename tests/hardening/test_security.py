@@ -25,8 +25,8 @@ from model_store import ModelStore, StoreError
 from model_store.errors import InvalidModelName
 from service import Settings, create_app
 from service.logs import JsonFormatter
-from tests.hardening.server import REPO
 from tests.service.conftest import make_settings, png_bytes, serve
+from tests.service_process import REPO
 
 PACKAGES = ("jem", "model_store", "service", "training", "bench")
 MARKER_NAME = "pwned"

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,59 +16,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.service.conftest import Digits, png_bytes
+from tests.service_process import run_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def run_service(
-    store_root: Path, log: Path, *args: str, **env: str
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    environ = {
-        **os.environ,
-        "JEM_MODELS": "served,plain",
-        "JEM_MODEL_STORE": str(store_root),
-        "JEM_TORCH_THREADS": "1",
-        **env,
-    }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), *args],
-            cwd=REPO,
-            env=environ,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "service not ready in 180 s:\n" + log.read_text()
-            time.sleep(0.2)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +27,8 @@ def server(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     """One server for the tests that only send requests; the log is read after it stops."""
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with run_service(store_root, log) as (url, proc):
-        yield url, proc, log
+    with run_service(store_root, log) as server:
+        yield server.url, server.proc, log
 
 
 def upload(images: list[bytes], ext: str = "png") -> list[tuple[str, tuple[str, bytes, str]]]:
@@ -131,7 +77,8 @@ def test_real_server_end_to_end(
 
 def test_graceful_shutdown_finishes_in_flight_requests(store_root: Path, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    with run_service(store_root, log) as (url, proc):
+    with run_service(store_root, log) as server:
+        url, proc = server.url, server.proc
         result: dict[str, httpx.Response] = {}
 
         def slow() -> None:
@@ -159,7 +106,8 @@ def test_workers_share_metrics(store_root: Path, digits: Digits, tmp_path: Path)
         "--workers",
         "2",
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-    ) as (url, _):
+    ) as server:
+        url = server.url
         # readyz answered by one worker; wait until both have their models loaded
         for _ in range(600):
             text = httpx.get(f"{url}/metrics").text

@@ -1,4 +1,6 @@
-"""`python -m service` in its own process on a free loopback port, always cleaned up."""
+"""`python -m service` in its own process on a free loopback port, always cleaned up.
+
+Shared by the service, hardening and deployment tests: the service as users run it."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import httpx
 
 __all__ = ["REPO", "Server", "free_port", "run_service"]
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
