@@ -2,7 +2,9 @@
 
 A bounded asyncio queue per (model, kind); one worker task takes the first waiting request, then
 gathers more until the batch holds `max_batch_size` images or `max_wait_s` has passed, and runs
-the model in its own thread so the event loop keeps serving. Requests carry a deadline: expired
+the model in its own thread so the event loop keeps serving. The wait is adaptive: it applies only
+while traffic is concurrent (the previous batch gathered more than one request), so a lone
+client never waits for company that is not coming. Requests carry a deadline: expired
 ones are dropped before compute.
 """
 
@@ -69,6 +71,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
         self._arrived = asyncio.Event()
         self._carry: _Item | None = None
+        self._last_batch_requests = 1
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{model}-{kind}")
         self._closed = False
         self._worker: asyncio.Task[None] | None = None
@@ -124,7 +127,8 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         items = [await self._next()]
         total = items[0].size
-        until = loop.time() + self.max_wait_s
+        wait_s = self.max_wait_s if self._last_batch_requests > 1 else 0.0
+        until = loop.time() + wait_s
         while total < self.max_batch_size:
             try:
                 item = self._queue.get_nowait()
@@ -143,6 +147,7 @@ class MicroBatcher:
                 break
             items.append(item)
             total += item.size
+        self._last_batch_requests = len(items)
         return items
 
     async def _run(self) -> None:
