@@ -26,6 +26,7 @@ from jem.metrics import fit_temperature
 from jem.ood import ood_scores
 from model_store import ModelStore, ScoreCalibration
 from service import Settings, create_app
+from tests.cross_entropy_fit import fit_cross_entropy
 from training.data import load_digits_dataset
 
 SEED = 0
@@ -56,15 +57,9 @@ def digits() -> Digits:
 def _fit(x: torch.Tensor, y: torch.Tensor, steps: int = 200) -> JEM:
     torch.manual_seed(SEED)
     model = JEM(create_backbone("digits_cnn", width=WIDTH))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(SEED)
-    for _ in range(steps):
-        idx = torch.randint(len(x), (64,), generator=g)
-        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
+    fit_cross_entropy(model, x, y, steps=steps, lr=3e-3, generator=g)
+    return model
 
 
 @pytest.fixture(scope="session")

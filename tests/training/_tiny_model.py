@@ -10,6 +10,7 @@ import torch
 from jem import JEM, create_backbone
 from jem.buffer import ReplayBuffer, UniformInit
 from model_store import ModelRef, ModelStore
+from tests.cross_entropy_fit import fit_cross_entropy
 from training.config import TrainConfig
 from training.data import load_digits_dataset
 
@@ -22,15 +23,8 @@ def train_tiny(store_root: Path, name: str = "tiny", steps: int = 60, seed: int 
     data = load_digits_dataset(seed=0)
     x, y = data.train.inputs(), data.train.labels
     model = JEM(create_backbone("digits_cnn", width=8))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        idx = torch.randint(len(x), (64,), generator=g)
-        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    fit_cross_entropy(model, x, y, steps=steps, lr=1e-2, generator=g)
     torch.set_num_threads(threads)
     config = TrainConfig(backbone_kwargs={"width": 8}, px_weight=0.0, iterations=steps, seed=seed)
     buffer = ReplayBuffer(40, (1, 8, 8), 10, UniformInit(), generator=g)
