@@ -93,7 +93,11 @@ def measure_samplers(
     model: JEM, x0: torch.Tensor, config: SGLDConfig, *, seed: int, rounds: int
 ) -> dict[str, Any]:
     """SGLD steps/s at batch `len(x0)`: `jem.sgld_sample` against the official-style loop."""
-    reference_model = copy.deepcopy(model)  # the reference loop changes the model's flags
+    # The official code runs its model in PyTorch's default NCHW layout; `model` comes from
+    # model_store.load, which puts conv weights in channels-last order on CPU (jem.use_fast_layout).
+    # The same loop on a copy in our layout isolates what the loop itself costs.
+    official_model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    same_layout_model = copy.deepcopy(model)  # the reference loop changes the model's flags
     g = torch.Generator().manual_seed(seed)
     steps = config.steps
 
@@ -102,16 +106,26 @@ def measure_samplers(
 
     def reference() -> torch.Tensor:
         return reference_sgld(
-            reference_model, x0, steps, config.step_size, config.noise_std, generator=g
+            official_model, x0, steps, config.step_size, config.noise_std, generator=g
+        )
+
+    def reference_same_layout() -> torch.Tensor:
+        return reference_sgld(
+            same_layout_model, x0, steps, config.step_size, config.noise_std, generator=g
         )
 
     def backward() -> torch.Tensor:
         return backward_sgld(
-            reference_model, x0, steps, config.step_size, config.noise_std, generator=g
+            official_model, x0, steps, config.step_size, config.noise_std, generator=g
         )
 
     # interleaved, round by round, so drifting machine load hits all of them alike
-    fns = {"bare": bare, "reference": reference, "backward": backward}
+    fns = {
+        "bare": bare,
+        "reference": reference,
+        "reference_same_layout": reference_same_layout,
+        "backward": backward,
+    }
     rates: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
         fn()
@@ -120,17 +134,17 @@ def measure_samplers(
             t0 = time.perf_counter()
             fn()
             rates[key].append(steps / (time.perf_counter() - t0))
-    bare_rate, ref_rate, backward_rate = (
-        Rate(statistics.median(r), max(r), rounds, 1) for r in rates.values()
-    )
+    rate = {k: Rate(statistics.median(r), max(r), rounds, 1) for k, r in rates.items()}
     return {
         "batch": int(x0.shape[0]),
         "steps_per_call": steps,
         "clamp": config.clamp,
-        "bare_steps_per_s": bare_rate.to_dict(),
-        "reference_steps_per_s": ref_rate.to_dict(),
-        "backward_steps_per_s": backward_rate.to_dict(),
+        "bare_steps_per_s": rate["bare"].to_dict(),
+        "reference_steps_per_s": rate["reference"].to_dict(),
+        "reference_same_layout_steps_per_s": rate["reference_same_layout"].to_dict(),
+        "backward_steps_per_s": rate["backward"].to_dict(),
         # medians of the paired (same round) ratios: steadier than ratios of medians
         "bare_over_reference": _paired(rates["bare"], rates["reference"]),
+        "bare_over_reference_same_layout": _paired(rates["bare"], rates["reference_same_layout"]),
         "bare_over_backward": _paired(rates["bare"], rates["backward"]),
     }

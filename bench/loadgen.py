@@ -38,7 +38,7 @@ class Body:
     content: bytes
     content_type: str
     images: int
-    kind: str  # "multipart" (image files) or "pixels" (JSON arrays)
+    kind: str  # "multipart" (image files), "pixels" (JSON arrays) or "npy" (one .npy array)
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -52,6 +52,13 @@ def multipart_body(images: Sequence[bytes]) -> Body:
     files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
     request = httpx.Request("POST", "http://bench/", files=files)
     return Body(request.read(), request.headers["content-type"], len(images), "multipart")
+
+
+def npy_body(arrays: Sequence[np.ndarray]) -> Body:
+    """The binary alternative: one uint8 array [N, H, W] written by numpy.save."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.stack(arrays))
+    return Body(buffer.getvalue(), "application/x-npy", len(arrays), "npy")
 
 
 def pixels_body(arrays: Sequence[np.ndarray]) -> Body:

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.loadgen import multipart_body, png_bytes, run_load
+from bench.loadgen import multipart_body, npy_body, pixels_body, png_bytes, run_load
 from bench.models import digit_images, locate_model
 from bench.servers import serve
 from training.data import load_digits_dataset
@@ -61,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--module", default="service", help="server module (or bench.naive_app)")
     p.add_argument("--path", default="/v1/models/{model}/predict")
     p.add_argument("--images", type=int, default=1, help="images per request")
+    p.add_argument(
+        "--body",
+        choices=("multipart", "pixels", "npy"),
+        default="multipart",
+        help="PNG files, JSON uint8 pixel arrays, or one .npy array",
+    )
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--store", type=Path)
@@ -78,7 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         source = locate_model(args.store, args.model, scratch, data)
         env = {"JEM_MODEL_STORE": str(source.store), "JEM_MODELS": source.ref}
         env.update(item.split("=", 1) for item in args.env)
-        body = multipart_body([png_bytes(a) for a in digit_images(data, args.images)])
+        images = digit_images(data, args.images)
+        if args.body == "pixels":
+            body = pixels_body(images)
+        elif args.body == "npy":
+            body = npy_body(images)
+        else:
+            body = multipart_body([png_bytes(a) for a in images])
         out = scratch / "stacks.txt"
         with serve(args.module, env, scratch) as server:
             command = [spy, "record", "-p", str(server.pid), "-d", str(int(args.seconds) + 1)]

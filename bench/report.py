@@ -53,7 +53,7 @@ def _serving_table(results: dict[str, Any]) -> list[str]:
         ref = noop.get(r["concurrency"]) if r["images"] == 1 else None
         ratio = f"{r['requests_per_s'] / ref['requests_per_s']:.0%}" if ref else "-"
         path = r["path"].replace(f"/v1/models/{name}", "…").replace(f"/{name}", "/…")
-        path = f"`{path}`" + (" (JSON pixels)" if r["body"] == "pixels" else "")
+        path = f"`{path}`" + {"pixels": " (JSON pixels)", "npy": " (.npy)"}.get(r["body"], "")
         lines.append(
             _row(
                 r["server"],
@@ -111,10 +111,22 @@ def _generation_table(results: dict[str, Any]) -> list[str]:
         back = s["backward_steps_per_s"]["per_s"]
         bare = s["bare_steps_per_s"]["per_s"]
         b = s["batch"]
-        lines.append(_row(f"official-JEM-style loop, batch {b}", _fmt(ref), "1.00"))
+        lines.append(_row(f"official-JEM-style loop, NCHW model, batch {b}", _fmt(ref), "1.00"))
         rel_bare = s["bare_over_reference"]
         rel_back = rel_bare / s["bare_over_backward"]
-        lines.append(_row(f"`.backward()` loop, batch {b}", _fmt(back), f"{rel_back:.2f}"))
+        same = s.get("reference_same_layout_steps_per_s")
+        if same:
+            rel_same = rel_bare / s["bare_over_reference_same_layout"]
+            lines.append(
+                _row(
+                    f"official-JEM-style loop, our channels-last model, batch {b}",
+                    _fmt(same["per_s"]),
+                    f"{rel_same:.2f}",
+                )
+            )
+        lines.append(
+            _row(f"`.backward()` loop, NCHW model, batch {b}", _fmt(back), f"{rel_back:.2f}")
+        )
         lines.append(_row(f"`jem.sgld_sample`, batch {b}", _fmt(bare), f"{rel_bare:.2f}"))
     if "serving" in results:
         g = results["serving"]["generation"]

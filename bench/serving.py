@@ -20,6 +20,7 @@ from bench.loadgen import (
     LoadResult,
     merge,
     multipart_body,
+    npy_body,
     pixels_body,
     png_bytes,
     run_load,
@@ -192,6 +193,7 @@ async def measure_serving(
     one = multipart_body(uploads[:1])
     many = multipart_body(uploads)
     many_pixels = pixels_body(images[: plan.batch_images])
+    many_npy = npy_body(images[: plan.batch_images])
     predict = f"/v1/models/{name}/predict"
     noop, naive = f"/bench/noop/{name}", f"/bench/naive/{name}/predict"
     envs = {
@@ -213,6 +215,7 @@ async def measure_serving(
             _Spec("batched", predict, many, c),
             _Spec("batched", predict + "?ood=full", many, c),
             _Spec("batched", predict, many_pixels, c),
+            _Spec("batched", predict, many_npy, c),
             _Spec("bench-app", noop, many, c),
         ]
     specs.append(_Spec("batched", predict + "?ood=full", one, 1))

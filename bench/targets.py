@@ -96,21 +96,27 @@ def check_targets(results: dict[str, Any]) -> list[Target]:
                     d <= 2.0,
                 )
             )
-        many = [find_row(rows, "batched", predict, n, c) for c in batch_cs]
-        best = max((r for r in many if r), key=lambda r: r["images_per_s"], default=None)
-        pixels = [find_row(rows, "batched", predict, n, c, "pixels") for c in batch_cs]
-        best_px = max((r for r in pixels if r), key=lambda r: r["images_per_s"], default=None)
-        if best and compute:
+        best_by_body = {}
+        for body in ("multipart", "pixels", "npy"):
+            found = [find_row(rows, "batched", predict, n, c, body) for c in batch_cs]
+            best_row = max((r for r in found if r), key=lambda r: r["images_per_s"], default=None)
+            if best_row:
+                best_by_body[body] = best_row
+        if best_by_body and compute:
             ceiling = compute["forward_images_per_s"]["per_s"]
-            r = best["images_per_s"] / ceiling
-            also = f"; JSON pixels: {best_px['images_per_s'] / ceiling:.1%}" if best_px else ""
+            label = {"multipart": "PNG uploads", "pixels": "JSON pixels", "npy": ".npy array"}
+            parts = [
+                f"{label[body]} {r['images_per_s'] / ceiling:.1%} ({r['images_per_s']:.0f} at "
+                f"c={r['concurrency']})"
+                for body, r in best_by_body.items()
+            ]
+            best_share = max(r["images_per_s"] for r in best_by_body.values()) / ceiling
             targets.append(
                 Target(
-                    f"{n}-image requests (PNG uploads) vs raw batched forward (images/s)",
+                    f"{n}-image requests vs raw batched forward (images/s), best input format",
                     ">= 50%",
-                    f"{r:.1%} ({best['images_per_s']:.0f} at c={best['concurrency']} "
-                    f"vs {ceiling:.0f} images/s{also})",
-                    r >= 0.5,
+                    f"{'; '.join(parts)}; raw forward {ceiling:.0f} images/s",
+                    best_share >= 0.5,
                 )
             )
         c = max(batch_cs)
@@ -145,7 +151,9 @@ def check_targets(results: dict[str, Any]) -> list[Target]:
                 "bare sampler vs official-JEM-style loop (steps/s)",
                 ">= 1.2x",
                 f"{r:.2f}x ({samplers['bare_steps_per_s']['per_s']:.0f} vs "
-                f"{samplers['reference_steps_per_s']['per_s']:.0f} steps/s)",
+                f"{samplers['reference_steps_per_s']['per_s']:.0f} steps/s, the loop on the "
+                "NCHW model it would build); the same loop on our channels-last model: "
+                f"{samplers.get('bare_over_reference_same_layout', float('nan')):.2f}x",
                 r >= 1.2,
             )
         )

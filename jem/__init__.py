@@ -18,7 +18,7 @@ from jem.metrics import (
     reliability_bins,
     threshold_at_tpr,
 )
-from jem.model import JEM, energy_from_logits
+from jem.model import JEM, energy_from_logits, use_fast_layout
 from jem.ood import OOD_SCORES, energy_score, grad_norm_score, max_softmax_score, ood_scores
 from jem.preprocess import InputSpec, tensor_to_uint8, uint8_to_tensor
 from jem.sgld import EnergyModel, SGLDConfig, sgld_sample
@@ -54,4 +54,5 @@ __all__ = [
     "tensor_to_uint8",
     "threshold_at_tpr",
     "uint8_to_tensor",
+    "use_fast_layout",
 ]

@@ -8,10 +8,28 @@ E(x) = -logsumexp_y f(x)[y], and log p(x) = -E(x) up to the (unknown) log Z.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["JEM", "energy_from_logits"]
+__all__ = ["JEM", "energy_from_logits", "use_fast_layout"]
+
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def use_fast_layout(model: _M, device: torch.device | str) -> _M:
+    """Put 4-D (conv) weights in channels-last order on CPU, in place; returns the model.
+
+    oneDNN's CPU convolutions work in NHWC: with NCHW weights every conv reorders its operands
+    first. Channels-last weights make the activations channels-last too, with values equal up
+    to float rounding; measured on the digits CNN, SGLD steps and forward passes run 1.2-1.3x
+    faster (docs/benchmarks.md). On CUDA the layout is left alone (not measured here). Weights
+    are saved contiguous whatever their layout (model_store), so checkpoints do not depend on it.
+    """
+    if torch.device(device).type == "cpu":
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
 
 
 def energy_from_logits(logits: Tensor, y: Tensor | None = None) -> Tensor:

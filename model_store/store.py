@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from jem import use_fast_layout
 from model_store import _fs
 from model_store.aliases import read_aliases, remove_alias, write_alias
 from model_store.checkpoint import (
@@ -222,7 +223,7 @@ class ModelStore:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise IncompatibleWeights(str(mref), str(exc)) from None
-        model.to(device).eval()
+        use_fast_layout(model.to(device).eval(), device)
         buffer = None
         if BUFFER in manifest.files:
             tensors = self._read_tensors(mref, manifest, BUFFER, verify)

@@ -226,12 +226,16 @@ class Runtime:
     ) -> None:
         m = self.metrics
         m.images.labels(model).inc(len(energies))
-        for energy in energies:
-            m.energy.labels(model).observe(energy)
+        # each child looked up once per request, counters bumped once: .labels() takes a lock
+        energy = m.energy.labels(model)
+        for value in energies:
+            energy.observe(value)
         for score, items in verdicts.items():
+            histogram = m.ood_score.labels(model, score)
             for v in items:
-                m.ood_score.labels(model, score).observe(v.score)
-                if v.flagged is not None:
-                    m.ood_checks.labels(model, score).inc()
-                    if v.flagged:
-                        m.ood_flags.labels(model, score).inc()
+                histogram.observe(v.score)
+            checked = [v.flagged for v in items if v.flagged is not None]
+            if checked:
+                m.ood_checks.labels(model, score).inc(len(checked))
+                if any(checked):
+                    m.ood_flags.labels(model, score).inc(sum(checked))

@@ -5,10 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+from PIL import Image
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
+
+# Pillow warns (and refuses beyond twice this) while *opening* a larger image: our own limit
+# must stay below it so that every such image is refused by our check, with our message.
+_PILLOW_BOMB_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 
 def _split_csv(value: Any) -> Any:
@@ -55,7 +60,12 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(
         default=16 * 1024, ge=1024, description="Request line + headers; 431 beyond."
     )
-    max_image_pixels: int = Field(default=4_000_000, ge=1)
+    max_image_pixels: int = Field(
+        default=4_000_000,
+        ge=1,
+        le=_PILLOW_BOMB_PIXELS,
+        description="Pixels of one decoded upload (at most Pillow's decompression-bomb limit).",
+    )
     max_top_k: int = Field(default=10, ge=1)
 
     # Generation (SGLD)

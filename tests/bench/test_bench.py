@@ -91,7 +91,7 @@ def test_quick_run_writes_results_and_checks_every_target(tmp_path: Path) -> Non
     assert results["environment"]["cpu_count"] >= 1
     rows = results["serving"]["rows"]
     assert {r["server"] for r in rows} == {"batched", "batched-nowait", "unbatched", "bench-app"}
-    assert {r["body"] for r in rows} == {"multipart", "pixels"}
+    assert {r["body"] for r in rows} == {"multipart", "pixels", "npy"}
     for row in rows:
         assert row["errors"] == 0, row
         assert row["requests"] > 0, row

@@ -97,8 +97,33 @@ def test_bad_uploads_raise_named_errors() -> None:
         decode_image(png, SPEC, max_pixels=63)
 
 
+def test_corrupt_compressed_data_is_refused() -> None:
+    """A bit flip anywhere in the pixel chunk or its CRC is refused. (Pillow alone decodes some
+    of these to wrong pixels without an error: it stops inflating before zlib's checksum.)"""
+    png = encode(Image.fromarray(DIGIT), "PNG")
+    start = png.index(b"IDAT") + 4
+    length = int.from_bytes(png[start - 8 : start - 4], "big")
+    for pos in range(start, start + length + 4):
+        flipped = bytearray(png)
+        flipped[pos] ^= 0x01
+        with pytest.raises(CorruptImage, match="PNG"):
+            decode_image(bytes(flipped), SPEC, max_pixels=10_000)
+
+
+def test_inversion_matches_pillow() -> None:
+    """The numpy fast path (image at the model's size) gives Pillow's ImageOps.invert values."""
+    from PIL import ImageOps
+
+    inverted = InputSpec(channels=1, height=8, width=8, color_mode="L", invert=True)
+    image = Image.fromarray(DIGIT)
+    got = decode_image(encode(image, "PNG"), inverted, max_pixels=10_000)
+    np.testing.assert_array_equal(got, np.asarray(ImageOps.invert(image)))
+    assert got.flags.writeable
+
+
 def test_pillow_bomb_guard_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40)
+    # 64 pixels > 2 x 30: Pillow raises while opening, whatever the warning filters are
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30)
     png = encode(Image.fromarray(DIGIT), "PNG")
     with pytest.raises(ImageTooLarge):
         decode_image(png, SPEC, max_pixels=10_000)

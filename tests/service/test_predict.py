@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ import torch
 
 from jem import uint8_to_tensor
 from model_store import ModelStore
+from service.schemas import OODResponse, PredictResponse
 from tests.service.conftest import Digits, make_settings, png_bytes
 
 pytestmark = pytest.mark.anyio
@@ -106,6 +108,47 @@ async def test_json_inputs_match_multipart(client: httpx.AsyncClient, digits: Di
             assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-6)
 
 
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+async def test_npy_arrays_match_multipart(client: httpx.AsyncClient, digits: Digits) -> None:
+    images = digits.test_u8[:5]
+    multipart = (await client.post("/v1/models/served/predict", files=files(images))).json()
+    floats = uint8_to_tensor(images[..., None], _spec()).numpy()  # (N, 1, H, W) float32
+    headers = {"content-type": "application/x-npy"}
+    for array in (images, floats, floats.astype(np.float64)):
+        r = await client.post("/v1/models/served/predict", content=_npy(array), headers=headers)
+        assert r.status_code == 200, r.text
+        for a, b in zip(multipart["predictions"], r.json()["predictions"], strict=True):
+            assert a["label"] == b["label"]
+            assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"not an npy file", 422, "not a readable .npy array"),
+        (_npy(np.array([{"a": 1}], dtype=object)), 422, "not a readable .npy array"),
+        (_npy(np.zeros((0, 8, 8), dtype=np.uint8)), 422, "no images"),
+        (_npy(np.zeros((2, 7, 8), dtype=np.uint8)), 422, "expected [N, 1, 8, 8]"),
+        (_npy(np.full((1, 8, 8), 2.0, dtype=np.float32)), 422, "must lie in [-1.0, 1.0]"),
+        (_npy(np.zeros((1, 8, 8), dtype=bool)), 422, "nested list of numbers"),
+        (_npy(np.zeros((65, 8, 8), dtype=np.uint8)), 422, "limit is 64"),
+    ],
+)
+async def test_bad_npy_bodies_get_clear_errors(
+    client: httpx.AsyncClient, body: bytes, status: int, message: str
+) -> None:
+    r = await client.post(
+        "/v1/models/served/predict", content=body, headers={"content-type": "application/x-npy"}
+    )
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]["message"]
+
+
 def _spec():  # type: ignore[no-untyped-def]
     from jem import InputSpec
 
@@ -130,6 +173,22 @@ async def test_ood_full_adds_grad_norm_and_ood_route_gives_every_score(
         assert o["flagged"] == bool(beyond)
         assert set(beyond) <= {n for n, v in o["scores"].items() if v["flagged"]}
         assert o["label"] == p["label"]
+
+
+async def test_responses_validate_strictly_against_their_schemas(
+    client: httpx.AsyncClient, digits: Digits
+) -> None:
+    """The predictor builds response objects without validation (model_construct): what goes on
+    the wire must still be exactly the documented schema, types included."""
+    images = digits.test_u8[:3]
+    full = await client.post("/v1/models/served/predict?ood=full&top_k=4", files=files(images))
+    ood = await client.post("/v1/models/served/ood", files=files(images))
+    predicted = PredictResponse.model_validate_json(full.content, strict=True)
+    checked = OODResponse.model_validate_json(ood.content, strict=True)
+    assert [len(p.top_k) for p in predicted.predictions] == [4, 4, 4]
+    assert all(isinstance(p.ood["grad_norm"].flagged, bool) for p in predicted.predictions)
+    assert [r.index for r in checked.results] == [0, 1, 2]
+    assert full.headers["content-type"] == "application/json"
 
 
 async def test_energy_flags_fire_more_on_noise_than_on_digits(
@@ -209,7 +268,11 @@ async def test_openapi_documents_inputs_and_outputs(client: httpx.AsyncClient) -
     schema = (await client.get("/openapi.json")).json()
     paths = schema["paths"]
     predict = paths["/v1/models/{model}/predict"]["post"]
-    assert set(predict["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert set(predict["requestBody"]["content"]) == {
+        "multipart/form-data",
+        "application/json",
+        "application/x-npy",
+    }
     assert "PredictJSON" in schema["components"]["schemas"]
     assert {"200", "404", "413", "415", "422", "503", "504"} <= set(predict["responses"])
     generate = paths["/v1/models/{model}/generate"]["post"]

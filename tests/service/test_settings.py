@@ -59,3 +59,14 @@ def test_multiprocess_dir_is_created_and_emptied(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
     _prepare_multiprocess_dir(2)
     assert list(directory.iterdir()) == []
+
+
+def test_image_pixel_limit_stays_below_pillows_bomb_guard() -> None:
+    """Decoding skips warnings.catch_warnings (not thread-safe): our own limit must refuse
+    every image Pillow would only warn about, so it may not exceed Pillow's."""
+    from PIL import Image
+
+    assert Image.MAX_IMAGE_PIXELS is not None
+    Settings(max_image_pixels=Image.MAX_IMAGE_PIXELS)
+    with pytest.raises(ValidationError, match="max_image_pixels"):
+        Settings(max_image_pixels=Image.MAX_IMAGE_PIXELS + 1)
