@@ -93,6 +93,7 @@ SUBCOMMANDS: dict[str, Register] = {
     "train": register_train,
     "calibrate": lambda sub: _lazy("training.calibrate").register(sub),
     "evaluate": lambda sub: _lazy("training.evaluate").register(sub),
+    "screen": lambda sub: _lazy("training.screen").register(sub),
 }
 
 

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from jem import UniformInit, sgld_sample
+from jem import UniformInit, sgld_sample, use_fast_layout
 from model_store import ModelRef, ModelStore
 from training.batches import augment, batch_indices, derive_seed
 from training.build import (
@@ -90,7 +90,7 @@ class Trainer:
         np.random.seed(config.seed % 2**32)
         random.seed(config.seed)
         self.kwargs = backbone_kwargs(config, self.data)
-        self.model = build_model(config, self.data).to(self.device)
+        self.model = use_fast_layout(build_model(config, self.data).to(self.device), self.device)
         self.optimizer = build_optimizer(config, self.model)
         self.lr_at = lr_multiplier(config, self.total)
         self.lr_scale = 1.0
@@ -143,6 +143,8 @@ class Trainer:
                 )
             self.buffer.update(slots, x_sampled)
         self.net.train()
+        if cfg.grad_penalty > 0:
+            x.requires_grad_(True)
         with self._autocast():
             # one forward over data and samples: one DDP all-reduce per step
             inputs = x if x_sampled is None else torch.cat([x, x_sampled])
@@ -157,6 +159,8 @@ class Trainer:
             x_sampled,
             px_weight=cfg.px_weight,
             energy_reg=cfg.energy_reg,
+            x_data=x,
+            grad_penalty=cfg.grad_penalty,
         )
 
     @torch.no_grad()
@@ -334,4 +338,6 @@ def _postfix(parts: LossParts, generative: bool) -> str:
             f" gap {parts.gap:+.3f} E {parts.energy_data:.2f}"
             f" x[{parts.sample_min:.2f},{parts.sample_max:.2f}]"
         )
+    if parts.data_grad_norm:
+        text += f" |dE/dx| {parts.data_grad_norm:.2f}"
     return text

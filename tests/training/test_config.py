@@ -15,7 +15,7 @@ def test_every_preset_builds() -> None:
 def test_baseline_differs_from_jem_only_in_the_generative_term() -> None:
     jem, base = preset("digits-jem").to_dict(), preset("digits-baseline").to_dict()
     differing = {k for k in jem if jem[k] != base[k]}
-    assert differing <= {"px_weight", "energy_reg"}
+    assert differing <= {"px_weight", "energy_reg", "grad_penalty"}
     assert base["px_weight"] == 0.0
     assert jem["px_weight"] > 0
 
@@ -64,6 +64,7 @@ def test_overrides_parse_each_type() -> None:
         ("buffer_init=normal", "must be one of uniform, gaussian"),
         ("backbone_kwargs=[1]", "JSON object"),
         ("lr=-1", "lr must be > 0"),
+        ("grad_penalty=-0.5", "grad_penalty must be >= 0"),
     ],
 )
 def test_bad_overrides_say_what_is_valid(override: str, message: str) -> None:

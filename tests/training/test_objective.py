@@ -44,3 +44,27 @@ def test_gradient_lowers_data_energy_and_raises_sample_energy() -> None:
     # descending the loss raises data logits (lower energy) and lowers sample logits
     assert float(sampled.grad.sum()) > 0
     assert math.isclose(float(sampled.grad.sum()), 1.0, rel_tol=1e-6)
+
+
+def test_grad_penalty_is_the_squared_input_gradient_of_the_energy() -> None:
+    # one class and a linear net: E(x) = -x.w, so grad_x E = -w for every input, and the
+    # penalty is |w|^2 exactly; its own gradient w.r.t. w (create_graph) is 2 * weight * w
+    w = torch.tensor([3.0, -4.0], requires_grad=True)
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    y = torch.zeros(5, dtype=torch.long)
+    plain = jem_loss((x @ w).unsqueeze(1), y)
+    parts = jem_loss((x @ w).unsqueeze(1), y, x_data=x, grad_penalty=0.5)
+    assert float((parts.loss - plain.loss).detach()) == pytest.approx(0.5 * 25.0)
+    assert parts.data_grad_norm == pytest.approx(5.0)
+    (grad_w,) = torch.autograd.grad(parts.loss, w)
+    torch.testing.assert_close(grad_w, 2 * 0.5 * w.detach())  # CE of one class is constant 0
+
+
+def test_grad_penalty_needs_the_inputs() -> None:
+    logits = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="x_data"):
+        jem_loss(logits, torch.zeros(2, dtype=torch.long), grad_penalty=1.0)
+    with pytest.raises(ValueError, match="x_data"):
+        jem_loss(
+            logits, torch.zeros(2, dtype=torch.long), x_data=torch.zeros(2, 4), grad_penalty=1.0
+        )
