@@ -30,6 +30,7 @@ from model_store import (
     ModelStore,
     ScoreCalibration,
 )
+from training.cli import add_model_source_args, set_threads
 from training.data import Dataset
 from training.eval_metrics import (
     batched_logits,
@@ -138,16 +139,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "calibrate", help="fit temperature and OOD thresholds on validation", description=__doc__
     )
     p.add_argument("model", help="model reference: name, name:VERSION or name:ALIAS")
-    p.add_argument("--store", default=None, help="model store root (default: JEM_MODEL_STORE)")
-    p.add_argument("--data-root", default=None, help="data root for CIFAR/SVHN/folder data")
+    add_model_source_args(p)
     p.add_argument("--ood-seed", type=int, default=0, help="seed of the OOD test sets")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     store = ModelStore(args.store)
     new_ref, manifest = calibrate(
         store, args.model, data_root=args.data_root, ood_seed=args.ood_seed

@@ -16,9 +16,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+__all__ = ["SUBCOMMANDS", "add_model_source_args", "build_parser", "main", "set_threads"]
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def add_model_source_args(p: argparse.ArgumentParser) -> None:
+    """--store, --data-root and --threads: what every subcommand reading a stored model takes."""
+    p.add_argument("--store", default=None, help="model store root (default: JEM_MODEL_STORE)")
+    p.add_argument("--data-root", default=None, help="data root for CIFAR/SVHN/folder data")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+
+
+def set_threads(threads: int) -> None:
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def register_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

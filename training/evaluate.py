@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from model_store import LoadedModel, ModelStore
 from training.attacks import Norm, robust_accuracy
 from training.calibrate import fit_calibration
+from training.cli import add_model_source_args, set_threads
 from training.data import Dataset
 from training.eval_metrics import (
     batched_logits,
@@ -241,8 +242,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("model", help="model reference: name, name:VERSION or name:ALIAS")
     p.add_argument("--against", metavar="BASELINE", help="the matched softmax baseline")
     p.add_argument("--out", type=Path, help="directory for REPORT.md, metrics.json and PNGs")
-    p.add_argument("--store", default=None, help="model store root (default: JEM_MODEL_STORE)")
-    p.add_argument("--data-root", default=None, help="data root for CIFAR/SVHN/folder data")
+    add_model_source_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed of OOD sets, PGD starts and SGLD")
     p.add_argument(
         "--per-class", type=int, default=None, help="samples per class (default: test/K)"
@@ -250,13 +250,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--pgd-steps", type=int, default=20)
     p.add_argument("--sgld-steps", type=int, default=NOISE_STEPS, help="SGLD steps from noise")
     p.add_argument("--notes", type=Path, help="a Markdown file appended to the report")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     report = evaluate(
         ModelStore(args.store),
         args.model,

@@ -20,6 +20,7 @@ import torch
 
 from jem.metrics import accuracy, auroc, expected_calibration_error, fit_temperature
 from model_store import LoadedModel, ModelStore
+from training.cli import add_model_source_args, set_threads
 from training.data import Dataset
 from training.eval_metrics import ECE_BINS, batched_logits, batched_scores, dataset_for
 from training.ood_sets import OOD_SET_NAMES, make_ood_sets
@@ -81,16 +82,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("models", nargs="+", metavar="MODEL", help="model references to compare")
-    p.add_argument("--store", default=None, help="model store root (default: JEM_MODEL_STORE)")
-    p.add_argument("--data-root", default=None, help="data root for CIFAR/SVHN/folder data")
+    add_model_source_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the validation halves")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     store = ModelStore(args.store)
     rows = []
     for ref in args.models:

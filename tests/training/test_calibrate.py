@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -18,16 +17,8 @@ from training.calibrate import calibrate, fit_calibration
 from training.data import Dataset
 from training.eval_metrics import dataset_for
 
-pytestmark = pytest.mark.slow  # trains a tiny model once for the module (a few seconds)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # a shared 2-core machine: intra-op threads spin against other processes and run ~10x slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# trains a tiny model once for the module (a few seconds)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from model_store import ModelStore
 from tests.training._tiny_model import train_tiny
@@ -15,16 +13,8 @@ from training.calibrate import calibrate
 from training.cli import main as cli_main
 from training.report import target_checks
 
-pytestmark = pytest.mark.slow  # trains two tiny models and runs every evaluation (~15 s on 2 cores)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # a shared 2-core machine: intra-op threads spin against other processes and run ~10x slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# trains two tiny models and runs every evaluation (~15 s on 2 cores)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 def test_evaluate_writes_report_metrics_and_figures(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -16,15 +15,8 @@ from training.eval_metrics import dataset_for
 from training.ood_sets import OOD_SET_NAMES
 from training.screen import screen_model
 
-pytestmark = pytest.mark.slow  # trains two tiny models (a few seconds)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# trains two tiny models (a few seconds)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
