@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 
 import numpy as np
 import torch
@@ -65,19 +66,40 @@ async def _multipart(request: Request, settings: Settings) -> list[tuple[str, by
 
 
 def _npy(body: bytes, spec: InputSpec, settings: Settings) -> torch.Tensor:
-    """A .npy array in the JSON `pixels` layout: uint8 0..255, or floats in the value range."""
+    """A .npy array in the JSON `pixels` layout: uint8 0..255, or floats in the value range.
+
+    The header is read and checked against the body before any array exists: np.load would
+    allocate whatever shape a header claims (a hostile 30-byte body can ask for terabytes),
+    falls back to pickles for non-.npy input, and reads .npz archives.
+    """
+    hint = "write one array with numpy.save: uint8 or float, shape [N, C, H, W] (or [N, H, W])"
+    fp = io.BytesIO(body)
     try:
-        # allow_pickle=False: an object array (pickled Python objects) is refused, never loaded
-        array = np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+        version = np.lib.format.read_magic(fp)
+        read_header = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }.get(version)
+        if read_header is None:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, fortran_order, dtype = read_header(fp)
+    except (ValueError, OSError, EOFError, TypeError) as exc:
+        raise InvalidInput(f"body is not a .npy file ({exc}); {hint}") from None
+    if dtype.hasobject:  # pickled Python objects: refused, never loaded
+        raise InvalidInput(f"the .npy array holds Python objects ({dtype}); {hint}")
+    count = math.prod(shape)
+    available = len(body) - fp.tell()
+    if count * dtype.itemsize != available:
         raise InvalidInput(
-            f"body is not a readable .npy array ({exc}); write it with numpy.save, "
-            "uint8 or float, shape [N, C, H, W] (or [N, H, W] for one channel)"
-        ) from None
-    if not isinstance(array, np.ndarray) or array.ndim == 0 or not array.shape[0]:
-        raise InvalidInput("the .npy array holds no images; expected shape [N, C, H, W]")
-    if array.shape[0] > settings.max_images_per_request:
-        raise _too_many(array.shape[0], settings.max_images_per_request)
+            f"the .npy header says {count * dtype.itemsize} bytes of data (shape "
+            f"{list(shape)}, dtype {dtype}) but the body holds {available}; {hint}"
+        )
+    if not shape or not shape[0]:
+        raise InvalidInput(f"the .npy array holds no images (shape {list(shape)}); {hint}")
+    if shape[0] > settings.max_images_per_request:
+        raise _too_many(shape[0], settings.max_images_per_request)
+    flat = np.frombuffer(body, dtype=dtype, count=count, offset=fp.tell())
+    array = flat.reshape(shape, order="F" if fortran_order else "C")
     return pixels_to_tensor(array, spec, "uint8" if array.dtype == np.uint8 else "float")
 
 

@@ -114,12 +114,19 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    buffer = io.BytesIO()
+    header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buffer, header)  # type: ignore[no-untyped-call]
+    return buffer.getvalue()
+
+
 async def test_npy_arrays_match_multipart(client: httpx.AsyncClient, digits: Digits) -> None:
     images = digits.test_u8[:5]
     multipart = (await client.post("/v1/models/served/predict", files=files(images))).json()
     floats = uint8_to_tensor(images[..., None], _spec()).numpy()  # (N, 1, H, W) float32
     headers = {"content-type": "application/x-npy"}
-    for array in (images, floats, floats.astype(np.float64)):
+    for array in (images, floats, floats.astype(np.float64), np.asfortranarray(images)):
         r = await client.post("/v1/models/served/predict", content=_npy(array), headers=headers)
         assert r.status_code == 200, r.text
         for a, b in zip(multipart["predictions"], r.json()["predictions"], strict=True):
@@ -130,8 +137,11 @@ async def test_npy_arrays_match_multipart(client: httpx.AsyncClient, digits: Dig
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
-        (b"not an npy file", 422, "not a readable .npy array"),
-        (_npy(np.array([{"a": 1}], dtype=object)), 422, "not a readable .npy array"),
+        (b"not an npy file", 422, "not a .npy file"),
+        (_npy(np.zeros((1, 8, 8), dtype=np.uint8))[:-20], 422, "says 64 bytes of data"),
+        (_npy(np.array([{"a": 1}], dtype=object)), 422, "holds Python objects"),
+        # a header claiming 10^15 bytes and no data: refused before any allocation
+        (_npy_header((10**5, 10**5, 10**5)), 422, "says 1000000000000000 bytes of data"),
         (_npy(np.zeros((0, 8, 8), dtype=np.uint8)), 422, "no images"),
         (_npy(np.zeros((2, 7, 8), dtype=np.uint8)), 422, "expected [N, 1, 8, 8]"),
         (_npy(np.full((1, 8, 8), 2.0, dtype=np.float32)), 422, "must lie in [-1.0, 1.0]"),
