@@ -52,14 +52,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-        )
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _git_commit() -> str | None:
+    return _git("rev-parse", "HEAD") or None
+
+
+def _git_dirty() -> bool | None:
+    """Whether the measured code had uncommitted changes to tracked files (None: no git)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
 
 
 def _plan(quick: bool, threads: int, seed: int) -> dict[str, Any]:
@@ -139,6 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "torch": torch.__version__,
             "platform": platform.platform(),
             "git_commit": _git_commit(),
+            "git_dirty": _git_dirty(),
         },
     }
     data = load_digits_dataset(seed=0)

@@ -89,6 +89,7 @@ def test_quick_run_writes_results_and_checks_every_target(tmp_path: Path) -> Non
     assert results["quick"] is True
     assert results["seed"] == 0
     assert results["environment"]["cpu_count"] >= 1
+    assert results["environment"]["git_dirty"] in (True, False, None)
     rows = results["serving"]["rows"]
     assert {r["server"] for r in rows} == {"batched", "batched-nowait", "unbatched", "bench-app"}
     assert {r["body"] for r in rows} == {"multipart", "pixels", "npy"}
