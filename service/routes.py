@@ -98,14 +98,15 @@ v1_router = APIRouter(
 ops_router = APIRouter(tags=["operations"])
 
 
-def _json(body: BaseModel, status_code: int = 200) -> Response:
+def _json(body: BaseModel) -> Response:
     """A response model serialised once, by pydantic's Rust core.
 
     Returning the model itself would make FastAPI dump it to a dict, validate that dict against
-    `response_model` again and dump the result: a third of a 64-image predict's CPU (bench/,
-    py-spy). The routes keep `response_model=` for the OpenAPI schema.
+    `response_model` again and dump the result; with the per-image objects that was about a
+    fifth of a 64-image predict's py-spy samples (docs/benchmarks.md). The routes keep
+    `response_model=` for the OpenAPI schema.
     """
-    return Response(body.model_dump_json(), status_code=status_code, media_type="application/json")
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 def _timing(*timings: Any) -> Timing:
