@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from jem.preprocess import InputSpec, uint8_to_tensor
+from training.readers import RESAMPLE_FILTERS
 
 __all__ = [
     "OOD_SET_NAMES",
@@ -34,14 +35,6 @@ __all__ = [
 ]
 
 OOD_SET_NAMES = ("uniform_noise", "constant", "pixel_shuffled", "photo_patches")
-
-_RESAMPLE = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-}
 
 
 def uniform_noise(n: int, spec: InputSpec, generator: torch.Generator) -> Tensor:
@@ -69,7 +62,7 @@ def image_to_tensor(image: Image.Image, spec: InputSpec) -> Tensor:
     image = image.convert(spec.color_mode)
     if spec.invert:
         image = ImageOps.invert(image)
-    image = image.resize((spec.width, spec.height), resample=_RESAMPLE[spec.resample])
+    image = image.resize((spec.width, spec.height), resample=RESAMPLE_FILTERS[spec.resample])
     arr = np.array(image, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
     return uint8_to_tensor(arr, spec)
 

@@ -20,6 +20,7 @@ from jem import InputSpec
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "RESAMPLE_FILTERS",
     "FormatError",
     "read_cifar_binary",
     "read_image_folder",
@@ -80,7 +81,8 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x.transpose(3, 0, 1, 2).astype(np.uint8)), y
 
 
-_RESAMPLE = {
+# the InputSpec's resampling names -> Pillow filters (training/ood_sets.py uses it too)
+RESAMPLE_FILTERS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
@@ -93,7 +95,7 @@ def convert_image(image: Image.Image, spec: InputSpec) -> np.ndarray:
     """One Pillow image -> uint8 (H, W, C) per ``spec`` (mode, size, resampling, inversion)."""
     image = image.convert(spec.color_mode)
     if image.size != (spec.width, spec.height):
-        image = image.resize((spec.width, spec.height), _RESAMPLE[spec.resample])
+        image = image.resize((spec.width, spec.height), RESAMPLE_FILTERS[spec.resample])
     array = np.asarray(image, dtype=np.uint8)
     if array.ndim == 2:
         array = array[:, :, None]
