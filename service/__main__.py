@@ -43,6 +43,11 @@ def _parser(s: Settings) -> argparse.ArgumentParser:
         default=s.graceful_shutdown_s,
         help="on SIGTERM, seconds to finish in-flight requests (JEM_GRACEFUL_SHUTDOWN_S)",
     )
+    p.add_argument(
+        "--root-path",
+        default=s.root_path,
+        help="path prefix that a proxy in front strips, e.g. /jem (JEM_ROOT_PATH)",
+    )
     return p
 
 
@@ -81,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         h11_max_incomplete_event_size=settings.max_header_bytes,
         proxy_headers=False,
         server_header=False,
+        root_path=args.root_path,
     )
 
 

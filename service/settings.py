@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     worker_healthcheck_timeout_s: int = Field(
         default=60, ge=1, description="--workers: a worker silent this long is restarted."
     )
+    root_path: str = Field(
+        default="",
+        pattern=r"^(/\S*[^/\s])?$",
+        description="Path prefix that a proxy in front strips, e.g. '/jem' (uvicorn --root-path).",
+    )
     torch_threads: int | None = Field(default=None, ge=1)
     log_level: str = "INFO"
 
