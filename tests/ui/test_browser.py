@@ -48,7 +48,7 @@ def draw(page: Page, strokes: list[list[tuple[float, float]]]) -> None:
         page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
         page.mouse.down()
         for x, y in stroke[1:]:
-            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=3)
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
         page.mouse.up()
 
 
@@ -89,6 +89,7 @@ def test_drawn_digits_are_read_right(session: Session, shots: Path) -> None:
         if digit == 7:
             page.screenshot(path=shots / "classify.png", full_page=True)
     right = sum(str(d) == label for d, label in read.items())
+    print("drawn digit -> label read:", read)
     assert right >= 8, read
     assert page.locator("#bars .bar").count() == 10
     # one gauge per OOD score, each against the model's in-distribution histogram

@@ -87,7 +87,7 @@ async function pickModel(info) {
   const cls = $("gen-class");
   cls.replaceChildren(cls.options[0],
     ...info.class_names.map((name, i) => el("option", { value: String(i), textContent: name })));
-  $("gen-steps").placeholder = info.sampling ? `default ${info.sampling.steps}` : "model default";
+  $("gen-steps").placeholder = info.sampling ? `${info.sampling.steps} (default)` : "default";
   clearResult();
 }
 
@@ -199,8 +199,8 @@ function gauge(score, v, cal) {
   });
   if (v.threshold != null) add("line", { class: "thr", x1: x(v.threshold), x2: x(v.threshold), y1: 0, y2: base });
   add("line", { class: v.flagged ? "mark flagged" : "mark", x1: x(v.score), x2: x(v.score), y1: 0, y2: base });
-  add("text", { class: "axis", x: 0, y: H - 2 }, lo0.toPrecision(3));
-  add("text", { class: "axis", x: W, y: H - 2, "text-anchor": "end" }, hi0.toPrecision(3));
+  add("text", { class: "axis", x: x(lo0), y: H - 2, "text-anchor": "middle" }, lo0.toPrecision(3));
+  add("text", { class: "axis", x: x(hi0), y: H - 2, "text-anchor": "middle" }, hi0.toPrecision(3));
   if (v.score > hi || v.score < lo) {
     add("text", { class: "axis", x: v.score > hi ? W - 4 : 4, y: 10, "text-anchor": v.score > hi ? "end" : "start" },
       "input off scale");
@@ -210,6 +210,12 @@ function gauge(score, v, cal) {
 }
 
 // ---- the drawing pad ---------------------------------------------------------------------------
+
+// The pad as a PNG file. Not canvas.toBlob: Chromium encodes that in idle time, a second later.
+function png(canvas) {
+  const bytes = atob(canvas.toDataURL("image/png").split(",")[1]);
+  return new Blob([Uint8Array.from(bytes, (c) => c.charCodeAt(0))], { type: "image/png" });
+}
 
 function setUpPad() {
   const pad = $("pad");
@@ -244,7 +250,7 @@ function setUpPad() {
     if (!last) return;
     last = null;
     // strokes of one digit come in quick succession: classify once the hand rests
-    state.timer = setTimeout(() => pad.toBlob((blob) => classify(blob), "image/png"), 350);
+    state.timer = setTimeout(() => classify(png(pad)), 300);
   };
   pad.addEventListener("pointerup", end);
   pad.addEventListener("pointercancel", end);
