@@ -7,15 +7,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import uvicorn
 
 from service.logs import log_config
-from service.settings import Settings
+from service.settings import ROOT_PATH_PATTERN, Settings
 
 __all__ = ["main"]
+
+
+def _root_path(value: str) -> str:
+    if not re.fullmatch(ROOT_PATH_PATTERN, value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: give '' or a path like /jem (leading slash, none at the end)"
+        )
+    return value
 
 
 def _parser(s: Settings) -> argparse.ArgumentParser:
@@ -46,6 +55,7 @@ def _parser(s: Settings) -> argparse.ArgumentParser:
     p.add_argument(
         "--root-path",
         default=s.root_path,
+        type=_root_path,
         help="path prefix that a proxy in front strips, e.g. /jem (JEM_ROOT_PATH)",
     )
     return p

@@ -51,7 +51,7 @@ def _docs_response(page: HTMLResponse) -> HTMLResponse:
     return HTMLResponse(body, headers=security_headers(docs_csp(body), NO_CACHE))
 
 
-@router.get("/")
+@router.get("/", name="ui_home")
 async def home(request: Request) -> RedirectResponse:
     return RedirectResponse(f"{_root(request)}/ui/", status_code=307)
 

@@ -89,7 +89,6 @@ def test_drawn_digits_are_read_right(session: Session, shots: Path) -> None:
         if digit == 7:
             page.screenshot(path=shots / "classify.png", full_page=True)
     right = sum(str(d) == label for d, label in read.items())
-    print("drawn digit -> label read:", read)
     assert right >= 8, read
     assert page.locator("#bars .bar").count() == 10
     # one gauge per OOD score, each against the model's in-distribution histogram
@@ -166,7 +165,8 @@ def test_phone_viewport(browser: Browser, server: Server, shots: Path) -> None:
         wait_result(page)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"the page scrolls sideways on a phone: {width} px wide"
-        page.screenshot(path=shots / "phone-390x844.png", full_page=True)
+        page.screenshot(path=shots / "phone-390x844.png")
+        page.screenshot(path=shots / "phone-full-page.png", full_page=True)
         s.check_clean()
     finally:
         s.page.context.close()
