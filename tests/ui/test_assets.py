@@ -18,6 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from service import Settings, create_app
+from service.__main__ import main as service_main
 from service.ui.assets import PAGE_CSP, VENDOR_DIR, vendored
 from tests.service_process import REPO
 
@@ -157,10 +158,14 @@ def test_vendored_files_match_their_record() -> None:
 
 
 @pytest.mark.parametrize("bad", ["jem", "/jem/", "/", "/a b"])
-def test_root_path_setting_is_checked(bad: str) -> None:
+def test_root_path_setting_is_checked(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ValidationError):
         Settings(root_path=bad)
     assert Settings(root_path="/jem/v1").root_path == "/jem/v1"
+    with pytest.raises(SystemExit) as exit_info:  # the flag: a one-line error, exit code 2
+        service_main(["--root-path", bad])
+    assert exit_info.value.code == 2
+    assert "argument --root-path" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -19,7 +19,8 @@ function explain(status, body, headers) {
     overloaded: "The service is busy.",
     generation_busy: "Another generation is running.",
   };
-  let text = `${message.charAt(0).toUpperCase()}${message.slice(1)}.`;
+  let text = `${message.charAt(0).toUpperCase()}${message.slice(1)}`;
+  if (!/[.!?]$/.test(text)) text += ".";
   if (err && hints[err.code]) text += ` ${hints[err.code]}`;
   const retry = headers.get("Retry-After");
   if (retry) text += ` Try again in ${retry} s.`;
