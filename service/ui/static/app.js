@@ -238,6 +238,7 @@ function setUpPad() {
     e.preventDefault();
     pad.setPointerCapture(e.pointerId);
     clearTimeout(state.timer);
+    state.seq++; // an answer still on its way is for the drawing before this stroke
     $("result").dataset.state = "drawing";
     last = point(e);
     line(last, last);
