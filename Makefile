@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default bench bench-quick ui-screenshots ui-vendor clean
+.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default bench bench-quick bench-peers ui-screenshots ui-vendor clean
 
 # torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
 # a multi-GB CUDA build. Everything else comes from pyproject.toml.
@@ -66,6 +66,12 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+
+# This service side by side with TorchServe (needs java), BentoML, LitServe and Ray Serve; the
+# peers go into their own venv (.venv-peers, from bench/peers/requirements.txt) on first use.
+# Writes bench/results/peers.{md,json}. Not part of `make test` (the peers are heavy).
+bench-peers: $(STAMP)
+	$(BIN)/python -m bench --peers
 
 # Screenshots of the demo page and the API docs, desktop and phone, under reports/ui/ (the
 # browser tests take them; Debian's Chromium, headless).

@@ -19,6 +19,8 @@ import torch
 
 from bench.compute import measure_compute, measure_samplers
 from bench.models import digit_images, locate_model
+from bench.peers.harness import PEERS
+from bench.peers.run import PeerPlan, environment, measure_peers, peers_markdown
 from bench.report import markdown
 from bench.servers import REPO
 from bench.serving import ServingPlan, measure_serving
@@ -31,6 +33,7 @@ from training.data import load_digits_dataset
 __all__ = ["main"]
 
 SECTIONS = ("compute", "serving", "training")
+PEER_KEYS = {p.name.lower().replace(" ", "-"): p.name for p in PEERS}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads, here and in servers")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", action="append", choices=SECTIONS, help="run only these sections")
+    p.add_argument(
+        "--peers",
+        action="store_true",
+        help="instead: this service side by side with TorchServe, BentoML, LitServe and Ray "
+        "Serve (installed on first use into .venv-peers from bench/peers/requirements.txt)",
+    )
+    p.add_argument(
+        "--peer",
+        action="append",
+        choices=[*PEER_KEYS, "none"],
+        help="with --peers: only these peers (repeat); 'none': this service alone",
+    )
     return p
 
 
@@ -212,16 +227,56 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    results = run(args)
-    targets = check_targets(results)
-    results["targets"] = [t.to_dict() for t in targets]
-    table = markdown(results, targets)
+def _out(args: argparse.Namespace) -> Path:
     out: Path = args.out or (
         Path(tempfile.mkdtemp(prefix="jem-bench-quick-")) if args.quick else REPO / "bench/results"
     )
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def peers(args: argparse.Namespace) -> int:
+    """`--peers`: the side-by-side table, in peers.json and peers.md."""
+    keys = args.peer or list(PEER_KEYS)
+    plan = PeerPlan(
+        duration_s=1.0 if args.quick else 4.5,
+        warmup_s=0.5,
+        rounds=1 if args.quick else 3,
+        batch_images=8 if args.quick else 64,
+        threads=args.threads,
+        seed=args.seed,
+        peers=tuple(PEER_KEYS[k] for k in keys if k != "none"),
+    )
+    data = load_digits_dataset(seed=0)
+    with tempfile.TemporaryDirectory(prefix="jem-bench-peers-") as tmp:
+        scratch = Path(tmp)
+        source = locate_model(args.store, args.model, scratch, data, standin=args.standin)
+        print(f"model {source.ref} ({source.origin}) from {source.store}", flush=True)
+        results: dict[str, Any] = {"environment": environment(args.seed, plan)}
+        results["environment"].update(git_commit=_git_commit(), git_dirty=_git_dirty())
+        results["model"] = source.to_dict()
+        images = digit_images(data, plan.batch_images)
+        results.update(asyncio.run(measure_peers(source, images, plan, scratch)))
+    results["environment"]["load_after"] = list(os.getloadavg())
+    table = peers_markdown(results)
+    out = _out(args)
+    (out / "peers.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (out / "peers.md").write_text(table, encoding="utf-8")
+    print()
+    print(table)
+    print(f"wrote {out / 'peers.json'} and {out / 'peers.md'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.peers:
+        return peers(args)
+    results = run(args)
+    targets = check_targets(results)
+    results["targets"] = [t.to_dict() for t in targets]
+    table = markdown(results, targets)
+    out = _out(args)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (out / "latest.md").write_text(table, encoding="utf-8")
     print()

@@ -47,9 +47,16 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def multipart_body(images: Sequence[bytes]) -> Body:
-    """The body httpx itself would send for `files=[("files", png), ...]`, encoded once."""
-    files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
+def multipart_body(images: Sequence[bytes], *, field_per_image: bool = False) -> Body:
+    """The body httpx itself would send for `files=[("files", png), ...]`, encoded once.
+
+    `field_per_image`: fields `files0`, `files1`, ... instead (TorchServe keeps one value per
+    field name, so that is how its clients send several images).
+    """
+    files = [
+        (f"files{i}" if field_per_image else "files", (f"{i}.png", data, "image/png"))
+        for i, data in enumerate(images)
+    ]
     request = httpx.Request("POST", "http://bench/", files=files)
     return Body(request.read(), request.headers["content-type"], len(images), "multipart")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -97,10 +98,14 @@ def serve(
 
 
 class RssSampler:
-    """Samples a process's RSS every `interval_s` in a thread; `.peak` is the highest seen."""
+    """Samples a process's RSS every `interval_s` in a thread; `.peak` is the highest seen.
 
-    def __init__(self, pid: int, interval_s: float = 0.05) -> None:
+    `tree`: the sum over the process and all its descendants (servers that fork workers).
+    """
+
+    def __init__(self, pid: int, interval_s: float = 0.05, *, tree: bool = False) -> None:
         self._proc = psutil.Process(pid)
+        self._tree = tree
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
@@ -110,9 +115,14 @@ class RssSampler:
 
     def _rss(self) -> int:
         try:
-            return int(self._proc.memory_info().rss)
+            procs = [self._proc, *(self._proc.children(recursive=True) if self._tree else [])]
         except psutil.Error:
             return 0
+        total = 0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                total += int(proc.memory_info().rss)
+        return total
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -1,0 +1,260 @@
+"""The peer comparison's measurement: servers up, answers checked, rows interleaved, a table."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import Body, merge, multipart_body, png_bytes, run_load
+from bench.models import ModelSource
+from bench.peers.harness import (
+    PEERS,
+    Peer,
+    PeerServer,
+    answers,
+    compare,
+    ensure_venv,
+    peer_env,
+    start_peer,
+    tree_cpu_s,
+)
+from bench.servers import RssSampler, serve
+
+__all__ = ["ROWS", "PeerPlan", "measure_peers", "peers_markdown"]
+
+SERVICE = "this service"
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Row:
+    batch: bool  # single-image requests, or requests of PeerPlan.batch_images images
+    concurrency: int
+
+    def images(self, plan: PeerPlan) -> int:
+        return plan.batch_images if self.batch else 1
+
+    def label(self, plan: PeerPlan) -> str:
+        kind = f"{plan.batch_images}-image requests" if self.batch else "single-image"
+        return f"{kind}, concurrency {self.concurrency}"
+
+
+ROWS = (Row(False, 1), Row(False, 8), Row(False, 64), Row(True, 1), Row(True, 8))
+
+
+@dataclass(frozen=True)
+class PeerPlan:
+    duration_s: float  # measured seconds per row and server, split over the rounds
+    warmup_s: float  # per row, server and round
+    rounds: int
+    batch_images: int
+    threads: int
+    seed: int
+    peers: tuple[str, ...]  # names from PEERS; () = this service alone (the smoke run)
+
+
+@dataclass(frozen=True)
+class _Target:
+    name: str
+    url: str
+    path: str
+    pid: int
+    bodies: dict[int, Body]  # images per request -> body
+    startup_s: float
+
+
+def _bodies(uploads: list[bytes], sizes: set[int], field_per_image: bool) -> dict[int, Body]:
+    return {n: multipart_body(uploads[:n], field_per_image=field_per_image) for n in sizes}
+
+
+def _check(reference: dict[int, list[dict[str, Any]]], target: _Target) -> str:
+    for n, body in target.bodies.items():
+        why = compare(reference[n], answers(target.url, target.path, body))
+        if why:
+            return f"{n}-image request: {why}"
+    return ""
+
+
+async def _interleave(
+    targets: list[_Target], rows: tuple[Row, ...], plan: PeerPlan
+) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[tuple[str, int], list[tuple[Any, float]]] = {}
+    for round_ in range(plan.rounds):
+        print(f"  round {round_ + 1}/{plan.rounds}", flush=True)
+        for i, row in enumerate(rows):
+            for t in targets:
+                cpu0 = tree_cpu_s(t.pid)
+                result = await run_load(
+                    t.url,
+                    t.path,
+                    t.bodies[row.images(plan)],
+                    concurrency=row.concurrency,
+                    duration_s=plan.duration_s / plan.rounds,
+                    warmup_s=plan.warmup_s,
+                )
+                runs.setdefault((t.name, i), []).append((result, tree_cpu_s(t.pid) - cpu0))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for (name, i), rs in runs.items():
+        row = rows[i]
+        pooled = merge([r for r, _ in rs], row.images(plan))
+        cpu_s = sum(c for _, c in rs)
+        wall = sum(r.duration_s + plan.warmup_s for r, _ in rs)
+        out.setdefault(name, []).append(
+            {
+                "row": row.label(plan),
+                "images": row.images(plan),
+                **pooled.to_dict(),
+                "server_cpu": round(cpu_s / wall, 3),
+                "server_cpu_ms_per_request": round(cpu_s * 1000 / max(1, pooled.sent), 3),
+            }
+        )
+        print(
+            f"  {name:12s} {row.label(plan):34s} {pooled.requests_per_s:8.1f} req/s "
+            f"{pooled.images_per_s:9.1f} img/s  p99 {pooled.p99_ms:8.2f} ms  "
+            f"errors {pooled.errors}",
+            flush=True,
+        )
+    return out
+
+
+async def measure_peers(
+    source: ModelSource, images: list[Any], plan: PeerPlan, scratch: Path
+) -> dict[str, Any]:
+    """Every row on this service and on each peer in `plan.peers`; `images` uint8 (H, W)."""
+    uploads = [png_bytes(a) for a in images[: plan.batch_images]]
+    sizes = {row.images(plan) for row in ROWS}
+    service_env = {
+        "JEM_MODEL_STORE": str(source.store),
+        "JEM_MODELS": source.ref,
+        "JEM_TORCH_THREADS": str(plan.threads),
+        "JEM_MAX_BATCH_SIZE": "64",
+        "JEM_MAX_WAIT_MS": "5",
+    }
+    unavailable: dict[str, str] = {}
+    chosen = [p for p in PEERS if p.name in plan.peers]
+    bin_dir = ensure_venv() if chosen else None
+    results: dict[str, Any] = {"service_env": service_env, "unavailable": unavailable}
+    logs = scratch / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        t0 = time.perf_counter()
+        server = stack.enter_context(serve("service", service_env, logs))
+        service = _Target(
+            SERVICE,
+            server.url,
+            f"/v1/models/{source.name}/predict",
+            server.pid,
+            _bodies(uploads, sizes, False),
+            round(time.perf_counter() - t0, 2),
+        )
+        reference = {n: answers(service.url, service.path, b) for n, b in service.bodies.items()}
+        targets = [service]
+        samplers = {SERVICE: stack.enter_context(RssSampler(server.pid, tree=True))}
+        for peer in chosen:
+            target = _start(stack, peer, bin_dir, source, plan, uploads, sizes, scratch)
+            if isinstance(target, str):
+                unavailable[peer.name] = target
+                print(f"  {peer.name}: not measured: {target}", flush=True)
+                continue
+            why = _check(reference, target)
+            if why:
+                unavailable[peer.name] = f"gave other answers than the service ({why})"
+                print(f"  {peer.name}: not measured: {unavailable[peer.name]}", flush=True)
+                continue
+            print(f"  {peer.name}: ready in {target.startup_s:.1f} s, same answers", flush=True)
+            targets.append(target)
+            samplers[peer.name] = stack.enter_context(RssSampler(target.pid, tree=True))
+        results["startup_s"] = {t.name: t.startup_s for t in targets}
+        results["servers"] = await _interleave(targets, ROWS, plan)
+    results["memory_mb"] = {
+        name: {"idle": round(s.idle / MB, 1), "peak": round(s.peak / MB, 1)}
+        for name, s in samplers.items()
+    }
+    return results
+
+
+def _start(
+    stack: contextlib.ExitStack,
+    peer: Peer,
+    bin_dir: Path | None,
+    source: ModelSource,
+    plan: PeerPlan,
+    uploads: list[bytes],
+    sizes: set[int],
+    scratch: Path,
+) -> _Target | str:
+    assert bin_dir is not None
+    bodies = _bodies(uploads, sizes, peer.field_per_image)
+    env = peer_env(source.store, source.ref, plan.threads)
+    print(f"  starting {peer.name}", flush=True)
+    t0 = time.perf_counter()
+    started = stack.enter_context(start_peer(peer, bin_dir, env, bodies[1], scratch))
+    if not isinstance(started, PeerServer):
+        return started
+    elapsed = round(time.perf_counter() - t0, 2)
+    return _Target(peer.name, started.url, started.path, started.pid, bodies, elapsed)
+
+
+def environment(seed: int, plan: PeerPlan) -> dict[str, Any]:
+    return {
+        "started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "seed": seed,
+        "plan": vars(plan),
+        "cpu_count": os.cpu_count(),
+        "load_before": list(os.getloadavg()),
+        "python": platform.python_version(),
+    }
+
+
+def _cell(r: dict[str, Any]) -> str:
+    if r["images"] > 1:
+        return f"{r['images_per_s']:,.0f} img/s ({r['p99_ms']:,.1f})"
+    return f"{r['requests_per_s']:,.0f} ({r['p99_ms']:,.1f})"
+
+
+def _rate(r: dict[str, Any]) -> float:
+    return float(r["images_per_s"])
+
+
+def peers_markdown(results: dict[str, Any]) -> str:
+    """The issue's table: this service, the best peer per row, the ratio; then every server."""
+    servers: dict[str, list[dict[str, Any]]] = results["servers"]
+    peers = [n for n in servers if n != SERVICE]
+    lines = [
+        "| row: req/s or images/s (p99 ms) | this service | best peer | ratio |",
+        "|---|---|---|---|",
+    ]
+    for i, mine in enumerate(servers[SERVICE]):
+        if peers:
+            best = max(peers, key=lambda n: _rate(servers[n][i]))
+            theirs = servers[best][i]
+            ratio = _rate(mine) / _rate(theirs) if _rate(theirs) else float("inf")
+            cells = f"{best} {_cell(theirs)} | {ratio:.2f}x"
+        else:
+            cells = "(no peer measured) | -"
+        lines.append(f"| {mine['row']} | {_cell(mine)} | {cells} |")
+    names = list(servers)
+    lines += ["", "| row | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for i, mine in enumerate(servers[SERVICE]):
+        lines.append(f"| {mine['row']} | " + " | ".join(_cell(servers[n][i]) for n in names) + " |")
+    cpu = " | ".join(f"{servers[n][2]['server_cpu_ms_per_request']:.2f}" for n in names)
+    lines.append(f"| server CPU ms per request, {servers[SERVICE][2]['row']} | {cpu} |")
+    memory = results["memory_mb"]
+    lines.append("| peak memory MB (process tree) | " + " | ".join(
+        f"{memory[n]['peak']:,.0f}" for n in names) + " |")  # fmt: skip
+    lines.append("| seconds to ready | " + " | ".join(
+        f"{results['startup_s'][n]:.1f}" for n in names) + " |")  # fmt: skip
+    for name, why in results["unavailable"].items():
+        lines.append(f"\n{name}: not measured: {why}")
+    env = results["environment"]
+    lines.append(
+        f"\n{env['plan']['rounds']} interleaved rounds; load average before "
+        f"{env['load_before'][0]:.1f}, after {env['load_after'][0]:.1f} on {env['cpu_count']} cores"
+    )
+    return "\n".join(lines) + "\n"

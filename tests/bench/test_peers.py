@@ -1,0 +1,147 @@
+"""`python -m bench --peers`: the answer check, the table, the peers' shared code, and a smoke run
+with this service alone (CI never installs the peer frameworks: they are heavy)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from starlette.datastructures import Headers, UploadFile
+from starlette.formparsers import MultiPartParser
+
+from bench.__main__ import main
+from bench.loadgen import multipart_body, png_bytes
+from bench.models import digit_images, locate_model
+from bench.peers import common
+from bench.peers.harness import compare
+from bench.peers.run import SERVICE, peers_markdown
+from service import Settings, create_app
+from training.data import Dataset, load_digits_dataset
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_digits_dataset(seed=0)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _answer(label: int, confidence: float, energy: float) -> dict[str, Any]:
+    top = [{"label": label, "probability": confidence}, {"label": (label + 1) % 10}]
+    return {"label": label, "confidence": confidence, "energy": energy, "top_k": top}
+
+
+def test_compare_accepts_float_noise_and_names_the_first_difference() -> None:
+    ref = [_answer(3, 0.9, -5.0), _answer(7, 0.6, -2.0)]
+    assert compare(ref, [_answer(3, 0.90000001, -5.0000001), _answer(7, 0.6, -2.0)]) == ""
+    assert compare(ref, ref[:1]) == "1 answers for 2 images"
+    assert "image 1: label 1 where the service says 7" in compare(
+        ref, [ref[0], _answer(1, 0.6, -2)]
+    )
+    assert "image 0: energy" in compare(ref, [_answer(3, 0.9, -5.1), ref[1]])
+    assert "image 0: confidence" in compare(ref, [_answer(3, 0.8, -5.0), ref[1]])
+
+
+@pytest.mark.anyio
+async def test_field_per_image_body_keeps_every_image_under_its_own_name(digits: Dataset) -> None:
+    uploads = [png_bytes(a) for a in digit_images(digits, 3)]
+    body = multipart_body(uploads, field_per_image=True)
+
+    async def stream() -> Any:
+        yield body.content
+
+    form = await MultiPartParser(Headers({"content-type": body.content_type}), stream()).parse()
+    files = list(form.multi_items())
+    assert [name for name, _ in files] == ["files0", "files1", "files2"]
+    assert all(isinstance(v, UploadFile) for _, v in files)
+    assert [await v.read() for _, v in files] == uploads  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_peer_model_answers_like_the_service(
+    digits: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What every peer's server runs must give the service's answers, or the comparison is void.
+    source = locate_model(tmp_path / "missing", "digits-jem", tmp_path, digits, standin=True)
+    monkeypatch.setenv("PEER_STORE", str(source.store))
+    monkeypatch.setenv("PEER_REF", source.ref)
+    uploads = [png_bytes(a) for a in digit_images(digits, 5)]
+    peer = common.load_model().predict_files(uploads)
+    app = create_app(Settings(models=[source.ref], model_store=source.store))  # type: ignore[call-arg]
+    body = multipart_body(uploads)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for _ in range(300):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+                await anyio.sleep(0.02)
+            response = await client.post(
+                "/v1/models/digits-jem/predict",
+                content=body.content,
+                headers={"content-type": body.content_type},
+            )
+    assert response.status_code == 200
+    assert compare(response.json()["predictions"], peer) == ""
+
+
+def _row(label: str, images: int, rate: float) -> dict[str, Any]:
+    return {
+        "row": label,
+        "images": images,
+        "requests_per_s": rate,
+        "images_per_s": rate * images,
+        "p99_ms": 10.0,
+        "server_cpu_ms_per_request": 2.0,
+    }
+
+
+def test_table_gives_the_best_peer_and_the_ratio_per_row() -> None:
+    results = {
+        "servers": {
+            SERVICE: [_row("a", 1, 200.0), _row("b", 1, 300.0), _row("c", 64, 50.0)],
+            "LitServe": [_row("a", 1, 100.0), _row("b", 1, 400.0), _row("c", 64, 40.0)],
+            "BentoML": [_row("a", 1, 160.0), _row("b", 1, 100.0), _row("c", 64, 10.0)],
+        },
+        "memory_mb": {n: {"idle": 1.0, "peak": 300.0} for n in (SERVICE, "LitServe", "BentoML")},
+        "startup_s": {SERVICE: 2.0, "LitServe": 5.0, "BentoML": 9.0},
+        "unavailable": {"TorchServe": "needs java on PATH"},
+        "environment": {
+            "plan": {"rounds": 3},
+            "load_before": [1.0, 1.0, 1.0],
+            "load_after": [2.0, 1.0, 1.0],
+            "cpu_count": 2,
+        },
+    }
+    table = peers_markdown(results)
+    assert "| a | 200 (10.0) | BentoML 160 (10.0) | 1.25x |" in table
+    assert "| b | 300 (10.0) | LitServe 400 (10.0) | 0.75x |" in table
+    assert "| c | 3,200 img/s (10.0) | LitServe 2,560 img/s (10.0) | 1.25x |" in table
+    assert "TorchServe: not measured: needs java on PATH" in table
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_peers_smoke_run_with_this_service_alone(tmp_path: Path) -> None:
+    assert main(["--peers", "--quick", "--peer", "none", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "peers.json").read_text())
+    rows = results["servers"][SERVICE]
+    assert [r["concurrency"] for r in rows] == [1, 8, 64, 1, 8]
+    for row in rows:
+        assert row["errors"] == 0, row
+        assert row["requests"] > 0, row
+        assert math.isfinite(row["p99_ms"]), row
+    assert results["memory_mb"][SERVICE]["peak"] > 0
+    assert results["unavailable"] == {}
+    table = (tmp_path / "peers.md").read_text()
+    assert table == peers_markdown(results)  # the table is a function of the JSON alone
+    assert "(no peer measured)" in table
