@@ -10,6 +10,7 @@ Bodies are encoded once, up front, so the client spends its time on HTTP, not on
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import ssl
@@ -24,6 +25,7 @@ from PIL import Image
 __all__ = [
     "Body",
     "LoadResult",
+    "base64_body",
     "merge",
     "multipart_body",
     "pixels_body",
@@ -38,7 +40,9 @@ class Body:
     content: bytes
     content_type: str
     images: int
-    kind: str  # "multipart" (image files), "pixels" (JSON arrays) or "npy" (one .npy array)
+    # "multipart" (image files), "base64" (image files in JSON), "pixels" (JSON arrays) or "npy"
+    # (one .npy array)
+    kind: str
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -66,6 +70,13 @@ def npy_body(arrays: Sequence[np.ndarray]) -> Body:
     buffer = io.BytesIO()
     np.save(buffer, np.stack(arrays))
     return Body(buffer.getvalue(), "application/x-npy", len(arrays), "npy")
+
+
+def base64_body(images: Sequence[bytes]) -> Body:
+    """The same image files as JSON `{"images": [base64, ...]}` (for servers that take no
+    multipart uploads)."""
+    payload = {"images": [base64.b64encode(data).decode("ascii") for data in images]}
+    return Body(json.dumps(payload).encode(), "application/json", len(images), "base64")
 
 
 def pixels_body(arrays: Sequence[np.ndarray]) -> Body:

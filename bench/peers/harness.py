@@ -52,7 +52,9 @@ class Peer:
     command: Callable[[Path, int, Path], list[str]]
     path: str  # the predict route
     needs: tuple[str, ...] = ()  # programs that must be on PATH (TorchServe: java)
-    field_per_image: bool = False  # multipart: files0, files1, ... (TorchServe's idiom)
+    # how its clients send images: "multipart" (`files` parts), "fields" (multipart `files0`,
+    # `files1`, ...: TorchServe keeps one value per name) or "base64" (JSON `{"images": [...]}`)
+    body: str = "multipart"
 
 
 def _python_module(module: str) -> Callable[[Path, int, Path], list[str]]:
@@ -80,9 +82,11 @@ def _torchserve(bin_dir: Path, port: int, scratch: Path) -> list[str]:
 
 
 PEERS = (
-    Peer("TorchServe", _torchserve, "/predictions/digits", needs=("java",), field_per_image=True),
+    Peer("TorchServe", _torchserve, "/predictions/digits", needs=("java",), body="fields"),
     Peer("BentoML", _bentoml, "/predict"),
-    Peer("LitServe", _python_module("bench.peers.litserve_server"), "/predict"),
+    # LitServe hands a request to its inference worker process by pickling it, and an uploaded
+    # file does not pickle (TypeError): its idiom for images is base64 in JSON
+    Peer("LitServe", _python_module("bench.peers.litserve_server"), "/predict", body="base64"),
     Peer("Ray Serve", _python_module("bench.peers.rayserve_app"), "/predict"),
 )
 
@@ -131,16 +135,26 @@ def missing_programs(peer: Peer) -> list[str]:
 
 
 def _ready(url: str, path: str, body: Body, proc: subprocess.Popen[bytes], timeout_s: float) -> str:
-    """'' once `POST path` answers 200, else why not (exited, or not within `timeout_s`)."""
+    """'' once `POST path` answers 200, else why not: exited, an error answer three times in a
+    row (a 404 or 503 counts as still starting), or no 200 within `timeout_s`."""
     deadline = time.monotonic() + timeout_s
+    errors = 0
     with httpx.Client(base_url=url, timeout=10.0) as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 return f"exited with {proc.returncode}"
-            with contextlib.suppress(httpx.HTTPError):
-                headers = {"content-type": body.content_type}
-                if client.post(path, content=body.content, headers=headers).status_code == 200:
-                    return ""
+            try:
+                r = client.post(
+                    path, content=body.content, headers={"content-type": body.content_type}
+                )
+            except httpx.HTTPError:
+                r = None
+            if r is not None and r.status_code == 200:
+                return ""
+            if r is not None and r.status_code not in (404, 503):
+                errors += 1
+                if errors >= 3:
+                    return f"POST {path} answered {r.status_code}: {r.text[:200]}"
             time.sleep(0.5)
     return f"no 200 from POST {path} within {timeout_s:g} s"
 

@@ -1,17 +1,19 @@
-"""LitServe: `python -m bench.peers.litserve_server --port P`; POST /predict, multipart `files`.
+"""LitServe: `python -m bench.peers.litserve_server --port P`; POST /predict with JSON
+`{"images": [base64 PNG, ...]}`.
 
 The framework's idiom: a `LitAPI` with decode/batch/predict/unbatch/encode, one inference worker,
-requests batched up to 64 per forward pass, waiting at most 5 ms.
+requests batched up to 64 per forward pass, waiting at most 5 ms. Images come as base64 in JSON:
+LitServe pickles each request over to its inference worker process, and a multipart upload
+does not pickle.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: LitServe reads decode_request's annotation as a type
 import argparse
+import base64
 from typing import Any
 
 import litserve as ls
 import torch
-from starlette.requests import Request
 
 from bench.peers.common import MAX_BATCH, MAX_WAIT_MS, load_model, split, stack
 
@@ -20,10 +22,9 @@ class DigitsAPI(ls.LitAPI):  # type: ignore[misc]
     def setup(self, device: str) -> None:
         self.model = load_model()
 
-    def decode_request(self, request: Request) -> torch.Tensor:
-        # LitServe hands a Request-typed API the parsed multipart form
-        files = request.getlist("files")  # type: ignore[attr-defined]
-        return torch.stack([self.model.decode(f.file.read()) for f in files])
+    def decode_request(self, request: dict[str, Any]) -> torch.Tensor:
+        images = [base64.b64decode(s, validate=True) for s in request["images"]]
+        return torch.stack([self.model.decode(data) for data in images])
 
     def batch(self, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
         return stack(inputs)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import Body, merge, multipart_body, png_bytes, run_load
+from bench.loadgen import Body, base64_body, merge, multipart_body, png_bytes, run_load
 from bench.models import ModelSource
 from bench.peers.harness import (
     PEERS,
@@ -69,8 +69,11 @@ class _Target:
     startup_s: float
 
 
-def _bodies(uploads: list[bytes], sizes: set[int], field_per_image: bool) -> dict[int, Body]:
-    return {n: multipart_body(uploads[:n], field_per_image=field_per_image) for n in sizes}
+def _bodies(uploads: list[bytes], sizes: set[int], kind: str) -> dict[int, Body]:
+    """The same PNGs, each as the server's clients send them (see `Peer.body`)."""
+    if kind == "base64":
+        return {n: base64_body(uploads[:n]) for n in sizes}
+    return {n: multipart_body(uploads[:n], field_per_image=kind == "fields") for n in sizes}
 
 
 def _check(reference: dict[int, list[dict[str, Any]]], target: _Target) -> str:
@@ -150,7 +153,7 @@ async def measure_peers(
             server.url,
             f"/v1/models/{source.name}/predict",
             server.pid,
-            _bodies(uploads, sizes, False),
+            _bodies(uploads, sizes, "multipart"),
             round(time.perf_counter() - t0, 2),
         )
         reference = {n: answers(service.url, service.path, b) for n, b in service.bodies.items()}
@@ -190,7 +193,7 @@ def _start(
     scratch: Path,
 ) -> _Target | str:
     assert bin_dir is not None
-    bodies = _bodies(uploads, sizes, peer.field_per_image)
+    bodies = _bodies(uploads, sizes, peer.body)
     env = peer_env(source.store, source.ref, plan.threads)
     print(f"  starting {peer.name}", flush=True)
     t0 = time.perf_counter()
