@@ -39,7 +39,7 @@ def main() -> None:
     store.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [str(bin_dir / "torch-model-archiver"), "--model-name", "digits", "--version", "1.0",
-         "--handler", f"{HANDLER}:handle", "--export-path", str(store), "--force"],
+         "--handler", str(HANDLER), "--export-path", str(store), "--force"],
         check=True,
     )  # fmt: skip
     models = {
@@ -66,6 +66,7 @@ def main() -> None:
                 "install_py_dep_per_model=false",
                 "default_workers_per_model=1",
                 f"model_store={store}",
+                "load_models=digits.mar",
                 f"models={json.dumps(models)}",
                 "",
             ]
