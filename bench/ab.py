@@ -4,10 +4,15 @@ A before/after of a service change measured in one run: each NAME=DIR starts `py
 from that directory (a `git worktree` of the old commit, and the working tree), all on the same
 model store, and drives them with the benchmark's load generator round by round, so that the
 machine's drifting load hits every variant alike. Rows: single-image predict at concurrency 1
-and 64, and 64-image requests as PNG uploads, JSON pixels and one .npy array.
+and 64, and 64-image requests as PNG uploads (concurrency 1 and 8), JSON pixels and one .npy
+array.
 
     git worktree add /tmp/before HEAD~3
     .venv/bin/python -m bench.ab before=/tmp/before after=. --rounds 3
+
+A setting rather than a commit: the same directory twice, one variant with its own JEM_* values.
+
+    .venv/bin/python -m bench.ab one=. two=. --env two:JEM_WORKERS=2
 """
 
 from __future__ import annotations
@@ -37,13 +42,18 @@ def _cases(images: list[np.ndarray], n: int) -> list[tuple[str, Body, int]]:
         ("1 PNG, c=1", one, 1),
         ("1 PNG, c=64", one, 64),
         (f"{n} PNGs, c=1", multipart_body([png_bytes(a) for a in many]), 1),
+        (f"{n} PNGs, c=8", multipart_body([png_bytes(a) for a in many]), 8),
         (f"{n} as JSON pixels, c=1", pixels_body(many), 1),
         (f"{n} as .npy, c=1", npy_body(many), 1),
     ]
 
 
 async def _run(
-    variants: list[tuple[str, Path]], env: dict[str, str], model: str, args: argparse.Namespace
+    variants: list[tuple[str, Path]],
+    env: dict[str, str],
+    extra: dict[str, dict[str, str]],
+    model: str,
+    args: argparse.Namespace,
 ) -> None:
     data = load_digits_dataset(seed=0)
     cases = _cases(digit_images(data, args.images), args.images)
@@ -52,7 +62,12 @@ async def _run(
     unsupported: set[tuple[str, str]] = set()
     with tempfile.TemporaryDirectory(prefix="jem-ab-") as tmp, contextlib.ExitStack() as stack:
         servers = [
-            (name, stack.enter_context(serve("service", env, Path(tmp), cwd=cwd)))
+            (
+                name,
+                stack.enter_context(
+                    serve("service", {**env, **extra.get(name, {})}, Path(tmp), cwd=cwd)
+                ),
+            )
             for name, cwd in variants
         ]
         for round_ in range(args.rounds):
@@ -93,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", type=Path, help="model store (default: the shipped one)")
     p.add_argument("--model", default="digits-jem")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME:JEM_X=V",
+        help="a setting for one variant only (repeat)",
+    )
     args = p.parse_args(argv)
     variants = []
     for item in args.variants:
@@ -100,6 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not Path(directory, "service").is_dir():
             p.error(f"{item!r}: expected NAME=DIR with DIR a checkout holding service/")
         variants.append((name, Path(directory).resolve()))
+    extra: dict[str, dict[str, str]] = {}
+    names = {name for name, _ in variants}
+    for item in args.env:
+        name, sep, setting = item.partition(":")
+        key, eq, value = setting.partition("=")
+        if not sep or not eq or name not in names:
+            p.error(f"--env {item!r}: expected NAME:JEM_X=V with NAME one of {sorted(names)}")
+        extra.setdefault(name, {})[key] = value
     with tempfile.TemporaryDirectory(prefix="jem-ab-model-") as scratch:
         source = locate_model(args.store, args.model, Path(scratch), load_digits_dataset(seed=0))
         env = {
@@ -107,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             "JEM_MODELS": source.ref,
             "JEM_TORCH_THREADS": str(args.threads),
         }
-        asyncio.run(_run(variants, env, source.name, args))
+        asyncio.run(_run(variants, env, extra, source.name, args))
     return 0
 
 
