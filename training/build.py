@@ -9,30 +9,54 @@ from typing import Any, Literal
 import torch
 
 from jem import JEM, ClassGaussianInit, ReplayBuffer, SGLDConfig, UniformInit, create_backbone
-from training.config import TrainConfig
+from jem.backbones import list_backbones
+from training.config import ConfigError, TrainConfig
 from training.data import Dataset
 
 __all__ = [
-    "backbone_kwargs",
+    "AUTO_BACKBONES",
     "build_buffer",
     "build_model",
     "build_optimizer",
     "lr_multiplier",
+    "resolve_backbone",
     "sgld_config",
 ]
 
 
-def backbone_kwargs(config: TrainConfig, data: Dataset) -> dict[str, Any]:
-    """The config's backbone kwargs completed from the data set (channels, classes, size)."""
+# backbone="auto": the first row whose largest image side is at most the bound (docs/training.md,
+# "Backbones", has their parameter counts and measured costs per iteration)
+AUTO_BACKBONES: tuple[tuple[int, str, dict[str, Any]], ...] = (
+    (16, "digits_cnn", {"width": 32}),  # the digits recipe's network
+    (10**9, "wrn", {"depth": 10, "widen_factor": 2}),  # WRN-10-2: one block per stage
+)
+
+
+def resolve_backbone(config: TrainConfig, data: Dataset) -> tuple[str, dict[str, Any]]:
+    """(backbone name, kwargs): ``auto`` resolved by image size, the kwargs completed from the
+    data set (channels, classes, size) and then overridden by the config's ``backbone_kwargs``."""
+    name = config.backbone
     kwargs: dict[str, Any] = {"in_channels": data.spec.channels, "num_classes": data.num_classes}
-    if config.backbone == "digits_cnn":
-        kwargs["image_size"] = data.spec.height
+    if name == "auto":
+        side = max(data.spec.height, data.spec.width)
+        name, defaults = next((n, kw) for bound, n, kw in AUTO_BACKBONES if side <= bound)
+        kwargs.update(defaults)
+    if name == "digits_cnn":
+        kwargs["image_size"] = max(data.spec.height, data.spec.width)
     kwargs.update(config.backbone_kwargs)
-    return kwargs
+    return name, kwargs
 
 
 def build_model(config: TrainConfig, data: Dataset) -> JEM:
-    return JEM(create_backbone(config.backbone, **backbone_kwargs(config, data)))
+    """The JEM of the config's backbone; ConfigError for an unknown backbone or a bad setting."""
+    name, kwargs = resolve_backbone(config, data)
+    if name not in list_backbones():
+        raise ConfigError(f"unknown backbone {name!r}; known: auto, {', '.join(list_backbones())}")
+    try:
+        return JEM(create_backbone(name, **kwargs))
+    except (TypeError, ValueError) as exc:
+        settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+        raise ConfigError(f"backbone {name!r} ({settings}): {exc}") from None
 
 
 def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -37,8 +37,14 @@ class TrainConfig:
     test_fraction: float = 0.2
     augment: Literal["none", "crop", "crop_flip"] = "none"
     data_noise: float = 0.03  # Gaussian noise added to data inputs (JEM: sigma = 0.03)
+    # folder data only: how every image is converted (stored in the manifest's input spec, and
+    # applied the same way by the service to uploads)
+    image_size: tuple[int, ...] = (32, 32)  # (height, width), or one number for a square
+    color_mode: Literal["auto", "RGB", "L"] = "auto"  # auto: L if every image is greyscale
+    resample: Literal["nearest", "bilinear", "bicubic", "lanczos", "box"] = "bilinear"
+    background: str = "auto"  # transparent pixels: auto (black), white, black or #rrggbb
     # network
-    backbone: str = "digits_cnn"
+    backbone: str = "auto"  # auto: digits_cnn up to 16 px, else WRN-10-2 (training.build)
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     # optimisation
     batch_size: int = 64
@@ -73,6 +79,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  # checkpoint versions of a run kept while it runs
     keep_checkpoints_final: int = 0  # ... and once its final version is written
     log_every: int = 10
+    estimate_iters: int = 2  # iterations timed before the run to estimate its length (0: none)
     device: str = "auto"  # auto: cuda > mps > cpu
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA only
     num_threads: int = 0  # CPU threads for torch; 0 leaves torch's default
@@ -100,12 +107,16 @@ class TrainConfig:
             problems.append("px_weight, energy_reg and grad_penalty must be >= 0")
         if self.guard_retries < 0:
             problems.append("guard_retries must be >= 0")
+        self.image_size = tuple(int(v) for v in self.image_size)
+        if len(self.image_size) not in (1, 2) or min(self.image_size) < 4:
+            problems.append("image_size must be one size or height,width, each >= 4")
         if problems:
             raise ConfigError("invalid training config: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["decay_at"] = list(self.decay_at)
+        d["image_size"] = list(self.image_size)
         return d
 
     @classmethod
@@ -114,8 +125,9 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown config keys {sorted(unknown)}; valid: {valid_keys()}")
         values = dict(d)
-        if "decay_at" in values:
-            values["decay_at"] = tuple(values["decay_at"])
+        for key in ("decay_at", "image_size"):
+            if key in values:
+                values[key] = tuple(values[key])
         return cls(**values)
 
     def total_iterations(self, train_size: int) -> int:
