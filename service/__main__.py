@@ -1,6 +1,8 @@
-"""`python -m service [--host H] [--port P] [--workers N]`: serve with uvicorn.
+"""`python -m service [--store DIR] [--model REF ...] [--host H] [--port P] [--workers N]`.
 
-Every option defaults to its `JEM_*` environment variable (see docs/service.md).
+Serves with uvicorn. Every option defaults to its `JEM_*` environment variable (see
+docs/service.md); `--store` and `--model` are handed to the app (every worker) as
+`JEM_MODEL_STORE` and `JEM_MODELS`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,17 @@ __all__ = ["main"]
 
 def _parser(s: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    p.add_argument(
+        "--store", default=None, help="model store root (JEM_MODEL_STORE; default: the shipped one)"
+    )
+    p.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=None,
+        metavar="REF",
+        help="a model to serve, 'name', 'name:3' or 'name:alias' (repeatable; JEM_MODELS)",
+    )
     p.add_argument("--host", default=s.host, help="bind address (JEM_HOST)")
     p.add_argument("--port", type=int, default=s.port, help="port (JEM_PORT)")
     p.add_argument(
@@ -62,6 +75,13 @@ def _prepare_multiprocess_dir(workers: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     settings = Settings()  # fail fast on a bad JEM_* variable, before forking workers
     args = _parser(settings).parse_args(argv)
+    # the app reads its settings from the environment, in this process and in every worker
+    if args.store is not None:
+        os.environ["JEM_MODEL_STORE"] = str(Path(args.store).resolve())
+    if args.models:
+        os.environ["JEM_MODELS"] = ",".join(args.models)
+    if args.store is not None or args.models:
+        settings = Settings()  # the log level and limits below, re-read with them
     _prepare_multiprocess_dir(args.workers)
     uvicorn.run(
         "service.asgi:app",
