@@ -67,7 +67,7 @@ class TrainConfig:
     sgld_step_size: float = 1.0
     sgld_noise: float = 0.01
     sgld_clamp: bool = True  # clamp chains to the data range after every step
-    buffer_size: int = 10000
+    buffer_size: int = 0  # chains; 0: auto, one per training image within [50 per class, 10000]
     reinit_freq: float = 0.05
     buffer_init: Literal["uniform", "gaussian"] = "uniform"
     # defaults stored for generation (the service and evaluation): steps from the init
@@ -94,9 +94,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.decay_at = tuple(float(d) for d in self.decay_at)
         problems = []
-        for key in ("batch_size", "buffer_size", "checkpoint_every", "validate_every", "log_every"):
+        for key in ("batch_size", "checkpoint_every", "validate_every", "log_every"):
             if getattr(self, key) < 1:
                 problems.append(f"{key} must be >= 1")
+        if self.buffer_size < 0:
+            problems.append("buffer_size must be >= 0 (0: auto)")
         if self.iterations < 1 and self.epochs <= 0:
             problems.append("iterations must be >= 1 (or set epochs > 0)")
         if not 0 <= self.reinit_freq <= 1:

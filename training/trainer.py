@@ -31,6 +31,7 @@ from training.build import (
     build_buffer,
     build_model,
     build_optimizer,
+    compact_buffer,
     lr_multiplier,
     resolve_backbone,
     sgld_config,
@@ -330,7 +331,7 @@ class Trainer:
                 self.name,
                 self.model,
                 draft,
-                buffer=self.buffer.state_dict() if cfg.px_weight > 0 else None,
+                buffer=compact_buffer(self.buffer.state_dict()) if cfg.px_weight > 0 else None,
                 files={"samples.png": class_grid_png(x, y, self.data.class_names)},
             )
             prune_checkpoints(self.store, self.name, self.run_id, cfg.keep_checkpoints_final)
