@@ -13,12 +13,14 @@ import copy
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
 from jem import sgld_sample
+from training.batches import batch_indices
 from training.build import build_optimizer
 from training.objective import jem_loss
 
@@ -39,6 +41,7 @@ class Estimate:
     timed: int  # iterations timed (after one warm-up)
     device: str
     threads: int
+    cheaper: tuple[str, ...] = ()  # settings that would cut the cost, given the config
 
     @property
     def total_s(self) -> float:
@@ -55,9 +58,9 @@ class Estimate:
         if self.total_s <= WARN_AFTER_S:
             return None
         return (
-            f"this run will take about {_duration(self.total_s)}. Cheaper: fewer iterations or "
-            "sgld_steps, buffer_init=gaussian with sgld_steps=5 (JEM++), a smaller backbone or "
-            "image_size, a GPU; docs/training.md lists what each backbone costs per iteration"
+            f"this run will take about {_duration(self.total_s)}. Cheaper: "
+            + "; ".join(self.cheaper)
+            + " (docs/training.md, 'Backbones', lists what each costs per iteration)"
         )
 
 
@@ -69,20 +72,37 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def estimate_run(trainer: Trainer, timed: int = 2) -> Estimate:
-    """Time ``1 + timed`` iterations of ``trainer``'s configuration on copies; see the module."""
+def _cheaper(trainer: Trainer) -> tuple[str, ...]:
+    cfg, spec = trainer.config, trainer.data.spec
+    out = [f"fewer iterations (now {trainer.total})"]
+    if cfg.px_weight > 0 and cfg.sgld_steps > 5:
+        hint = " with buffer_init=gaussian (JEM++)" if cfg.buffer_init != "gaussian" else ""
+        out.append(f"sgld_steps=5{hint} (now {cfg.sgld_steps}: SGLD is most of an iteration)")
+    if max(spec.height, spec.width) > 16 and trainer.data.name == "folder":
+        out.append(f"a smaller image_size (now {spec.height},{spec.width})")
+    out.append(f"a smaller backbone (now {trainer.backbone[0]} {trainer.backbone[1]})")
+    if trainer.device.type == "cpu":
+        out.append("a GPU (device=cuda)")
+    return tuple(out)
+
+
+def estimate_run(
+    trainer: Trainer, timed: int = 2, clock: Callable[[], float] = time.perf_counter
+) -> Estimate:
+    """Time ``1 + timed`` iterations of ``trainer``'s configuration on copies; see the module.
+    ``clock``: wall time by default; ``time.process_time`` gives CPU time (benchmarks)."""
     cfg, device = trainer.config, trainer.device
     model = copy.deepcopy(trainer.model)
     optimizer = build_optimizer(cfg, model)
     generator = torch.Generator().manual_seed(cfg.seed)
     train = trainer.data.train
-    index = torch.arange(min(cfg.batch_size, len(train)))
+    index = batch_indices(cfg.seed, 0, len(train), cfg.batch_size, 0, 1)  # as step 0 draws
     x, y = train.inputs(index).to(device), train.labels[index].to(device)
     generative = cfg.px_weight > 0
     n_chains = cfg.sgld_batch_size or cfg.batch_size
     times = []
     for _ in range(1 + max(1, timed)):
-        start = time.perf_counter()
+        start = clock()
         x_sampled = None
         if generative:
             x0 = trainer.init.sample(n_chains, trainer.data.spec.shape, None, generator)
@@ -107,11 +127,12 @@ def estimate_run(trainer: Trainer, timed: int = 2) -> Estimate:
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return Estimate(
         seconds_per_iteration=statistics.median(times[1:]),
         iterations=max(0, trainer.total - trainer.step),
         timed=len(times) - 1,
         device=str(device),
         threads=torch.get_num_threads(),
+        cheaper=_cheaper(trainer),
     )
