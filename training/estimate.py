@@ -72,6 +72,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+_FROM_DATA = ("in_channels", "num_classes", "image_size")  # set from the data, not chosen
+
+
 def _cheaper(trainer: Trainer) -> tuple[str, ...]:
     cfg, spec = trainer.config, trainer.data.spec
     out = [f"fewer iterations (now {trainer.total})"]
@@ -80,7 +83,9 @@ def _cheaper(trainer: Trainer) -> tuple[str, ...]:
         out.append(f"sgld_steps=5{hint} (now {cfg.sgld_steps}: SGLD is most of an iteration)")
     if max(spec.height, spec.width) > 16 and trainer.data.name == "folder":
         out.append(f"a smaller image_size (now {spec.height},{spec.width})")
-    out.append(f"a smaller backbone (now {trainer.backbone[0]} {trainer.backbone[1]})")
+    name, kwargs = trainer.backbone
+    settings = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k not in _FROM_DATA)
+    out.append(f"a smaller backbone (now {name}({settings}))")
     if trainer.device.type == "cpu":
         out.append("a GPU (device=cuda)")
     return tuple(out)
