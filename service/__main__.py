@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.models:
         os.environ["JEM_MODELS"] = ",".join(args.models)
     if args.store is not None or args.models:
-        settings = Settings()  # the log level and limits below, re-read with them
+        Settings()  # and validated with them, before forking workers
     _prepare_multiprocess_dir(args.workers)
     uvicorn.run(
         "service.asgi:app",
