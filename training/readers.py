@@ -165,14 +165,15 @@ def read_images(folder: Path, spec: InputSpec) -> np.ndarray:
     )
     if not files:
         raise FormatError(f"{folder}: no images with suffixes {', '.join(IMAGE_SUFFIXES)}")
-    images = []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                images.append(to_pixels(image, spec))
-        except OSError as exc:
-            raise FormatError(f"{file}: Pillow cannot read it: {exc}") from exc
-    return np.stack(images)
+    return np.stack([_read(file, spec) for file in files])
+
+
+def _read(file: Path, spec: InputSpec) -> np.ndarray:
+    try:
+        with Image.open(file) as image:
+            return to_pixels(image, spec)
+    except OSError as exc:
+        raise FormatError(f"{file}: Pillow cannot read it: {exc}") from exc
 
 
 def read_image_folder(
@@ -183,11 +184,6 @@ def read_image_folder(
     images: list[np.ndarray] = []
     labels: list[int] = []
     for label, files in enumerate(scan.files.values()):
-        for file in files:
-            try:
-                with Image.open(file) as image:
-                    images.append(to_pixels(image, spec))
-            except OSError as exc:
-                raise FormatError(f"{file}: Pillow cannot read it: {exc}") from exc
-            labels.append(label)
+        images += [_read(file, spec) for file in files]
+        labels += [label] * len(files)
     return np.stack(images), np.asarray(labels, dtype=np.int64), list(scan.files)
