@@ -113,10 +113,15 @@ def run_train(args: argparse.Namespace) -> int:
         return 2
     info = setup(config.device)
     command = shlex.join(["python", "-m", "training", *sys.argv[1:]])
-    trainer = Trainer(
-        config, name=name, store=store, info=info, command=command, progress=not args.no_progress
-    )
     try:
+        trainer = Trainer(
+            config,
+            name=name,
+            store=store,
+            info=info,
+            command=command,
+            progress=not args.no_progress,
+        )
         if args.resume:
             trainer.restore(args.resume)
         if args.estimate:
