@@ -333,12 +333,14 @@ def test_a_killed_workers_gauges_leave_and_its_counts_stay(
             assert time.monotonic() < deadline, server.logs()
             time.sleep(0.2)
         files = [("files", ("0.png", png_bytes(digits.test_u8[0])))]
+        auth = {"Authorization": f"Bearer {KEY}"}
         for _ in range(10):
-            assert httpx.post(f"{server.url}{PREDICT}", files=files).status_code == 200
+            r = httpx.post(f"{server.url}{PREDICT}", files=files, headers=auth)
+            assert r.status_code == 200, r.text
         r = httpx.post(
             f"{server.url}/v1/admin/models/served/reload",
             json={"ref": "served:1"},
-            headers={"Authorization": f"Bearer {KEY}"},
+            headers=auth,
             timeout=60,
         )
         assert r.status_code == 200, r.text
