@@ -254,11 +254,13 @@ class BodyLimitMiddleware:
                 message = await receive()
             else:
                 try:
-                    message = await asyncio.wait_for(receive(), deadline - loop.time())
+                    async with asyncio.timeout_at(deadline):  # no task of its own, unlike wait_for
+                        message = await receive()
                 except TimeoutError:
                     text = (
-                        f"the request body did not arrive within {self.timeout_s:g} s "
-                        f"(JEM_BODY_TIMEOUT_S; {received} bytes received): send it at once"
+                        f"the request body was not complete {self.timeout_s:g} s after its "
+                        f"headers ({received} bytes received; JEM_BODY_TIMEOUT_S): send the "
+                        "whole body without pauses"
                     )
                     refusal = (408, BodyTimeout.code, text)
                     raise BodyTimeout(text) from None
