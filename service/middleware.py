@@ -172,8 +172,14 @@ class ConcurrencyLimitMiddleware:
         self.exempt = frozenset(exempt)
         self.in_progress = 0
 
+    def _is_exempt(self, scope: Scope) -> bool:
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):  # uvicorn --root-path prefixes every path with it
+            path = path[len(root) :]
+        return path in self.exempt
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
+        if scope["type"] != "http" or self._is_exempt(scope):
             await self.app(scope, receive, send)
             return
         if self.in_progress >= self.limit:
