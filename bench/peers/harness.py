@@ -30,7 +30,17 @@ import psutil
 from bench.loadgen import Body
 from bench.servers import REPO, free_port
 
-__all__ = ["PEERS", "Peer", "PeerServer", "ensure_venv", "peer_env", "start_peer"]
+__all__ = [
+    "PEERS",
+    "Peer",
+    "PeerServer",
+    "answers",
+    "compare",
+    "ensure_venv",
+    "peer_env",
+    "start_peer",
+    "tree_cpu_s",
+]
 
 REQUIREMENTS = REPO / "bench/peers/requirements.txt"
 DEFAULT_VENV = REPO / ".venv-peers"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -29,6 +30,9 @@ from bench.servers import RssSampler, serve
 __all__ = ["ROWS", "PeerPlan", "measure_peers", "peers_markdown"]
 
 SERVICE = "this service"
+# the same server sent the same PNGs as base64 in JSON, LitServe's way: like for like with it
+SERVICE_BASE64 = "this service, base64 JSON"
+SAMPLE_S = 0.25  # memory sampling interval: walking a Ray process tree every 50 ms costs CPU
 MB = 1024 * 1024
 
 
@@ -157,8 +161,14 @@ async def measure_peers(
             round(time.perf_counter() - t0, 2),
         )
         reference = {n: answers(service.url, service.path, b) for n, b in service.bodies.items()}
-        targets = [service]
-        samplers = {SERVICE: stack.enter_context(RssSampler(server.pid, tree=True))}
+        base64 = dataclasses.replace(
+            service, name=SERVICE_BASE64, bodies=_bodies(uploads, sizes, "base64")
+        )
+        why = _check(reference, base64)
+        if why:
+            raise RuntimeError(f"the service's base64 JSON answers differ from its uploads': {why}")
+        targets = [service, base64]
+        samplers = {SERVICE: stack.enter_context(RssSampler(server.pid, SAMPLE_S, tree=True))}
         for peer in chosen:
             target = _start(stack, peer, bin_dir, source, plan, uploads, sizes, scratch)
             if isinstance(target, str):
@@ -172,8 +182,8 @@ async def measure_peers(
                 continue
             print(f"  {peer.name}: ready in {target.startup_s:.1f} s, same answers", flush=True)
             targets.append(target)
-            samplers[peer.name] = stack.enter_context(RssSampler(target.pid, tree=True))
-        results["startup_s"] = {t.name: t.startup_s for t in targets}
+            samplers[peer.name] = stack.enter_context(RssSampler(target.pid, SAMPLE_S, tree=True))
+        results["startup_s"] = {t.name: t.startup_s for t in targets if t is not base64}
         results["servers"] = await _interleave(targets, ROWS, plan)
     results["memory_mb"] = {
         name: {"idle": round(s.idle / MB, 1), "peak": round(s.peak / MB, 1)}
@@ -228,7 +238,7 @@ def _rate(r: dict[str, Any]) -> float:
 def peers_markdown(results: dict[str, Any]) -> str:
     """The issue's table: this service, the best peer per row, the ratio; then every server."""
     servers: dict[str, list[dict[str, Any]]] = results["servers"]
-    peers = [n for n in servers if n != SERVICE]
+    peers = [n for n in servers if n not in (SERVICE, SERVICE_BASE64)]
     lines = [
         "| row: req/s or images/s (p99 ms) | this service | best peer | ratio |",
         "|---|---|---|---|",
@@ -243,16 +253,18 @@ def peers_markdown(results: dict[str, Any]) -> str:
             cells = "(no peer measured) | -"
         lines.append(f"| {mine['row']} | {_cell(mine)} | {cells} |")
     names = list(servers)
+    same = [n for n in names if n != SERVICE_BASE64]  # one process: memory and start-up once
     lines += ["", "| row | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for i, mine in enumerate(servers[SERVICE]):
         lines.append(f"| {mine['row']} | " + " | ".join(_cell(servers[n][i]) for n in names) + " |")
     cpu = " | ".join(f"{servers[n][2]['server_cpu_ms_per_request']:.2f}" for n in names)
     lines.append(f"| server CPU ms per request, {servers[SERVICE][2]['row']} | {cpu} |")
     memory = results["memory_mb"]
-    lines.append("| peak memory MB (process tree) | " + " | ".join(
-        f"{memory[n]['peak']:,.0f}" for n in names) + " |")  # fmt: skip
+    lines += ["", "| | " + " | ".join(same) + " |", "|---|" + "---|" * len(same)]
+    lines.append("| peak memory MB (RSS of the process tree) | " + " | ".join(
+        f"{memory[n]['peak']:,.0f}" for n in same) + " |")  # fmt: skip
     lines.append("| seconds to ready | " + " | ".join(
-        f"{results['startup_s'][n]:.1f}" for n in names) + " |")  # fmt: skip
+        f"{results['startup_s'][n]:.1f}" for n in same) + " |")  # fmt: skip
     for name, why in results["unavailable"].items():
         lines.append(f"\n{name}: not measured: {why}")
     env = results["environment"]

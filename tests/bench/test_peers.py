@@ -19,7 +19,7 @@ from bench.loadgen import multipart_body, png_bytes
 from bench.models import digit_images, locate_model
 from bench.peers import common
 from bench.peers.harness import compare
-from bench.peers.run import SERVICE, peers_markdown
+from bench.peers.run import SERVICE, SERVICE_BASE64, peers_markdown
 from service import Settings, create_app
 from training.data import Dataset, load_digits_dataset
 
@@ -108,6 +108,7 @@ def test_table_gives_the_best_peer_and_the_ratio_per_row() -> None:
     results = {
         "servers": {
             SERVICE: [_row("a", 1, 200.0), _row("b", 1, 300.0), _row("c", 64, 50.0)],
+            SERVICE_BASE64: [_row("a", 1, 900.0), _row("b", 1, 900.0), _row("c", 64, 90.0)],
             "LitServe": [_row("a", 1, 100.0), _row("b", 1, 400.0), _row("c", 64, 40.0)],
             "BentoML": [_row("a", 1, 160.0), _row("b", 1, 100.0), _row("c", 64, 10.0)],
         },
@@ -126,6 +127,7 @@ def test_table_gives_the_best_peer_and_the_ratio_per_row() -> None:
     assert "| b | 300 (10.0) | LitServe 400 (10.0) | 0.75x |" in table
     assert "| c | 3,200 img/s (10.0) | LitServe 2,560 img/s (10.0) | 1.25x |" in table
     assert "TorchServe: not measured: needs java on PATH" in table
+    assert f"| | {SERVICE} | LitServe | BentoML |" in table  # memory: one column per process
 
 
 @pytest.mark.slow
@@ -134,8 +136,9 @@ def test_table_gives_the_best_peer_and_the_ratio_per_row() -> None:
 def test_peers_smoke_run_with_this_service_alone(tmp_path: Path) -> None:
     assert main(["--peers", "--quick", "--peer", "none", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "peers.json").read_text())
-    rows = results["servers"][SERVICE]
-    assert [r["concurrency"] for r in rows] == [1, 8, 64, 1, 8]
+    assert set(results["servers"]) == {SERVICE, SERVICE_BASE64}
+    rows = results["servers"][SERVICE] + results["servers"][SERVICE_BASE64]
+    assert [r["concurrency"] for r in rows] == [1, 8, 64, 1, 8] * 2
     for row in rows:
         assert row["errors"] == 0, row
         assert row["requests"] > 0, row
