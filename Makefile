@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default bench bench-quick clean
+.PHONY: install system-deps test test-fast lint format proto serve train-default evaluate-default bench bench-quick clean
 
 # torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
 # a multi-GB CUDA build. Everything else comes from pyproject.toml.
@@ -44,6 +44,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The Open Inference Protocol's gRPC modules, committed beside their .proto (service/v2/proto/).
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --pyi_out=. \
+		service/v2/proto/grpc_predict_v2.proto
 
 serve: $(STAMP)
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()  # fail fast on a bad JEM_* variable, before forking workers
     args = _parser(settings).parse_args(argv)
     _prepare_multiprocess_dir(args.workers)
+    os.environ.setdefault("JEM_GRPC_HOST", args.host)  # gRPC binds where HTTP does, by default
     uvicorn.run(
         "service.asgi:app",
         host=args.host,

@@ -19,6 +19,7 @@ from service.routes import ops_router, v1_router
 from service.runtime import Runtime
 from service.schemas import PredictJSON
 from service.settings import Settings
+from service.v2 import serve_grpc, v2_router
 
 __all__ = ["create_app"]
 
@@ -45,7 +46,8 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.start()
         try:
-            yield
+            async with serve_grpc(runtime):  # JEM_GRPC_PORT; stopped before the batchers drain
+                yield
         finally:
             # uvicorn has already let in-flight requests finish (timeout_graceful_shutdown);
             # drain whatever is still queued, then release the threads.
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
     install_error_handlers(app)
     app.include_router(v1_router)
     app.include_router(ops_router)
+    app.include_router(v2_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(
