@@ -84,8 +84,11 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    body = json.dumps(error_body(code, message)).encode()
+async def _send_error(
+    send: Send, status: int, code: str, message: str, *, protocol_v2: bool = False
+) -> None:
+    # /v2 (the Open Inference Protocol) has its own error shape: {"error": "<message>"}
+    body = json.dumps({"error": message} if protocol_v2 else error_body(code, message)).encode()
     await send(
         {
             "type": "http.response.start",
@@ -135,8 +138,9 @@ class BodyLimitMiddleware:
             "send fewer or smaller images per request"
         )
 
-    async def _reject(self, send: Send, size: str) -> None:
-        await _send_error(send, 413, "body_too_large", self._message(size))
+    async def _reject(self, scope: Scope, send: Send, size: str) -> None:
+        v2 = str(scope.get("path", "")).startswith("/v2/")
+        await _send_error(send, 413, "body_too_large", self._message(size), protocol_v2=v2)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -144,7 +148,7 @@ class BodyLimitMiddleware:
             return
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._reject(send, length)
+            await self._reject(scope, send, length)
             return
         received = 0
         too_large = False
@@ -165,6 +169,6 @@ class BodyLimitMiddleware:
             if not too_large:
                 await send(message)
             elif message["type"] == "http.response.start":
-                await self._reject(send, f"more than {self.max_bytes}")
+                await self._reject(scope, send, f"more than {self.max_bytes}")
 
         await self.app(scope, counting_receive, guarded_send)

@@ -159,7 +159,7 @@ async def _batch(inputs: Sequence[InferTensor], runtime: Runtime, predictor: Pre
     if t.name == "pixels":
         return pixels_to_tensor(t.data, spec, "float")
     if t.name == "pixels_uint8":
-        return uint8_to_tensor(np.ascontiguousarray(t.data), spec)
+        return uint8_to_tensor(np.array(t.data), spec)  # a writable copy for torch
     items = list(t.data)
     max_pixels = runtime.settings.max_image_pixels
     if sum(len(b) for b in items) <= _INLINE_DECODE_BYTES:
