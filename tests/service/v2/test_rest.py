@@ -114,7 +114,8 @@ async def test_every_output_and_the_default_set(client: httpx.AsyncClient, digit
         tensor = triton_input("pixels_uint8", u8, "UINT8", binary=binary)
         r = await infer(client, [tensor], everything, binary=binary)
         logits = r.as_numpy("logits")
-        assert logits.shape == (4, 10) and logits.dtype == np.float32
+        assert logits.shape == (4, 10)
+        assert logits.dtype == np.float32
         energy = -np.log(np.exp(logits.astype(np.float64)).sum(axis=1))
         np.testing.assert_allclose(r.as_numpy("energy"), energy, rtol=1e-4)
         assert r.as_numpy("label").dtype == np.int64
@@ -123,7 +124,8 @@ async def test_every_output_and_the_default_set(client: httpx.AsyncClient, digit
         ] == [str(v) for v in r.as_numpy("label")]
         assert (r.as_numpy("grad_norm") > 0).all()
         for flag in ("ood_energy", "ood_max_softmax", "ood_grad_norm", "ood"):
-            assert r.as_numpy(flag).dtype == np.bool_ and r.as_numpy(flag).shape == (4,)
+            assert r.as_numpy(flag).dtype == np.bool_
+            assert r.as_numpy(flag).shape == (4,)
 
 
 async def test_grad_norm_only_when_asked_for(client: httpx.AsyncClient, digits: Digits) -> None:
@@ -167,35 +169,9 @@ async def test_bad_input_gets_the_protocols_error(client: httpx.AsyncClient) -> 
         (_bad("tensor", u8, "UINT8"), {}, "unknown input 'tensor'"),
         (b"{not json", {}, "invalid inference request"),
         (b'{"inputs": []}', {}, "exactly one input"),
+        (_one_input("pixels_uint8", [1, 8, 8, 1], "UINT8", data=[1, 2, 3]), {}, "needs 64"),
         (
-            json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": "pixels_uint8",
-                            "shape": [1, 8, 8, 1],
-                            "datatype": "UINT8",
-                            "data": [1, 2, 3],
-                        }
-                    ]
-                }  # fmt: skip
-            ).encode(),
-            {},
-            "needs 64",
-        ),
-        (
-            json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": "images",
-                            "shape": [1],
-                            "datatype": "BYTES",
-                            "parameters": {"binary_data_size": 10},
-                        }
-                    ]
-                }  # fmt: skip
-            ).encode(),
+            _one_input("images", [1], "BYTES", parameters={"binary_data_size": 10}),
             {"Inference-Header-Content-Length": "999999"},
             "Inference-Header-Content-Length",
         ),
@@ -209,15 +185,19 @@ async def test_bad_input_gets_the_protocols_error(client: httpx.AsyncClient) -> 
     unknown_output = json.loads(tensor)
     unknown_output["outputs"] = [{"name": "nope"}]
     r = await client.post(INFER, json=unknown_output)
-    assert r.status_code == 400 and "unknown output 'nope'" in r.json()["error"]
+    assert r.status_code == 400
+    assert "unknown output 'nope'" in r.json()["error"]
     unknown_output["outputs"] = [{"name": "ood"}]
     r = await client.post("/v2/models/plain/infer", json=unknown_output)
-    assert r.status_code == 400 and "calibrated" in r.json()["error"]
+    assert r.status_code == 400
+    assert "calibrated" in r.json()["error"]
     for path in ("/v2/models/nope/infer", "/v2/models/served/versions/7/infer"):
         r = await client.post(path, content=tensor)
-        assert r.status_code == 404 and isinstance(r.json()["error"], str)
+        assert r.status_code == 404
+        assert isinstance(r.json()["error"], str)
     r = await client.post(INFER, content=b"0" * (9 * 1024 * 1024))
-    assert r.status_code == 413 and isinstance(r.json()["error"], str)
+    assert r.status_code == 413
+    assert isinstance(r.json()["error"], str)
 
 
 async def test_api_keys_guard_v2_but_not_its_health(store_root: Path, digits: Digits) -> None:
@@ -226,7 +206,8 @@ async def test_api_keys_guard_v2_but_not_its_health(store_root: Path, digits: Di
     async with serve(settings) as client:
         assert (await client.get("/v2/health/ready")).status_code == 200
         r = await client.get("/v2/models/served")
-        assert r.status_code == 401 and isinstance(r.json()["error"], str)
+        assert r.status_code == 401
+        assert isinstance(r.json()["error"], str)
         r = await client.get("/v2/models/served", headers={"Authorization": "Bearer nope"})
         assert r.status_code == 403
         result = await infer(client, [tensor], ["label"], headers={"Authorization": "Bearer k1"})
@@ -239,11 +220,13 @@ async def test_full_queue_answers_503_with_retry_after(store_root: Path, digits:
     async with serve(settings) as client:
         answers = await asyncio.gather(*(client.post(INFER, content=body) for _ in range(24)))
     statuses = {r.status_code for r in answers}
-    assert statuses <= {200, 503} and 503 in statuses, statuses
+    assert statuses <= {200, 503}, statuses
+    assert 503 in statuses
     busy = next(r for r in answers if r.status_code == 503)
     assert busy.headers["retry-after"] == "1"
     assert "JEM_QUEUE_SIZE" in busy.json()["error"]
 
 
-def _json_body(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload).encode()
+def _one_input(name: str, shape: list[int], datatype: str, **fields: Any) -> bytes:
+    tensor = {"name": name, "shape": shape, "datatype": datatype, **fields}
+    return json.dumps({"inputs": [tensor]}).encode()
