@@ -38,7 +38,9 @@ class Body:
     content: bytes
     content_type: str
     images: int
-    kind: str  # "multipart" (image files), "pixels" (JSON arrays) or "npy" (one .npy array)
+    kind: str  # "multipart" (image files), "pixels" (JSON arrays) or "npy" (one .npy array);
+    # bench/v2load.py: "v2-png" / "v2-uint8" (REST, binary extension), "grpc-png" / "grpc-uint8"
+    headers: tuple[tuple[str, str], ...] = ()  # sent besides Content-Type
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -144,7 +146,7 @@ async def run_load(
     """Drive `POST url+path` with `body` from `concurrency` workers for warm-up + `duration_s`."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    headers = {"content-type": body.content_type}
+    headers = {"content-type": body.content_type, **dict(body.headers)}
     # One client (one keep-alive connection) per worker: a single pool shared by many concurrent
     # requests costs the client O(concurrency) work per request (httpcore). One TLS context for
     # all: building one per client costs milliseconds each, even for plain http.
