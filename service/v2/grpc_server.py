@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -76,7 +77,7 @@ def _input(t: Any, raw: bytes | None) -> InferTensor:
     if field is None:
         raise InvalidInput(f"input {t.name!r}: datatype {t.datatype!r} cannot travel in contents")
     values = list(getattr(t.contents, field))
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
     if len(values) != count:
         raise InvalidInput(
             f"input {t.name!r}: {len(values)} elements in contents, shape {shape} needs {count}"

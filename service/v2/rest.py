@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from service.auth import require_api_key
@@ -24,6 +24,7 @@ from service.predictor import Predictor
 from service.runtime import Runtime
 from service.v2.errors import http_status
 from service.v2.model import base64_element, infer, model_metadata, resolve
+from service.v2.schemas import ERRORS, INFER_BODY, INFER_OK, InferenceRequest
 from service.v2.tensors import InferTensor, from_json, from_raw, to_json_data, to_raw
 
 __all__ = ["SERVER_METADATA", "v2_router"]
@@ -67,7 +68,10 @@ class ProtocolRoute(APIRoute):
 
 
 v2_router = APIRouter(
-    prefix="/v2", route_class=ProtocolRoute, tags=["v2 (Open Inference Protocol)"]
+    prefix="/v2",
+    route_class=ProtocolRoute,
+    tags=["v2 (Open Inference Protocol)"],
+    responses=ERRORS,
 )
 _auth = [Depends(require_api_key)]
 
@@ -85,26 +89,6 @@ async def _predictor(model: str, runtime: RuntimeDep, version: str | None = None
 
 
 PredictorDep = Annotated[Predictor, Depends(_predictor)]
-
-
-class RequestInput(BaseModel):
-    name: str
-    shape: list[Annotated[int, Field(ge=0)]]
-    datatype: str
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    data: Any = None
-
-
-class RequestOutput(BaseModel):
-    name: str
-    parameters: dict[str, Any] = Field(default_factory=dict)
-
-
-class InferenceRequest(BaseModel):
-    id: str | None = None
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    inputs: list[RequestInput]
-    outputs: list[RequestOutput] | None = None
 
 
 def _split_body(request: Request, body: bytes) -> tuple[bytes, memoryview]:
@@ -239,5 +223,7 @@ for path in _model_paths("/infer"):
         methods=["POST"],
         name="v2_infer",
         dependencies=_auth,
+        responses=INFER_OK,
+        openapi_extra=INFER_BODY,
         summary="Inference: JSON or binary tensor data in, the requested outputs out",
     )
