@@ -25,7 +25,14 @@ async def serve_grpc(runtime: Runtime) -> AsyncIterator[int | None]:
     if s.grpc_port is None:
         yield None
         return
-    from service.v2.grpc_server import start_grpc_server
+    try:
+        from service.v2.grpc_server import start_grpc_server
+    except ImportError as exc:
+        raise RuntimeError(
+            f"JEM_GRPC_PORT is set but gRPC is not installed ({exc}): install the grpc extra "
+            "(pip install 'jem-serve[grpc]'; the image: --build-arg SERVE_EXTRAS=grpc), "
+            "or unset JEM_GRPC_PORT"
+        ) from exc
 
     server, port = await start_grpc_server(runtime, s.grpc_host or s.host, s.grpc_port)
     try:
