@@ -8,7 +8,6 @@ time on gRPC, not on building protobuf messages.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import grpc
@@ -17,7 +16,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import serialize_byte_tensor
 
-from bench.loadgen import Body, LoadResult, _summary, png_bytes
+from bench.loadgen import Body, LoadResult, Send, closed_loop, png_bytes
 
 __all__ = ["GRPC_INFER", "OUTPUTS", "grpc_body", "run_grpc_load", "v2_rest_body"]
 
@@ -59,36 +58,29 @@ def grpc_body(model: str, arrays: Sequence[np.ndarray], encoding: str) -> Body:
 async def run_grpc_load(
     address: str, body: Body, *, concurrency: int, duration_s: float, warmup_s: float
 ) -> LoadResult:
-    """Closed loop like loadgen.run_load: `concurrency` workers, each on its own channel."""
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
+    """Like loadgen.run_load, over gRPC: `concurrency` workers, each on its own channel."""
     channels = [grpc.aio.insecure_channel(address) for _ in range(concurrency)]
-    loop = asyncio.get_running_loop()
-    start = loop.time() + warmup_s
-    end = start + duration_s
-    sent = 0
 
-    async def worker(channel: grpc.aio.Channel) -> None:
-        nonlocal sent
+    def sender(channel: grpc.aio.Channel) -> Send:
         call = channel.unary_unary(GRPC_INFER)  # bytes in, bytes out: no (de)serialisers
-        while (t0 := loop.time()) < end:
+
+        async def send() -> str:
             try:
                 await call(body.content, timeout=60.0)
-                status = "OK"
             except grpc.aio.AioRpcError as exc:
-                status = exc.code().name
-            t1 = loop.time()
-            sent += 1
-            if not start <= t1 <= end:
-                continue
-            if status != "OK":
-                errors[status] = errors.get(status, 0) + 1
-                continue
-            latencies.append(t1 - t0)
+                return str(exc.code().name)
+            return "OK"
+
+        return send
 
     try:
-        await asyncio.gather(*(worker(channel) for channel in channels))
+        return await closed_loop(
+            [sender(c) for c in channels],
+            body.images,
+            ok="OK",
+            duration_s=duration_s,
+            warmup_s=warmup_s,
+        )
     finally:
         for channel in channels:
             await channel.close()
-    return _summary(concurrency, latencies, errors, duration_s, body.images, sent)

@@ -23,6 +23,7 @@ from bench.v2load import OUTPUTS, grpc_body, v2_rest_body
 from jem import JEM, SGLDConfig, create_backbone, sgld_sample
 from service import Settings
 from service.v2.tensors import bytes_elements
+from tests.service.conftest import wait_ready
 from training.data import Dataset, load_digits_dataset
 
 
@@ -55,10 +56,7 @@ async def test_bench_app_endpoints_answer_like_the_service(digits: Dataset, tmp_
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            for _ in range(300):
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-                await __import__("anyio").sleep(0.02)
+            await wait_ready(client)
             noop = await client.post(
                 "/bench/noop/digits-jem", content=body.content, headers=headers
             )
@@ -137,10 +135,7 @@ async def test_v2_bench_bodies_are_what_the_service_accepts(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            for _ in range(300):
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-                await __import__("anyio").sleep(0.02)
+            await wait_ready(client)
             for encoding in ("png", "uint8"):
                 body = v2_rest_body(arrays, encoding)
                 r = await client.post(
