@@ -125,7 +125,9 @@ def _decode(items: Sequence[bytes], predictor: Predictor, max_pixels: int) -> to
     return images_to_tensor(arrays, spec)
 
 
-async def _batch(inputs: Sequence[InferTensor], runtime: Runtime, predictor: Predictor) -> Any:
+async def _batch(
+    inputs: Sequence[InferTensor], runtime: Runtime, predictor: Predictor
+) -> torch.Tensor:
     if len(inputs) != 1:
         raise InvalidInput(
             f"send exactly one input tensor ('pixels', 'pixels_uint8' or 'images'); "
@@ -187,6 +189,11 @@ def _requested(predictor: Predictor, names: Sequence[str] | None) -> list[str]:
     return list(names)
 
 
+def _np(t: torch.Tensor) -> np.ndarray:
+    """FP32 numpy on the CPU, wherever the model ran."""
+    return t.detach().float().cpu().numpy()
+
+
 def _flags(predictor: Predictor, score: str, values: list[float]) -> list[ScoreVerdict]:
     return [predictor.verdict(score, v) for v in values]
 
@@ -218,19 +225,19 @@ async def infer(
     for name in names:
         data: np.ndarray
         if name == "logits":
-            data = out["logits"].float().numpy()
+            data = _np(out["logits"])
         elif name == "probabilities":
-            data = out["probs"].float().numpy()
+            data = _np(out["probs"])
         elif name == "label":
-            data = labels.numpy().astype(np.int64)
+            data = labels.cpu().numpy().astype(np.int64)
         elif name == "class_name":
             data = np.empty(n, dtype=object)
             data[:] = [predictor.class_names[i].encode() for i in labels.tolist()]
         elif name in ("energy", "max_softmax"):
-            data = out[name].float().numpy()
+            data = _np(out[name])
         elif name == "grad_norm":
             assert grad is not None
-            data = grad["grad_norm"].float().numpy()
+            data = _np(grad["grad_norm"])
         elif name == "ood":
             assert grad is not None
             data = np.array([bool(r.flagged) for r in predictor.ood_results(out, grad)])
