@@ -48,9 +48,13 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 # The Open Inference Protocol's gRPC modules, committed beside their .proto (service/v2/proto/).
+# Their descriptors go to a private pool: Triton's own modules (tritonclient.grpc) register the
+# same `inference.*` names in protobuf's default pool, and both must load in one process.
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --pyi_out=. \
 		service/v2/proto/grpc_predict_v2.proto
+	sed -i 's/_descriptor_pool\.Default()\.AddSerializedFile/_descriptor_pool.DescriptorPool().AddSerializedFile/' \
+		service/v2/proto/grpc_predict_v2_pb2.py
 
 serve: $(STAMP)
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)
