@@ -35,7 +35,7 @@ class TrainConfig:
     split_seed: int = 0
     val_fraction: float = 0.2
     test_fraction: float = 0.2
-    augment: Literal["none", "crop", "crop_flip"] = "none"
+    augment: Literal["none", "crop", "crop_flip", "digits"] = "none"
     data_noise: float = 0.03  # Gaussian noise added to data inputs (JEM: sigma = 0.03)
     # network
     backbone: str = "digits_cnn"
