@@ -141,6 +141,8 @@ _DIGITS_JEM = {
     # measured on the 8x8 digits (docs/training.md): 97.8% test accuracy, class-conditional
     # samples from uniform noise in 200 steps that an SVC on pixels labels 100% correctly
     "dataset": "digits",
+    # rotation, slant and stroke width: what digits-v1 normalisation of uploads cannot undo
+    "augment": "digits",
     "backbone": "digits_cnn",
     "backbone_kwargs": {"width": 32},
     "batch_size": 64,
