@@ -22,12 +22,19 @@ $(STAMP): pyproject.toml
 install: $(STAMP) system-deps
 
 # Real Prometheus (server + promtool) and docker-compose (to validate the compose file) for the
-# deployment checks. Debian packages; needs root, as CI and the dev machines are.
+# deployment checks; handwriting-like fonts for the photographed/drawn digits test set
+# (tests/rendered_digits.py). Debian packages; needs root, as CI and the dev machines are.
+FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript
 system-deps:
 	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v docker-compose >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus docker-compose >/dev/null; \
 		else echo "system-deps: run as root (or install prometheus and docker-compose) for the deployment checks"; fi; \
+	fi
+	@if ! dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $(FONT_PACKAGES) >/dev/null; \
+		else echo "system-deps: run as root (or install $(FONT_PACKAGES)) for the rendered-digits tests"; fi; \
 	fi
 
 test: install
