@@ -141,7 +141,7 @@ def _background(rgba: Image.Image, spec: InputSpec) -> tuple[int, int, int]:
     return (255, 255, 255) if (grey * alpha).sum() / alpha.sum() < 127.5 else (0, 0, 0)
 
 
-def _normalized(image: Image.Image, spec: InputSpec) -> np.ndarray[Any, Any]:
+def _normalized(image: Image.Image, spec: InputSpec) -> np.ndarray[Any, Any] | None:
     assert spec.normalization is not None
     grey = image.convert("L")
     longest = max(grey.size)
@@ -159,8 +159,9 @@ def to_pixels(image: Image.Image, spec: InputSpec) -> np.ndarray[Any, Any]:
     integers and floats scaled, ICC profiles applied, other modes converted); transparent
     pixels composited onto the background; converted to `spec.color_mode`; then either the
     model's normalisation (`spec.normalization`, for an image not already at the model's
-    size: such an image is taken to be normalised already, as the data set's own images are)
-    or a plain resize with `spec.resample`; inverted when `spec.invert`.
+    size: such an image is taken to be normalised already, as the data set's own images are;
+    nor for one that is not ink on a background, see `jem.normalize.normalize`) or a plain
+    resize with `spec.resample`; inverted when `spec.invert`.
 
     Raises UnsupportedPixelsError (a ValueError) for storage refused on purpose, and whatever Pillow
     raises for pixels it cannot decode (OSError, ValueError): callers map both to their errors.
@@ -173,9 +174,9 @@ def to_pixels(image: Image.Image, spec: InputSpec) -> np.ndarray[Any, Any]:
     if image.mode != spec.color_mode:
         image = image.convert(spec.color_mode)
     at_size = image.size == (spec.width, spec.height)
-    if spec.normalization is not None and not at_size:
-        array = _normalized(image, spec)
-        array = 255 - array if spec.invert else array
+    normalized = None if at_size or spec.normalization is None else _normalized(image, spec)
+    if normalized is not None:
+        array = 255 - normalized if spec.invert else normalized
     elif at_size:
         # the common case (images at the model's size): invert in numpy, 5x cheaper than
         # ImageOps.invert's lookup table and the same values

@@ -41,16 +41,20 @@ _WORK = 4  # working-frame pixels per bitmap pixel: strokes thicken in steps of 
 _INK_COVERAGE = 0.305  # median fraction of the 32x32 frame that is ink in load_digits()
 _MIN_CONTRAST = 32.0  # grey levels between background and ink below which there is no ink
 _TRIM = 0.005  # ink mass trimmed from each side of the bounding box
+_MAX_BORDER_INK = 0.1  # above this fraction of the border as ink, there is no background
 
 
 def normalize(
     name: str, grey: np.ndarray[Any, Any], height: int, width: int
-) -> np.ndarray[Any, Any]:
+) -> np.ndarray[Any, Any] | None:
     """Apply the normalisation `name` to a greyscale image.
 
     grey: (H, W) uint8 or float in 0..255, any size, either polarity. Returns uint8 (height,
-    width): ink bright on black, the training data's convention. An image with no ink (less
-    than 32 grey levels of contrast) comes back all black. Raises ValueError for an unknown name.
+    width): ink bright on black, the training data's convention; or None when the image is not
+    ink on a background, so there is nothing to normalise: no ink (less than 32 grey levels of
+    contrast), or more than 10% of its border is ink (a photo, texture or noise; callers then
+    resize it plainly, and the OOD scores judge it as such). Raises ValueError for an unknown
+    name.
     """
     if name != "digits-v1":
         raise ValueError(f"unknown normalization {name!r}; known: {', '.join(NORMALIZATIONS)}")
@@ -68,13 +72,15 @@ def _otsu(values: np.ndarray[Any, Any]) -> float:
     return float(np.nanargmax(np.nan_to_num(between, nan=-1.0)))
 
 
+def _border(image: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    band = max(1, min(image.shape) // 50)
+    sides = (image[:band], image[-band:], image[:, :band], image[:, -band:])
+    return np.concatenate([side.ravel() for side in sides])
+
+
 def _ink(grey: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
-    """Boolean ink mask, whatever the polarity; None when the image holds no ink."""
-    band = max(1, min(grey.shape) // 50)
-    border = np.concatenate(
-        [grey[:band].ravel(), grey[-band:].ravel(), grey[:, :band].ravel(), grey[:, -band:].ravel()]
-    )
-    background = float(np.median(border))
+    """Boolean ink mask, whatever the polarity; None when the image is not ink on a background."""
+    background = float(np.median(_border(grey)))
     if background > 127.5:  # dark ink on light paper
         grey, background = 255.0 - grey, 255.0 - background
     if float(np.percentile(grey, 99.5)) - background < _MIN_CONTRAST:
@@ -84,7 +90,9 @@ def _ink(grey: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
     threshold = max(_otsu(grey[grey > background]) if (grey > background).any() else 0.0, 0.0)
     threshold = max(threshold, background + _MIN_CONTRAST / 2)
     mask = grey > threshold
-    return mask if mask.any() else None
+    if not mask.any() or _border(mask).mean() > _MAX_BORDER_INK:
+        return None
+    return mask
 
 
 def _trimmed_span(profile: np.ndarray[Any, Any]) -> tuple[int, int]:
@@ -131,10 +139,10 @@ def _morph(mask: np.ndarray[Any, Any], radius: int) -> np.ndarray[Any, Any]:
     return (sign * x)[0, 0].numpy() > 0.5
 
 
-def _digits_v1(grey: np.ndarray[Any, Any], height: int, width: int) -> np.ndarray[Any, Any]:
+def _digits_v1(grey: np.ndarray[Any, Any], height: int, width: int) -> np.ndarray[Any, Any] | None:
     mask = _ink(grey)
     if mask is None:
-        return np.zeros((height, width), dtype=np.uint8)
+        return None
     frame = (height * _BLOCK * _WORK, width * _BLOCK * _WORK)
     fitted = _fit(mask, frame)
     # stroke width: dilate or erode, then re-fit (dilation grows the box), choosing the radius

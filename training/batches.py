@@ -14,8 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from training.augment_digits import augment_digits
-
 __all__ = ["augment", "batch_indices", "derive_seed"]
 
 
@@ -58,12 +56,9 @@ def batch_indices(
 
 def augment(x: Tensor, mode: str, generator: torch.Generator, pad: int = 4) -> Tensor:
     """``crop``: random translation by up to ``pad`` pixels (reflect padding), as torchvision's
-    RandomCrop(padding=pad); ``crop_flip`` adds a horizontal flip with probability 1/2;
-    ``digits``: rotation, slant and stroke width, re-normalised (training/augment_digits.py)."""
+    RandomCrop(padding=pad); ``crop_flip`` adds a horizontal flip with probability 1/2."""
     if mode == "none":
         return x
-    if mode == "digits":
-        return augment_digits(x, generator)
     b, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator).tolist()

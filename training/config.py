@@ -35,7 +35,7 @@ class TrainConfig:
     split_seed: int = 0
     val_fraction: float = 0.2
     test_fraction: float = 0.2
-    augment: Literal["none", "crop", "crop_flip", "digits"] = "none"
+    augment: Literal["none", "crop", "crop_flip"] = "none"
     data_noise: float = 0.03  # Gaussian noise added to data inputs (JEM: sigma = 0.03)
     # network
     backbone: str = "digits_cnn"
@@ -141,8 +141,6 @@ _DIGITS_JEM = {
     # measured on the 8x8 digits (docs/training.md): 97.8% test accuracy, class-conditional
     # samples from uniform noise in 200 steps that an SVC on pixels labels 100% correctly
     "dataset": "digits",
-    # rotation, slant and stroke width: what digits-v1 normalisation of uploads cannot undo
-    "augment": "digits",
     "backbone": "digits_cnn",
     "backbone_kwargs": {"width": 32},
     "batch_size": 64,

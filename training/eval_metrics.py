@@ -9,13 +9,14 @@ never silently be computed on a different test set than the one the model held o
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from jem import JEM
+from jem import JEM, InputSpec
 from jem.metrics import (
     accuracy,
     auroc,
@@ -48,7 +49,8 @@ class SplitMismatchError(RuntimeError):
 
 
 def dataset_for(manifest: Manifest, data_root: str | None = None) -> Dataset:
-    """The train/validation/test split the model was trained with, rebuilt from its manifest."""
+    """The train/validation/test split the model was trained with, rebuilt from its manifest,
+    with the model's input spec."""
     config = manifest.training.get("config")
     cfg: Mapping[str, Any] = config if isinstance(config, dict) else {}
     root = data_root if data_root is not None else cfg.get("data_root")
@@ -68,7 +70,8 @@ def dataset_for(manifest: Manifest, data_root: str | None = None) -> Dataset:
             "its loader changed, "
             "so held-out numbers would not be held out: retrain or restore the data"
         )
-    return dataset
+    # images (OOD photo patches) are converted as the model's own spec says, as the service does
+    return replace(dataset, spec=InputSpec.from_dict(manifest.input_spec.model_dump()))
 
 
 def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 500) -> Tensor:
