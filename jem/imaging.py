@@ -131,14 +131,15 @@ def _has_alpha(image: Image.Image) -> bool:
 
 def _background(rgba: Image.Image, spec: InputSpec) -> tuple[int, int, int]:
     """The spec's background; for a normalising model left at "auto", the one that contrasts
-    with the opaque pixels (dark strokes on a transparent canvas stay visible)."""
+    with the strokes, judged by the brightest opaque pixels (light strokes: black; dark strokes
+    on a transparent canvas: white, so they stay visible)."""
     if spec.background != "auto" or spec.normalization is None:
         return spec.background_rgb
-    grey = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float64)
-    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64)
-    if alpha.sum() == 0:
+    grey = np.asarray(rgba.convert("RGB").convert("L"))
+    opaque = grey[np.asarray(rgba.getchannel("A")) >= 128]
+    if opaque.size == 0:
         return spec.background_rgb
-    return (255, 255, 255) if (grey * alpha).sum() / alpha.sum() < 127.5 else (0, 0, 0)
+    return (0, 0, 0) if np.percentile(opaque, 99) > 127.5 else (255, 255, 255)
 
 
 def _normalized(image: Image.Image, spec: InputSpec) -> np.ndarray[Any, Any] | None:

@@ -24,7 +24,8 @@ def test_polarity_position_and_size_do_not_matter() -> None:
     centred = normalize("digits-v1", ring((300, 300), (110, 60, 190, 240), 12), 8, 8)
     moved = normalize("digits-v1", ring((420, 260), (10, 20, 70, 155), 9), 8, 8)
     dark_on_light = normalize("digits-v1", 255 - ring((300, 300), (110, 60, 190, 240), 12), 8, 8)
-    assert centred is not None and moved is not None
+    assert centred is not None
+    assert moved is not None
     assert np.array_equal(centred, dark_on_light)
     assert np.abs(centred.astype(int) - moved.astype(int)).max() <= 255 * 3 // 16
 
