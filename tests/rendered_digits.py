@@ -129,3 +129,47 @@ def render_digits(fonts: dict[str, str], per_digit: int, seed: int) -> list[Rend
                 kind = "photo" if i % 2 == 0 else "canvas"
                 out.append(RenderedDigit(digit, name, kind, _render(rng, path, digit, kind)))
     return out
+
+
+def _main() -> None:
+    """`python -m tests.rendered_digits [--fonts validation|test] REF...`: accuracy of stored
+    models (and of an RBF SVC fitted on the digits' train split, a model-free yardstick) on the
+    rendered digits, each converted by the model's own input spec; what choices were made on."""
+    import argparse
+
+    import torch
+    from sklearn.svm import SVC
+
+    from jem.imaging import to_pixels
+    from model_store import ModelStore
+    from training.data import load_digits_dataset
+
+    parser = argparse.ArgumentParser(description=_main.__doc__)
+    parser.add_argument("refs", nargs="+", help="model references, e.g. digits-jem:10")
+    parser.add_argument("--fonts", choices=("validation", "test"), default="validation")
+    parser.add_argument("--per-digit", type=int, default=4)
+    parser.add_argument("--store", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    fonts, seed = (VALIDATION_FONTS, 1) if args.fonts == "validation" else (TEST_FONTS, 0)
+    items = render_digits(fonts, args.per_digit, seed)
+    labels = np.array([item.label for item in items])
+    train = load_digits_dataset(seed=0).train
+    svc = SVC(gamma=0.001).fit(((train.inputs()[:, 0] + 1) * 8).flatten(1), train.labels)
+    store = ModelStore(args.store)
+    for ref in args.refs:
+        loaded = store.load(ref)
+        spec = loaded.input_spec
+        u8 = np.stack([to_pixels(Image.open(io.BytesIO(item.data)), spec) for item in items])
+        x = torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        with torch.no_grad():
+            got = loaded.model(x).argmax(1).numpy()
+        svc_got = svc.predict((x[:, 0] + 1).flatten(1).numpy() * 8)
+        print(
+            f"{ref} ({spec.normalization}): {(got == labels).mean():.3f} on {len(items)} "
+            f"{args.fonts} digits; SVC on the same pixels {(svc_got == labels).mean():.3f}"
+        )
+
+
+if __name__ == "__main__":
+    _main()
