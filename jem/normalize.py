@@ -7,9 +7,10 @@ blocks of 4x4 and the number of on pixels are counted in each block", giving 8x8
 (UCI optdigits description; NIST form-based handprint recognition system, NISTIR 5469). What that
 normalisation did is measurable on `load_digits()` itself:
 
-- every one of the 1797 digits spans all 8 rows, while widths vary (4..8 blocks; a "1" is a
-  narrow bar): the ink's bounding box is scaled, aspect preserved, until its height fills the
-  32-pixel frame (its width, for the rare digit wider than tall);
+- every one of the 1797 digits spans all 8 rows, while widths vary (2..8 blocks, 77% of them
+  6): the ink's bounding box is scaled until its height fills the 32-pixel frame. Whether NIST
+  kept the aspect ratio is not documented; widths that follow the shapes suggest so, and
+  digits-v1 keeps it (the width fills the frame only for the rare digit wider than tall);
 - the box's vertical centre is exactly the frame's centre for every digit, while the centre of
   mass varies (row std 0.39 blocks): centred by bounding box, not by mass (MNIST's choice);
 - ink covers 30.5% of the 32x32 frame (5th..95th percentile 25.5..36%; per class 29.6..32.2%,
