@@ -22,14 +22,21 @@ $(STAMP): pyproject.toml
 install: $(STAMP) system-deps
 
 # Real Prometheus (server + promtool) and docker-compose (to validate the compose file) for the
-# deployment checks; Chromium (driven by Playwright, and its WebDriver) for the browser tests.
+# deployment checks; Chromium (driven by Playwright, and its WebDriver) for the browser tests;
+# handwriting-like fonts for the photographed/drawn digits test set (tests/rendered_digits.py).
 # Debian packages; needs root, as CI and the dev machines are.
+FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript
 system-deps:
 	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v docker-compose >/dev/null \
 		|| ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends prometheus docker-compose chromium chromium-driver >/dev/null; \
 		else echo "system-deps: run as root (or install prometheus, docker-compose, chromium, chromium-driver) for the deployment and browser checks"; fi; \
+	fi
+	@if ! dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $(FONT_PACKAGES) >/dev/null; \
+		else echo "system-deps: run as root (or install $(FONT_PACKAGES)) for the rendered-digits tests"; fi; \
 	fi
 
 test: install
