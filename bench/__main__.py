@@ -227,12 +227,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def _out(args: argparse.Namespace) -> Path:
+def _write(args: argparse.Namespace, stem: str, results: dict[str, Any], table: str) -> None:
+    """`stem`.json and `stem`.md in --out (default bench/results; --quick: a temp dir)."""
     out: Path = args.out or (
         Path(tempfile.mkdtemp(prefix="jem-bench-quick-")) if args.quick else REPO / "bench/results"
     )
     out.mkdir(parents=True, exist_ok=True)
-    return out
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (out / f"{stem}.md").write_text(table, encoding="utf-8")
+    print()
+    print(table)
+    print(f"wrote {out / stem}.json and {out / stem}.md")
 
 
 def peers(args: argparse.Namespace) -> int:
@@ -258,13 +263,7 @@ def peers(args: argparse.Namespace) -> int:
         images = digit_images(data, plan.batch_images)
         results.update(asyncio.run(measure_peers(source, images, plan, scratch)))
     results["environment"]["load_after"] = list(os.getloadavg())
-    table = peers_markdown(results)
-    out = _out(args)
-    (out / "peers.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (out / "peers.md").write_text(table, encoding="utf-8")
-    print()
-    print(table)
-    print(f"wrote {out / 'peers.json'} and {out / 'peers.md'}")
+    _write(args, "peers", results, peers_markdown(results))
     return 0
 
 
@@ -275,13 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args)
     targets = check_targets(results)
     results["targets"] = [t.to_dict() for t in targets]
-    table = markdown(results, targets)
-    out = _out(args)
-    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (out / "latest.md").write_text(table, encoding="utf-8")
-    print()
-    print(table)
-    print(f"wrote {out / 'latest.json'} and {out / 'latest.md'}")
+    _write(args, "latest", results, markdown(results, targets))
     return 0
 
 
