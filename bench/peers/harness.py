@@ -113,8 +113,7 @@ def ensure_venv(venv: Path = DEFAULT_VENV) -> Path:
         return bin_dir
     print(f"peers: installing {REQUIREMENTS.relative_to(REPO)} into {venv} (minutes)", flush=True)
     if not (bin_dir / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-        subprocess.run([str(bin_dir / "python"), "-m", "ensurepip", "--upgrade"], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(
         [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)],
         check=True,
