@@ -100,7 +100,10 @@ def serve(
 class RssSampler:
     """Samples a process's RSS every `interval_s` in a thread; `.peak` is the highest seen.
 
-    `tree`: the sum over the process and all its descendants (servers that fork workers).
+    `tree`: the sum over the process and all its descendants (servers that fork workers), as
+    proportional set size (PSS: a page shared by n processes counts 1/n in each), so that the
+    libraries every worker maps (torch) are not counted once per process; RSS where the
+    system gives no PSS.
     """
 
     def __init__(self, pid: int, interval_s: float = 0.05, *, tree: bool = False) -> None:
@@ -121,7 +124,11 @@ class RssSampler:
         total = 0
         for proc in procs:
             with contextlib.suppress(psutil.Error):
-                total += int(proc.memory_info().rss)
+                if self._tree:
+                    info = proc.memory_full_info()
+                    total += int(getattr(info, "pss", info.rss))
+                else:
+                    total += int(proc.memory_info().rss)
         return total
 
     def _loop(self) -> None:

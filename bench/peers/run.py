@@ -261,7 +261,7 @@ def peers_markdown(results: dict[str, Any]) -> str:
     lines.append(f"| server CPU ms per request, {servers[SERVICE][2]['row']} | {cpu} |")
     memory = results["memory_mb"]
     lines += ["", "| | " + " | ".join(same) + " |", "|---|" + "---|" * len(same)]
-    lines.append("| peak memory MB (RSS of the process tree) | " + " | ".join(
+    lines.append("| peak memory MB (PSS of the process tree) | " + " | ".join(
         f"{memory[n]['peak']:,.0f}" for n in same) + " |")  # fmt: skip
     lines.append("| seconds to ready | " + " | ".join(
         f"{results['startup_s'][n]:.1f}" for n in same) + " |")  # fmt: skip
