@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import uvicorn
 
+from service.device import Placement
 from service.logs import log_config
 from service.settings import Settings
 
@@ -62,6 +64,11 @@ def _prepare_multiprocess_dir(workers: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     settings = Settings()  # fail fast on a bad JEM_* variable, before forking workers
     args = _parser(settings).parse_args(argv)
+    try:  # a device that is not here: one line and exit 2, before uvicorn starts
+        Placement.resolve(settings.device, settings.precision)
+    except ValueError as exc:
+        print(f"python -m service: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     _prepare_multiprocess_dir(args.workers)
     uvicorn.run(
         "service.asgi:app",
