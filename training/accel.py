@@ -23,8 +23,7 @@ import logging
 import torch
 from torch import Tensor
 
-from jem import InputSpec, SGLDConfig, sgld_sample, uint8_to_tensor
-from jem.sgld_graph import GraphedSGLD
+from jem import GraphedSGLD, InputSpec, SGLDConfig, sgld_sample, uint8_to_tensor
 from training.batches import augment, derive_seed
 from training.data import LabeledImages
 
