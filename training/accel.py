@@ -75,6 +75,11 @@ class CudaPath:
     def resident(self) -> bool:
         return self.images is not None
 
+    @property
+    def graphed(self) -> bool:
+        """True once the SGLD chain runs as a captured CUDA graph."""
+        return self._graph is not None and not self._graph_failed
+
     def batch(
         self, idx: Tensor, mode: str, data_noise: float, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:
@@ -111,7 +116,7 @@ class CudaPath:
                 except Exception as exc:  # capture unsupported here: the eager chain is the same
                     log.warning("SGLD CUDA graph capture failed (%s); running eagerly", exc)
                     self._graph_failed = True
-            if self._graph is not None and not self._graph_failed:
+            if self._graph is not None and self.graphed:
                 return self._graph(x0)
         dtype = self.autocast_dtype
         with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
