@@ -8,6 +8,7 @@ import torch
 from jem import JEM, GraphedSGLD, SGLDConfig, create_backbone, run_chain
 from jem._frozen import frozen_for_input_grads
 
+
 def test_graph_needs_a_cuda_device() -> None:
     model = JEM(create_backbone("digits_cnn", width=4))
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
