@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.deploy._deploy_helpers import K8S_DIR, ROOT, find_tool
+from tests.deploy._deploy_helpers import ROOT, find_tool
 
 KUBECTL = find_tool("kubectl")
 
