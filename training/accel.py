@@ -18,6 +18,7 @@ these device streams from the resumed step.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import torch
@@ -118,6 +119,10 @@ class CudaPath:
                     self._graph_failed = True
             if self._graph is not None and self.graphed:
                 return self._graph(x0)
-        dtype = self.autocast_dtype
-        with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+        autocast = (
+            torch.autocast("cuda", dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
             return sgld_sample(model, x0, config, generator=self.noise)  # type: ignore[arg-type]
