@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.__main__ import _git_commit, _git_dirty
 from bench.servers import REPO
 from model_store import ModelStore
 from training.readers import read_cifar_binary
@@ -33,22 +34,14 @@ from .train import train_digits, train_wrn
 __all__ = ["main"]
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
 def _env(device: str) -> dict[str, Any]:
     cuda = device.startswith("cuda")
     return {
         "device_name": torch.cuda.get_device_name(torch.device(device)) if cuda else "CPU",
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "commit": _git("rev-parse", "--short", "HEAD") or os.environ.get("JEM_COMMIT", "unknown"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "commit": _git_commit() or os.environ.get("JEM_COMMIT", "unknown"),
+        "git_dirty": _git_dirty(),
         "python": sys.version.split()[0],
     }
 
