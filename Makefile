@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default bench bench-quick gpu-check clean
+.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default bench bench-quick gpu-check ui-screenshots ui-vendor clean
 
 # torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
 # a multi-GB CUDA build. Everything else comes from pyproject.toml.
@@ -22,12 +22,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP) system-deps
 
 # Real Prometheus (server + promtool) and docker-compose (to validate the compose file) for the
-# deployment checks. Debian packages; needs root, as CI and the dev machines are.
+# deployment checks; Chromium (driven by Playwright, and its WebDriver) for the browser tests.
+# Debian packages; needs root, as CI and the dev machines are.
 system-deps:
-	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v docker-compose >/dev/null; then \
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v docker-compose >/dev/null \
+		|| ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus docker-compose >/dev/null; \
-		else echo "system-deps: run as root (or install prometheus and docker-compose) for the deployment checks"; fi; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends prometheus docker-compose chromium chromium-driver >/dev/null; \
+		else echo "system-deps: run as root (or install prometheus, docker-compose, chromium, chromium-driver) for the deployment and browser checks"; fi; \
 	fi
 
 test: install
@@ -71,6 +73,16 @@ DEVICE ?= cuda
 GPU_CHECK_OUT ?=
 gpu-check: $(STAMP)
 	bash bench/gpu_check/run.sh $(DEVICE) $(GPU_CHECK_OUT)
+
+# Screenshots of the demo page and the API docs, desktop and phone, under reports/ui/ (the
+# browser tests take them; Debian's Chromium, headless).
+ui-screenshots: install
+	JEM_UI_SCREENSHOTS=reports/ui $(BIN)/python -m pytest tests/ui/test_browser.py -q $(PYTEST_ARGS)
+
+# Re-vendor Swagger UI and ReDoc from the npm registry (versions pinned in service/ui/vendor.py;
+# needs npm).
+ui-vendor: $(STAMP)
+	$(BIN)/python -m service.ui.vendor
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
