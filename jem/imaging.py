@@ -8,14 +8,15 @@ Pillow; it reads no files (callers open them) and holds no state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from jem.preprocess import InputSpec
 
-__all__ = ["RESAMPLE_FILTERS", "to_pixels"]
+__all__ = ["RESAMPLE_FILTERS", "labelled_grid", "to_pixels"]
 
 # the InputSpec's resampling names -> Pillow filters
 RESAMPLE_FILTERS = {
@@ -68,3 +69,33 @@ def to_pixels(image: Image.Image, spec: InputSpec) -> np.ndarray[Any, Any]:
         image = image.resize((spec.width, spec.height), resample=RESAMPLE_FILTERS[spec.resample])
         array = np.array(image, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
+
+
+def labelled_grid(
+    rows: Sequence[tuple[str, Sequence[Image.Image]]], *, min_cell: int = 32, pad: int = 2
+) -> Image.Image:
+    """One row per (label, images): the label on the left, the images upscaled (nearest) so a
+    cell is >= `min_cell` px. Rows never wrap, so a row holds exactly one label's images."""
+    rows = [(label, images) for label, images in rows if images]
+    if not rows:
+        raise ValueError("cannot make a grid of zero images")
+    width, height = rows[0][1][0].size
+    scale = max(1, -(-min_cell // max(1, min(width, height))))
+    cell_w, cell_h = width * scale, height * scale
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = max(int(measure.textlength(label, font=font)) for label, _ in rows) + 2 * pad
+    cols = max(len(images) for _, images in rows)
+    grid = Image.new(
+        "RGB",
+        (text_w + cols * (cell_w + pad) + pad, len(rows) * (cell_h + pad) + pad),
+        (255, 255, 255),
+    )
+    draw = ImageDraw.Draw(grid)
+    for r, (label, images) in enumerate(rows):
+        top = pad + r * (cell_h + pad)
+        draw.text((pad, top + cell_h // 2), label, fill=(0, 0, 0), font=font, anchor="lm")
+        for c, image in enumerate(images):
+            cell = image.convert("RGB").resize((cell_w, cell_h), Image.Resampling.NEAREST)
+            grid.paste(cell, (text_w + c * (cell_w + pad), top))
+    return grid

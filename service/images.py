@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 import zlib
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -31,7 +30,6 @@ __all__ = [
     "decode_image",
     "encode_png",
     "images_to_tensor",
-    "make_grid",
     "pixels_to_tensor",
     "tensor_to_images",
 ]
@@ -203,26 +201,3 @@ def encode_png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def make_grid(images: Sequence[Image.Image], *, min_cell: int = 32, pad: int = 2) -> Image.Image:
-    """Tile images into a near-square grid, upscaled (nearest) so each cell is >= min_cell px."""
-    if not images:
-        raise InvalidInput("cannot make a grid of zero images")
-    width, height = images[0].size
-    scale = max(1, math.ceil(min_cell / max(1, min(width, height))))
-    cols = math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / cols)
-    cell_w, cell_h = width * scale, height * scale
-    grid = Image.new(
-        images[0].mode,
-        (cols * (cell_w + pad) + pad, rows * (cell_h + pad) + pad),
-        color=128 if images[0].mode == "L" else (128, 128, 128),
-    )
-    for i, image in enumerate(images):
-        r, c = divmod(i, cols)
-        grid.paste(
-            image.resize((cell_w, cell_h), Image.Resampling.NEAREST),
-            (pad + c * (cell_w + pad), pad + r * (cell_h + pad)),
-        )
-    return grid
