@@ -22,12 +22,16 @@ $(STAMP): pyproject.toml
 install: $(STAMP) system-deps
 
 # Real Prometheus (server + promtool) and docker-compose (to validate the compose file) for the
-# deployment checks. Debian packages; needs root, as CI and the dev machines are.
+# deployment checks; the colour emoji font and Unicode's emoji-test.txt for the emoji data set
+# (`python -m training data emoji`). Debian packages; needs root, as CI and the dev machines are.
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+EMOJI_TEST := /usr/share/unicode/emoji/emoji-test.txt
 system-deps:
-	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v docker-compose >/dev/null; then \
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v docker-compose >/dev/null \
+		|| [ ! -f $(EMOJI_FONT) ] || [ ! -f $(EMOJI_TEST) ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus docker-compose >/dev/null; \
-		else echo "system-deps: run as root (or install prometheus and docker-compose) for the deployment checks"; fi; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus docker-compose fonts-noto-color-emoji unicode-data >/dev/null; \
+		else echo "system-deps: run as root (or install prometheus, docker-compose, fonts-noto-color-emoji and unicode-data)"; fi; \
 	fi
 
 test: install

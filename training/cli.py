@@ -108,6 +108,7 @@ SUBCOMMANDS: dict[str, Register] = {
     "calibrate": lambda sub: _lazy("training.calibrate").register(sub),
     "evaluate": lambda sub: _lazy("training.evaluate").register(sub),
     "screen": lambda sub: _lazy("training.screen").register(sub),
+    "data": lambda sub: _lazy("training.datasets.cli").register(sub),
 }
 
 

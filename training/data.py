@@ -9,6 +9,7 @@ calibration and the divergence guard, ``test`` is for the final report.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,7 +233,11 @@ def _folder(
 ) -> Dataset:
     spec = spec or InputSpec(channels=3, height=32, width=32, color_mode="RGB", resample="bilinear")
     images, labels, names = read_image_folder(root, spec)
-    return _from_arrays("folder", images, labels, names, spec, seed, fractions)
+    dataset = _from_arrays("folder", images, labels, names, spec, seed, fractions)
+    record = root / "dataset.json"  # written by `python -m training data` (training/datasets)
+    if record.is_file():
+        dataset.split["source"] = json.loads(record.read_text())
+    return dataset
 
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "svhn", "folder")
