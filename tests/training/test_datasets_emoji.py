@@ -33,7 +33,7 @@ SAMPLE = """\
 263A                                                   ; unqualified         # ☺ E0.6 smiling face
 # group: People & Body
 # subgroup: hand-fingers-open
-1F44B 1F3FD                                            ; fully-qualified     # 👋🏽 E1.0 waving hand: medium skin tone
+1F44B 1F3FD ; fully-qualified # 👋🏽 E1.0 waving hand: medium skin tone
 """
 
 
@@ -44,7 +44,8 @@ def test_parse_reads_groups_status_and_code_points() -> None:
     assert entries[1].text == "\u263a\ufe0f"
     assert entries[2].status == "unqualified"
     assert entries[3].name == "waving hand: medium skin tone"
-    assert entries[3].has_skin_tone and not entries[0].has_skin_tone
+    assert entries[3].has_skin_tone
+    assert not entries[0].has_skin_tone
     assert entries[0].file_stem == "1f600"
 
 
@@ -83,12 +84,14 @@ def test_build_writes_class_folders_ood_halves_and_a_record(
     for group in ("food-drink", "activities", "flags"):
         val = {p.name for p in (out / "ood" / "val" / group).glob("*.png")}
         test = {p.name for p in (out / "ood" / "test" / group).glob("*.png")}
-        assert (len(val), len(test)) == (2, 2) and not val & test
+        assert (len(val), len(test)) == (2, 2)
+        assert not val & test
     saved = json.loads((out / "train" / "dataset.json").read_text())
     assert saved == record
     assert saved["ood_split_seed"] == 3
     excluded = saved["excluded"]
-    assert excluded["skin-tone variant"] > 1000 and excluded["component"] > 0
+    assert excluded["skin-tone variant"] > 1000
+    assert excluded["component"] > 0
     # no skin-tone code point (U+1F3FB..U+1F3FF) in any file name
     names = [p.stem for p in out.rglob("*.png")]
     assert not [n for n in names if any(t in n for t in ("1f3fb", "1f3fc", "1f3fd", "1f3fe"))]

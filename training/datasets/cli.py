@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="append",
         default=None,
         metavar="GROUP",
-        help=f"emoji group written as OOD folders (repeatable; default: {', '.join(HELD_OUT_GROUPS)})",
+        help="emoji group written as OOD folders (repeatable; default: "
+        + ", ".join(HELD_OUT_GROUPS)
+        + ")",
     )
     p.add_argument("--limit", type=int, default=0, help="keep N emoji per group (0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out val/test halves")
