@@ -43,7 +43,12 @@ from training.eval_samples import (
     samples_from_buffer,
     samples_from_noise,
 )
-from training.eval_vision import extra_ood_sets, inception_metrics
+from training.eval_vision import (
+    extra_ood_sets,
+    folder_ood_sets,
+    inception_metrics,
+    parse_ood_folders,
+)
 from training.judges import PixelSVCJudge, network_predictions
 from training.ood_sets import make_ood_sets
 from training.report import render_report
@@ -136,6 +141,7 @@ def evaluate(
     sgld_steps: int = NOISE_STEPS,
     pgd_steps: int = 20,
     data_root: str | None = None,
+    ood_folders: dict[str, Path] | None = None,
     notes: str = "",
     command: str = "",
 ) -> dict[str, Any]:
@@ -161,6 +167,7 @@ def evaluate(
     if baseline is not None:
         judges["baseline_net"] = lambda x: network_predictions(baseline.model, x)
     extra, skipped = extra_ood_sets(dataset, data_root, seed)
+    extra.update(folder_ood_sets(ood_folders or {}, dataset.spec, seed))
     ood_sets = make_ood_sets(x_test, dataset.spec, seed=seed, extra=extra)
     feature_net = baseline.model if baseline is not None else None
 
@@ -250,11 +257,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--pgd-steps", type=int, default=20)
     p.add_argument("--sgld-steps", type=int, default=NOISE_STEPS, help="SGLD steps from noise")
     p.add_argument("--notes", type=Path, help="a Markdown file appended to the report")
+    p.add_argument(
+        "--ood",
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="an extra OOD set: a folder of images (repeatable)",
+    )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
+    try:
+        ood_folders = parse_ood_folders(args.ood)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     report = evaluate(
         ModelStore(args.store),
         args.model,
@@ -265,6 +284,7 @@ def run(args: argparse.Namespace) -> int:
         pgd_steps=args.pgd_steps,
         sgld_steps=args.sgld_steps,
         data_root=args.data_root,
+        ood_folders=ood_folders,
         notes=args.notes.read_text() if args.notes else "",
         command=shlex.join(["python", "-m", "training", *sys.argv[1:]]),
     )
