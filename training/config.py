@@ -200,7 +200,7 @@ _EMOJI_JEM = {
     "backbone": "digits_cnn",
     "backbone_kwargs": {"width": 32},
     "batch_size": 64,
-    "iterations": 1500,
+    "iterations": 1000,
     "lr": 1e-3,
     "warmup_iters": 100,
     "decay_at": (0.8, 0.9),
