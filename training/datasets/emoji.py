@@ -107,7 +107,7 @@ def slug(group: str) -> str:
 
 def render_emoji(font: ImageFont.FreeTypeFont, text: str, size: int) -> np.ndarray | None:
     """uint8 (size, size, 3) on white, or None when the font draws ``text`` as several glyphs."""
-    left, top, right, bottom = font.getbbox(text)
+    left, top, right, bottom = (int(v) for v in font.getbbox(text))
     cell = font.getbbox("\U0001f600")  # one glyph's cell (136 x 128 at the strike size)
     if right - left > cell[2] - cell[0] or bottom - top > cell[3] - cell[1]:
         return None
