@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default bench bench-quick clean
+.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default train-emoji evaluate-emoji bench bench-quick clean
 
 # torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
 # a multi-GB CUDA build. Everything else comes from pyproject.toml.
@@ -62,6 +62,26 @@ evaluate-default: $(STAMP)
 	$(BIN)/python -m training calibrate digits-jem
 	$(BIN)/python -m training calibrate digits-baseline
 	$(BIN)/python -m training evaluate digits-jem --against digits-baseline --out reports/digits --notes reports/digits/discussion.md
+
+# The colour emoji data set (docs/emoji.md): rendered from the Debian packages above.
+data/emoji/train/dataset.json: | $(STAMP) system-deps
+	$(BIN)/python -m training data emoji --out data/emoji
+
+# Reproduces the shipped emoji models (docs/emoji.md) on CPU; the JEM's first 500 iterations
+# are its baseline's, so `--resume emoji-baseline:<its step-500 checkpoint>` would skip them.
+train-emoji: $(STAMP) data/emoji/train/dataset.json
+	$(BIN)/python -m training train --preset emoji-baseline
+	$(BIN)/python -m training train --preset emoji-jem
+
+# Calibrates them (new versions) and regenerates reports/emoji/ with the held-out groups' test
+# halves as OOD sets (their validation halves, data/emoji/ood/val, are for `screen` only).
+EMOJI_OOD := $(foreach g,food-drink activities flags,--ood $(g)=data/emoji/ood/test/$(g))
+evaluate-emoji: $(STAMP) data/emoji/train/dataset.json
+	$(BIN)/python -m training calibrate emoji-jem
+	$(BIN)/python -m training calibrate emoji-baseline
+	$(BIN)/python -m training evaluate emoji-jem --against emoji-baseline --out reports/emoji \
+		$(EMOJI_OOD) --per-class 10 --sgld-steps 100 --pgd-steps 10 --linf-eps 0,0.03,0.1 \
+		--l2-eps 0,0.5 --threads 1 --notes reports/emoji/discussion.md
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
