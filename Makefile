@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default train-emoji evaluate-emoji bench bench-quick clean
+.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default train-emoji evaluate-emoji bench bench-quick ui-screenshots ui-vendor clean
 
 # torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
 # a multi-GB CUDA build. Everything else comes from pyproject.toml.
@@ -22,16 +22,18 @@ $(STAMP): pyproject.toml
 install: $(STAMP) system-deps
 
 # Real Prometheus (server + promtool) and docker-compose (to validate the compose file) for the
-# deployment checks; the colour emoji font and Unicode's emoji-test.txt for the emoji data set
-# (`python -m training data emoji`). Debian packages; needs root, as CI and the dev machines are.
+# deployment checks; Chromium (driven by Playwright, and its WebDriver) for the browser tests; the
+# colour emoji font and Unicode's emoji-test.txt for the emoji data set (`python -m training data
+# emoji`). Debian packages; needs root, as CI and the dev machines are.
 EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 EMOJI_TEST := /usr/share/unicode/emoji/emoji-test.txt
 system-deps:
 	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v docker-compose >/dev/null \
+		|| ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null \
 		|| [ ! -f $(EMOJI_FONT) ] || [ ! -f $(EMOJI_TEST) ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus docker-compose fonts-noto-color-emoji unicode-data >/dev/null; \
-		else echo "system-deps: run as root (or install prometheus, docker-compose, fonts-noto-color-emoji and unicode-data)"; fi; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends prometheus docker-compose chromium chromium-driver fonts-noto-color-emoji unicode-data >/dev/null; \
+		else echo "system-deps: run as root (or install prometheus, docker-compose, chromium, chromium-driver, fonts-noto-color-emoji, unicode-data) for the deployment, browser and emoji checks"; fi; \
 	fi
 
 test: install
@@ -88,6 +90,16 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+
+# Screenshots of the demo page and the API docs, desktop and phone, under reports/ui/ (the
+# browser tests take them; Debian's Chromium, headless).
+ui-screenshots: install
+	JEM_UI_SCREENSHOTS=reports/ui $(BIN)/python -m pytest tests/ui/test_browser.py -q $(PYTEST_ARGS)
+
+# Re-vendor Swagger UI and ReDoc from the npm registry (versions pinned in service/ui/vendor.py;
+# needs npm).
+ui-vendor: $(STAMP)
+	$(BIN)/python -m service.ui.vendor
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

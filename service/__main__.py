@@ -1,25 +1,47 @@
-"""`python -m service [--host H] [--port P] [--workers N]`: serve with uvicorn.
+"""`python -m service [--store DIR] [--model REF ...] [--host H] [--port P] [--workers N]`.
 
-Every option defaults to its `JEM_*` environment variable (see docs/service.md).
+Serves with uvicorn. Every option defaults to its `JEM_*` environment variable (see
+docs/service.md); `--store` and `--model` are handed to the app (every worker) as
+`JEM_MODEL_STORE` and `JEM_MODELS`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import uvicorn
 
 from service.logs import log_config
-from service.settings import Settings
+from service.settings import ROOT_PATH_PATTERN, Settings
 
 __all__ = ["main"]
 
 
+def _root_path(value: str) -> str:
+    if not re.fullmatch(ROOT_PATH_PATTERN, value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: give '' or a path like /jem (leading slash, none at the end)"
+        )
+    return value
+
+
 def _parser(s: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    p.add_argument(
+        "--store", default=None, help="model store root (JEM_MODEL_STORE; default: the shipped one)"
+    )
+    p.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=None,
+        metavar="REF",
+        help="a model to serve, 'name', 'name:3' or 'name:alias' (repeatable; JEM_MODELS)",
+    )
     p.add_argument("--host", default=s.host, help="bind address (JEM_HOST)")
     p.add_argument("--port", type=int, default=s.port, help="port (JEM_PORT)")
     p.add_argument(
@@ -43,6 +65,12 @@ def _parser(s: Settings) -> argparse.ArgumentParser:
         default=s.graceful_shutdown_s,
         help="on SIGTERM, seconds to finish in-flight requests (JEM_GRACEFUL_SHUTDOWN_S)",
     )
+    p.add_argument(
+        "--root-path",
+        default=s.root_path,
+        type=_root_path,
+        help="path prefix that a proxy in front strips, e.g. /jem (JEM_ROOT_PATH)",
+    )
     return p
 
 
@@ -62,6 +90,13 @@ def _prepare_multiprocess_dir(workers: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     settings = Settings()  # fail fast on a bad JEM_* variable, before forking workers
     args = _parser(settings).parse_args(argv)
+    # the app reads its settings from the environment, in this process and in every worker
+    if args.store is not None:
+        os.environ["JEM_MODEL_STORE"] = str(Path(args.store).resolve())
+    if args.models:
+        os.environ["JEM_MODELS"] = ",".join(args.models)
+    if args.store is not None or args.models:
+        Settings()  # and validated with them, before forking workers
     _prepare_multiprocess_dir(args.workers)
     uvicorn.run(
         "service.asgi:app",
@@ -81,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         h11_max_incomplete_event_size=settings.max_header_bytes,
         proxy_headers=False,
         server_header=False,
+        root_path=args.root_path,
     )
 
 

@@ -8,11 +8,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from PIL.Image import Image
 from pydantic import BaseModel
 
+from jem.imaging import labelled_grid
 from service.auth import require_api_key
 from service.errors import AdminDisabled, InvalidParameters, ServiceError, error_body
-from service.images import encode_png, make_grid, tensor_to_images
+from service.images import encode_png, tensor_to_images
 from service.inputs import NPY_CONTENT_TYPE, read_batch
 from service.metrics import CONTENT_TYPE_LATEST
 from service.predictor import Generated, Predictor
@@ -20,6 +22,7 @@ from service.runtime import Runtime
 from service.schemas import (
     GenerateRequest,
     GenerateResponse,
+    GenerationParameters,
     ModelInfo,
     ModelList,
     OODResponse,
@@ -205,6 +208,23 @@ async def get_model(predictor: PredictorDep, runtime: RuntimeDep) -> ModelInfo:
     return predictor.info(ready=runtime.ready)
 
 
+def _class_grid(predictor: Predictor, params: GenerationParameters, result: Generated) -> Image:
+    """One labelled row per class: the requested class, or the predicted one if none was."""
+    images = tensor_to_images(result.x, predictor.spec)
+    if isinstance(params.label, list):
+        classes = params.label
+    elif params.label is not None:
+        classes = [params.label] * len(images)
+    else:
+        classes = [sample.label for sample in result.samples]
+    names = predictor.class_names
+    rows = [
+        (names[k], [im for im, c in zip(images, classes, strict=True) if c == k])
+        for k in sorted(set(classes))
+    ]
+    return labelled_grid(rows)
+
+
 def _wants_png(accept: str) -> bool:
     """`Accept: image/png` (listed before application/json when both are)."""
     png, json = accept.find("image/png"), accept.find("application/json")
@@ -255,7 +275,7 @@ async def generate(
     m.generation_requests.labels(predictor.name, "ok").inc()
     m.generation_duration.labels(predictor.name).observe(elapsed)
     if _wants_png(request.headers.get("accept", "")):
-        grid = make_grid(tensor_to_images(result.x, predictor.spec))
+        grid = _class_grid(predictor, params, result)
         return Response(
             encode_png(grid),
             media_type="image/png",

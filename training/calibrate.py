@@ -51,9 +51,10 @@ __all__ = [
 ]
 
 TARGET_TPR = 0.95
-# Files of a version that a recalibrated version does not inherit: the store writes the first
-# two itself, and the optimiser state belongs to the training checkpoint (the parent keeps it).
-_NOT_INHERITED = ("manifest.json", "weights.safetensors", "buffer.safetensors")
+# Files of a version that a recalibrated version does not inherit: the store writes these two
+# itself, and the optimiser state belongs to the training checkpoint (the parent keeps it).
+# Everything else (the replay buffer, samples.png...) is hard-linked from the parent.
+_NOT_INHERITED = ("manifest.json", "weights.safetensors")
 
 
 def fit_calibration(
@@ -119,18 +120,13 @@ def calibrate(
     draft = ManifestDraft.from_manifest(
         manifest, calibration=calibration, metrics=metrics, parent=str(loaded.ref), stage="final"
     )
-    files: dict[str, bytes] = {}
-    tensors: dict[str, dict[str, Tensor]] = {}
-    for filename in manifest.files:
-        if filename in _NOT_INHERITED or filename.startswith("training_state"):
-            continue
-        if filename.endswith(".safetensors"):
-            tensors[filename] = store.read_tensors(loaded.ref, filename)
-        else:
-            files[filename] = store.read_file(loaded.ref, filename)
-    new_ref = store.save(
-        manifest.name, model, draft, buffer=loaded.buffer, tensors=tensors, files=files
-    )
+    # the replay buffer, sample grids and other files are unchanged: hard links, not copies
+    linked = {
+        filename: loaded.ref
+        for filename in manifest.files
+        if filename not in _NOT_INHERITED and not filename.startswith("training_state")
+    }
+    new_ref = store.save(manifest.name, model, draft, linked=linked)
     return new_ref, store.manifest(new_ref)
 
 

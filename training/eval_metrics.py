@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from jem import JEM
+from jem import JEM, InputSpec
 from jem.metrics import (
     accuracy,
     auroc,
@@ -58,6 +58,8 @@ def dataset_for(manifest: Manifest, data_root: str | None = None) -> Dataset:
         seed=int(cfg.get("split_seed", 0)),
         val_fraction=float(cfg.get("val_fraction", 0.2)),
         test_fraction=float(cfg.get("test_fraction", 0.2)),
+        # folder images are converted exactly as in training: the spec the manifest stores
+        spec=InputSpec.from_dict(manifest.input_spec.model_dump()),
     )
     recorded = manifest.training.get("split")
     fingerprint = dataset.split.get("indices_sha256")

@@ -14,23 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
-from jem import InputSpec, tensor_to_uint8, uint8_to_tensor
+from jem import InputSpec, tensor_to_uint8
 from training.data import Dataset, DatasetError, LabeledImages, load_dataset
-from training.readers import IMAGE_SUFFIXES, convert_image
 
-__all__ = [
-    "FIDELITY_WEIGHTS",
-    "extra_ood_sets",
-    "folder_ood_sets",
-    "inception_metrics",
-    "inception_weights",
-    "parse_ood_folders",
-]
+__all__ = ["FIDELITY_WEIGHTS", "extra_ood_sets", "inception_metrics", "inception_weights"]
 
 # the file torch-fidelity loads its Inception-v3 (FID variant) from
 FIDELITY_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
@@ -58,46 +48,6 @@ def extra_ood_sets(
 
         builders[name] = build
     return builders, skipped
-
-
-def parse_ood_folders(items: list[str]) -> dict[str, Path]:
-    """``["food=DIR"]`` (``--ood NAME=FOLDER``) -> ``{"food": Path("DIR")}``; ValueError if bad."""
-    folders: dict[str, Path] = {}
-    for item in items:
-        name, sep, folder = item.partition("=")
-        if not sep or not name.strip() or not folder.strip():
-            raise ValueError(f"--ood takes NAME=FOLDER, got {item!r}")
-        path = Path(folder.strip())
-        if not path.is_dir():
-            raise ValueError(f"--ood {name.strip()}={path}: not a directory of images")
-        folders[name.strip()] = path
-    return folders
-
-
-def folder_ood_sets(
-    folders: dict[str, Path], spec: InputSpec, seed: int
-) -> dict[str, Callable[[int], Tensor]]:
-    """name -> builder of up to n images read from a flat folder of images, converted per spec.
-
-    Read eagerly, so a missing or empty folder is reported (ValueError) before any evaluation.
-    """
-    builders: dict[str, Callable[[int], Tensor]] = {}
-    for name, folder in folders.items():
-        files = sorted(f for f in folder.glob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ValueError(f"--ood {name}={folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
-        images = []
-        for file in files:
-            with Image.open(file) as image:
-                images.append(convert_image(image, spec))
-        pixels = uint8_to_tensor(torch.from_numpy(np.stack(images)), spec)
-
-        def build(n: int, pixels: Tensor = pixels) -> Tensor:
-            order = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(seed))
-            return pixels[order[:n]]
-
-        builders[name] = build
-    return builders
 
 
 def inception_weights() -> Path | None:

@@ -13,8 +13,7 @@ the chosen model is evaluated once:
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from model_store import LoadedModel, ModelStore
 from training.cli import add_model_source_args, set_threads
 from training.data import Dataset
 from training.eval_metrics import ECE_BINS, batched_logits, batched_scores, dataset_for
-from training.eval_vision import folder_ood_sets, parse_ood_folders
+from training.evaluate import _folder_set, _ood_folder
 from training.ood_sets import OOD_SET_NAMES, make_ood_sets
 
 __all__ = ["SCREEN_OOD_SEED", "register", "run", "screen_model"]
@@ -38,7 +37,7 @@ def screen_model(
     dataset: Dataset,
     *,
     seed: int = 0,
-    ood_folders: dict[str, Path] | None = None,
+    ood_folders: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     """Validation-only metrics of one model (never reads ``dataset.test``).
 
@@ -56,7 +55,9 @@ def screen_model(
         calibrated.append(expected_calibration_error(probs, y_val[held], ECE_BINS))
     scores_in = batched_scores(model, x_val)
     ood = {}
-    extra = folder_ood_sets(ood_folders or {}, dataset.spec, SCREEN_OOD_SEED)
+    extra = {
+        name: _folder_set(folder, dataset.spec) for name, folder in (ood_folders or {}).items()
+    }
     ood_sets = make_ood_sets(x_val, dataset.spec, seed=SCREEN_OOD_SEED, extra=extra)
     for set_name, x in ood_sets.items():
         scores_out = batched_scores(model, x)
@@ -102,21 +103,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the validation halves")
     p.add_argument(
         "--ood",
+        dest="ood_folders",
+        type=_ood_folder,
         action="append",
         default=[],
         metavar="NAME=FOLDER",
-        help="an extra OOD set: a folder of validation-side images (repeatable)",
+        help="an OOD set of your own images (repeatable); give validation-side images here, "
+        "never the folders the report is made with",
     )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
-    try:
-        ood_folders = parse_ood_folders(args.ood)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    ood_folders = dict(args.ood_folders)
     store = ModelStore(args.store)
     rows = []
     for ref in args.models:
