@@ -1,4 +1,4 @@
-"""The emoji data set builder, on a few emoji per group (seconds)."""
+"""The emoji data set builder, on a five emoji per group (seconds)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_parse_rejects_a_malformed_line() -> None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     out = tmp_path_factory.mktemp("emoji") / "emoji"
-    return out, build_emoji_dataset(out, limit=4, seed=3, command="pytest")
+    return out, build_emoji_dataset(out, limit=5, seed=3, command="pytest")
 
 
 def test_build_writes_class_folders_ood_halves_and_a_record(
@@ -75,7 +75,7 @@ def test_build_writes_class_folders_ood_halves_and_a_record(
     ]
     for name in classes:
         files = sorted((out / "train" / name).glob("*.png"))
-        assert len(files) == 4
+        assert len(files) == 5
         with Image.open(files[0]) as image:
             assert (image.mode, image.size) == ("RGB", (32, 32))
             pixels = np.asarray(image)
@@ -84,7 +84,7 @@ def test_build_writes_class_folders_ood_halves_and_a_record(
     for group in ("food-drink", "activities", "flags"):
         val = {p.name for p in (out / "ood" / "val" / group).glob("*.png")}
         test = {p.name for p in (out / "ood" / "test" / group).glob("*.png")}
-        assert (len(val), len(test)) == (2, 2)
+        assert (len(val), len(test)) == (2, 3)
         assert not val & test
     saved = json.loads((out / "train" / "dataset.json").read_text())
     assert saved == record
@@ -115,7 +115,7 @@ def test_the_folder_data_set_splits_it_and_keeps_the_record(
     out, record = built
     data = load_dataset("folder", root=out / "train", seed=0, val_fraction=0.25, test_fraction=0.25)
     assert data.class_names[0] == "animals-nature"
-    assert sum(data.split["sizes"].values()) == 24
+    assert sum(data.split["sizes"].values()) == 30
     assert data.split["source"] == record
     again = load_dataset(
         "folder", root=out / "train", seed=0, val_fraction=0.25, test_fraction=0.25
@@ -124,7 +124,7 @@ def test_the_folder_data_set_splits_it_and_keeps_the_record(
 
 
 def test_build_is_deterministic(tmp_path: Path, built: tuple[Path, dict[str, object]]) -> None:
-    build_emoji_dataset(tmp_path / "again", limit=4, seed=3, command="pytest")
+    build_emoji_dataset(tmp_path / "again", limit=5, seed=3, command="pytest")
     first = sorted(p.relative_to(built[0]) for p in built[0].rglob("*.png"))
     second = sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*.png"))
     assert first == second
