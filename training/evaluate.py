@@ -283,6 +283,13 @@ def _eps_list(text: str) -> tuple[float, ...]:
     return values
 
 
+def _linf_eps_list(text: str) -> tuple[float, ...]:
+    values = _eps_list(text)
+    if 0.1 not in values:  # the report compares models at L-inf 0.1
+        raise argparse.ArgumentTypeError(f"L-inf radii must include 0.1, got {text!r}")
+    return values
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "evaluate", help="evaluate a model on its held-out test split", description=__doc__
@@ -298,7 +305,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--pgd-steps", type=int, default=20)
     p.add_argument(
         "--linf-eps",
-        type=_eps_list,
+        type=_linf_eps_list,
         default=LINF_EPS,
         help="PGD L-inf radii, comma-separated, model units; must include 0.1 (the report's check)",
     )
