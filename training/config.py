@@ -210,6 +210,7 @@ _EMOJI_JEM = {
     # a JEM++-style recipe sized for a 2-core CPU, chosen on validation (docs/emoji.md)
     "dataset": "folder",
     "data_root": "data/emoji/train",
+    "background": "white",  # the glyphs were drawn on white: transparent uploads become white
     "augment": "crop_flip",
     "backbone": "digits_cnn",
     "backbone_kwargs": {"width": 32},
