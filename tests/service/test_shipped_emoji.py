@@ -73,3 +73,25 @@ async def test_default_service_labels_emoji_with_emoji_jem() -> None:
     print(f"emoji-jem on {len(held_in)} rendered emoji of its classes: {accuracy:.2f}")
     # 42 emoji from every split (most were trained on): far above chance (1/6)
     assert accuracy >= 0.5
+
+
+async def test_transparent_uploads_are_read_on_white_as_the_glyphs_were_drawn() -> None:
+    blobs, _ = rendered(per_group=4)
+    transparent = []
+    for blob in blobs:  # the same pictures with their white background made transparent
+        rgba = np.asarray(Image.open(io.BytesIO(blob)).convert("RGBA")).copy()
+        rgba[(rgba[..., :3] == 255).all(axis=-1), 3] = 0
+        buffer = io.BytesIO()
+        Image.fromarray(rgba, "RGBA").save(buffer, format="PNG")
+        transparent.append(buffer.getvalue())
+    settings = Settings(models=["emoji-jem"], model_store=default_root(), max_wait_ms=2.0)
+    answers = []
+    async with serve(settings) as client:
+        for batch in (blobs, transparent):
+            files = [("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(batch)]
+            r = await client.post("/v1/models/emoji-jem/predict", files=files)
+            assert r.status_code == 200, r.text
+            answers.append(r.json()["predictions"])
+    for opaque, clear in zip(*answers, strict=True):
+        assert clear["class_name"] == opaque["class_name"]
+        assert clear["energy"] == pytest.approx(opaque["energy"], abs=1e-3)
