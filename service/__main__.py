@@ -16,6 +16,7 @@ from pathlib import Path
 import uvicorn
 
 from service.logs import log_config
+from service.server.protocol import JemH11Protocol
 from service.settings import ROOT_PATH_PATTERN, Settings
 
 __all__ = ["main"]
@@ -51,7 +52,7 @@ def _parser(s: Settings) -> argparse.ArgumentParser:
         "--limit-concurrency",
         type=int,
         default=s.limit_concurrency,
-        help="open connections before uvicorn answers 503 (JEM_LIMIT_CONCURRENCY)",
+        help="requests in progress before 503; probes exempt (JEM_LIMIT_CONCURRENCY)",
     )
     p.add_argument(
         "--timeout-keep-alive",
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.store is not None or args.models:
         Settings()  # and validated with them, before forking workers
     _prepare_multiprocess_dir(args.workers)
+    # the app (in every worker) enforces the limit, so that probes stay exempt: hand it the flag
+    os.environ["JEM_LIMIT_CONCURRENCY"] = str(args.limit_concurrency)
     uvicorn.run(
         "service.asgi:app",
         host=args.host,
@@ -105,14 +108,17 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         log_config=log_config(settings.log_level),
         access_log=False,  # the app logs every request itself, with its request id
-        limit_concurrency=args.limit_concurrency,
+        # not uvicorn's limit: it counts idle and stalled connections, refuses health probes
+        # and answers plain text (ConcurrencyLimitMiddleware does it in the API's shape)
+        limit_concurrency=None,
         timeout_keep_alive=args.timeout_keep_alive,
         timeout_graceful_shutdown=args.graceful_shutdown_s,
         # uvicorn kills a worker that misses a 5 s ping by default; importing torch in a fresh
         # worker on a busy or CPU-limited host takes longer, and --workers N never came up
         timeout_worker_healthcheck=settings.worker_healthcheck_timeout_s,
-        # h11 caps the request line + headers (httptools has no setting for it)
-        http="h11",
+        # h11 caps the request line + headers (httptools has no setting for it); the subclass
+        # answers its errors as JSON and times out request heads (JEM_HEADER_TIMEOUT_S)
+        http=JemH11Protocol,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         proxy_headers=False,
         server_header=False,

@@ -12,6 +12,7 @@ from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import (
     BodyLimitMiddleware,
+    ConcurrencyLimitMiddleware,
     HeaderLimitMiddleware,
     RequestContextMiddleware,
 )
@@ -66,8 +67,17 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
     app.include_router(v1_router)
     app.include_router(ops_router)
     install_ui(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout_s=settings.body_timeout_s,
+    )
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
+    app.add_middleware(
+        ConcurrencyLimitMiddleware,
+        limit=settings.limit_concurrency,
+        retry_after_s=settings.retry_after_s,
+    )
     app.add_middleware(
         RequestContextMiddleware,
         metrics=runtime.metrics,

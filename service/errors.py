@@ -19,6 +19,7 @@ from model_store import StoreError
 
 __all__ = [
     "AdminDisabled",
+    "BodyTimeout",
     "BodyTooLarge",
     "CorruptImage",
     "DeadlineExceeded",
@@ -89,6 +90,10 @@ class BodyTooLarge(InvalidInput):
     code = "body_too_large"
 
 
+class BodyTimeout(InvalidInput):
+    code = "body_timeout"
+
+
 class InvalidParameters(InvalidInput):
     code = "invalid_parameters"
 
@@ -135,6 +140,7 @@ class GenerationTimeout(ServiceError):
 
 # The one mapping from domain errors to HTTP statuses (most specific class first).
 _STATUS: tuple[tuple[type[ServiceError], int], ...] = (
+    (BodyTimeout, 408),
     (BodyTooLarge, 413),
     (ImageTooLarge, 413),
     (UnsupportedImageFormat, 415),
@@ -159,6 +165,7 @@ _HTTP_CODES: Mapping[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
     413: "body_too_large",
     415: "unsupported_media_type",
