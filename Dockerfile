@@ -2,6 +2,7 @@
 #
 # Two images from one file:
 #   docker build -t jem-serve .                  CPU serving image (the default, last stage)
+#   docker build --build-arg SERVE_EXTRAS=grpc -t jem-serve .   ... with gRPC (JEM_GRPC_PORT)
 #   docker build --target train -t jem-train .   GPU training image on a CUDA PyTorch base
 #
 # Layers go from least to most often changed: the CPU torch wheel, the service's dependencies
@@ -28,7 +29,9 @@ RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url https://dow
 WORKDIR /src
 COPY pyproject.toml ./
 # Only [project].dependencies: the serving image needs no training, vision or dev extras.
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+# --build-arg SERVE_EXTRAS=grpc adds gRPC for the Open Inference Protocol (JEM_GRPC_PORT).
+ARG SERVE_EXTRAS=""
+RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; extras = [r for e in os.environ.get('SERVE_EXTRAS', '').split(',') if e for r in p['optional-dependencies'][e]]; print('\n'.join(p['dependencies'] + extras))" > requirements.txt \
     && pip install --no-cache-dir -r requirements.txt
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default train-emoji evaluate-emoji bench bench-quick ui-screenshots ui-vendor clean
+.PHONY: install system-deps test test-fast lint format proto serve train-default evaluate-default train-emoji evaluate-emoji bench bench-quick ui-screenshots ui-vendor clean
 
 # torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
 # a multi-GB CUDA build. Everything else comes from pyproject.toml.
@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP) system-deps
 
 # Real Prometheus (server + promtool) and docker-compose (to validate the compose file) for the
-# deployment checks; Chromium (driven by Playwright, and its WebDriver) for the browser tests; the
+# deployment checks; Chromium (driven by Playwright, and its WebDriver) for the browser tests;
+# handwriting-like fonts for the photographed/drawn digits test set (tests/rendered_digits.py); the
 # colour emoji font and Unicode's emoji-test.txt for the emoji data set (`python -m training data
 # emoji`). Debian packages; needs root, as CI and the dev machines are.
+FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript
 EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 EMOJI_TEST := /usr/share/unicode/emoji/emoji-test.txt
 system-deps:
@@ -34,6 +36,11 @@ system-deps:
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends prometheus docker-compose chromium chromium-driver fonts-noto-color-emoji unicode-data >/dev/null; \
 		else echo "system-deps: run as root (or install prometheus, docker-compose, chromium, chromium-driver, fonts-noto-color-emoji, unicode-data) for the deployment, browser and emoji checks"; fi; \
+	fi
+	@if ! dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $(FONT_PACKAGES) >/dev/null; \
+		else echo "system-deps: run as root (or install $(FONT_PACKAGES)) for the rendered-digits tests"; fi; \
 	fi
 
 test: install
@@ -50,6 +57,15 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The Open Inference Protocol's gRPC modules, committed beside their .proto (service/v2/proto/).
+# Their descriptors go to a private pool: Triton's own modules (tritonclient.grpc) register the
+# same `inference.*` names in protobuf's default pool, and both must load in one process.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --pyi_out=. \
+		service/v2/proto/grpc_predict_v2.proto
+	sed -i 's/_descriptor_pool\.Default()\.AddSerializedFile/_descriptor_pool.DescriptorPool().AddSerializedFile/' \
+		service/v2/proto/grpc_predict_v2_pb2.py
 
 serve: $(STAMP)
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)

@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     _prepare_multiprocess_dir(args.workers)
     # the app (in every worker) enforces the limit, so that probes stay exempt: hand it the flag
     os.environ["JEM_LIMIT_CONCURRENCY"] = str(args.limit_concurrency)
+    os.environ.setdefault("JEM_GRPC_HOST", args.host)  # gRPC binds where HTTP does, by default
     uvicorn.run(
         "service.asgi:app",
         host=args.host,

@@ -39,6 +39,7 @@ __all__ = [
     "UnknownModel",
     "UnsupportedImageFormat",
     "UnsupportedMediaType",
+    "UnsupportedPixels",
     "error_body",
     "install_error_handlers",
     "status_for",
@@ -72,6 +73,12 @@ class CorruptImage(InvalidInput):
 
 class UnsupportedImageFormat(InvalidInput):
     code = "unsupported_image_format"
+
+
+class UnsupportedPixels(InvalidInput):
+    """A readable image whose pixel storage has no one right conversion (jem.imaging says why)."""
+
+    code = "unsupported_pixels"
 
 
 class UnsupportedMediaType(InvalidInput):

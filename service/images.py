@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jem import InputSpec, tensor_to_uint8, uint8_to_tensor
+from jem import InputSpec, imaging, tensor_to_uint8, uint8_to_tensor
 from jem.imaging import to_pixels
 from service.errors import (
     CorruptImage,
@@ -21,6 +21,7 @@ from service.errors import (
     InvalidInput,
     NotAnImage,
     UnsupportedImageFormat,
+    UnsupportedPixels,
 )
 
 __all__ = [
@@ -81,7 +82,8 @@ def _open(data: bytes, formats: tuple[str, ...] | None) -> Image.Image:
 def decode_image(
     data: bytes, spec: InputSpec, *, max_pixels: int, name: str = "image"
 ) -> np.ndarray:
-    """Decode one uploaded image to uint8 pixels (H, W) or (H, W, 3) in the model's input spec."""
+    """Decode one uploaded image to uint8 pixels (H, W) or (H, W, 3) in the model's input spec
+    (storage, transparency and the model's normalisation: `jem.imaging.to_pixels`)."""
     if not data:
         raise NotAnImage(f"{name}: empty file; send PNG, JPEG, BMP, GIF, TIFF or WebP bytes")
     try:
@@ -118,10 +120,11 @@ def decode_image(
             # and a flipped bit can decode to wrong pixels silently: check the chunk CRCs first.
             _check_png_chunks(data)
         image.load()
-        image = ImageOps.exif_transpose(image) or image
         array = to_pixels(image, spec)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"{name}: {exc}") from exc
+    except imaging.UnsupportedPixelsError as exc:
+        raise UnsupportedPixels(f"{name}: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImage(f"{name}: truncated or corrupt {image.format} file ({exc})") from exc
     return array[:, :, 0] if array.shape[2] == 1 else array  # (H, W) for one channel: a view

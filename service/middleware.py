@@ -130,15 +130,24 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
+def _is_v2(scope: Scope) -> bool:
+    return str(scope.get("path", "")).startswith("/v2/")
+
+
 async def _send_error(
     send: Send,
     status: int,
     code: str,
     message: str,
     headers: Collection[tuple[bytes, bytes]] = (),
+    *,
+    protocol_v2: bool = False,
 ) -> None:
-    """The error shape, then the connection closed (the request may be partly unread)."""
-    body = json.dumps(error_body(code, message)).encode()
+    """The error shape, then the connection closed (the request may be partly unread).
+
+    /v2 (the Open Inference Protocol) has its own error shape: `{"error": "<message>"}`."""
+    error = {"error": message} if protocol_v2 else error_body(code, message)
+    body = json.dumps(error).encode()
     await send(
         {
             "type": "http.response.start",
@@ -188,7 +197,12 @@ class ConcurrencyLimitMiddleware:
                 "(JEM_LIMIT_CONCURRENCY): retry after the Retry-After delay"
             )
             await _send_error(
-                send, 503, "overloaded", message, [(b"retry-after", self.retry_after)]
+                send,
+                503,
+                "overloaded",
+                message,
+                [(b"retry-after", self.retry_after)],
+                protocol_v2=_is_v2(scope),
             )
             return
         self.in_progress += 1
@@ -237,8 +251,9 @@ class BodyLimitMiddleware:
             "send fewer or smaller images per request"
         )
 
-    async def _reject(self, send: Send, size: str) -> None:
-        await _send_error(send, 413, "body_too_large", self._message(size))
+    async def _reject(self, scope: Scope, send: Send, size: str) -> None:
+        message = self._message(size)
+        await _send_error(send, 413, "body_too_large", message, protocol_v2=_is_v2(scope))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -246,7 +261,7 @@ class BodyLimitMiddleware:
             return
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._reject(send, length)
+            await self._reject(scope, send, length)
             return
         received = 0
         complete = False
@@ -286,6 +301,6 @@ class BodyLimitMiddleware:
             if refusal is None:
                 await send(message)
             elif message["type"] == "http.response.start":
-                await _send_error(send, *refusal)
+                await _send_error(send, *refusal, protocol_v2=_is_v2(scope))
 
         await self.app(scope, counting_receive, guarded_send)

@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         description="Path prefix that a proxy in front strips, e.g. '/jem' (uvicorn --root-path).",
     )
     torch_threads: int | None = Field(default=None, ge=1)
+    grpc_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Open Inference Protocol gRPC port; unset = off (needs the grpc extra).",
+    )
+    grpc_host: str | None = Field(default=None, description="gRPC bind address; default JEM_HOST.")
     log_level: str = "INFO"
 
     @field_validator("models", "api_keys", mode="before")

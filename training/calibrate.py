@@ -20,10 +20,12 @@ from torch import Tensor
 
 from jem import JEM
 from jem.metrics import fit_temperature
+from jem.normalize import NORMALIZATIONS
 from jem.ood import OOD_SCORES
 from model_store import (
     Calibration,
     FittedOn,
+    InputSpecEntry,
     Manifest,
     ManifestDraft,
     ModelRef,
@@ -102,10 +104,19 @@ def calibrate(
     *,
     data_root: str | None = None,
     ood_seed: int = 0,
+    normalization: str | None = None,
 ) -> tuple[ModelRef, Manifest]:
-    """Fit on validation, measure on test, publish `name:<next>` with parent = `ref`."""
+    """Fit on validation, measure on test, publish `name:<next>` with parent = `ref`.
+
+    `normalization`: the new version adopts this input normalisation (e.g. "digits-v1" for a
+    model trained on scikit-learn's digits, which are that normalisation's output); the test
+    figures are measured with it. None keeps the parent's.
+    """
     loaded = store.load(ref)
     model, manifest = loaded.model, loaded.manifest
+    if normalization is not None:
+        spec = {**manifest.input_spec.model_dump(), "normalization": normalization}
+        manifest = manifest.model_copy(update={"input_spec": InputSpecEntry.model_validate(spec)})
     torch.manual_seed(0)  # nothing below draws from the global RNG; pin it anyway
     dataset = dataset_for(manifest, data_root)
     split_seed = dataset.split.get("seed")
@@ -137,6 +148,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("model", help="model reference: name, name:VERSION or name:ALIAS")
     add_model_source_args(p)
     p.add_argument("--ood-seed", type=int, default=0, help="seed of the OOD test sets")
+    p.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        help="publish the new version with this input normalisation (default: the parent's)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -144,7 +160,11 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     store = ModelStore(args.store)
     new_ref, manifest = calibrate(
-        store, args.model, data_root=args.data_root, ood_seed=args.ood_seed
+        store,
+        args.model,
+        data_root=args.data_root,
+        ood_seed=args.ood_seed,
+        normalization=args.normalization,
     )
     cal, test = manifest.calibration, manifest.metrics["test"]
     assert cal is not None

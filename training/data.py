@@ -43,7 +43,10 @@ __all__ = [
     "stratified_split",
 ]
 
-DIGITS_SPEC = InputSpec(channels=1, height=8, width=8, color_mode="L", invert=False, resample="box")
+# digits-v1: uploads (and folder images) become 8x8 digits as scikit-learn's were made
+DIGITS_SPEC = InputSpec(
+    channels=1, height=8, width=8, color_mode="L", resample="box", normalization="digits-v1"
+)
 RGB32_SPEC = InputSpec(channels=3, height=32, width=32, color_mode="RGB", resample="bilinear")
 
 

@@ -312,6 +312,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--l2-eps", type=_eps_list, default=L2_EPS, help="PGD L2 radii, comma-separated")
     p.add_argument("--sgld-steps", type=int, default=NOISE_STEPS, help="SGLD steps from noise")
     p.add_argument("--notes", type=Path, help="a Markdown file appended to the report")
+    add_ood_folder_argument(p, "")
+    p.set_defaults(handler=run)
+
+
+def add_ood_folder_argument(p: argparse.ArgumentParser, note: str) -> None:
+    """``--ood NAME=FOLDER`` (repeatable) into ``args.ood_folders``; ``evaluate`` and ``screen``."""
     p.add_argument(
         "--ood",
         dest="ood_folders",
@@ -320,9 +326,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=[],
         metavar="NAME=FOLDER",
         help="an OOD set of your own images (repeatable): every image under FOLDER, converted "
-        "as the model's uploads are",
+        "as the model's uploads are" + note,
     )
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from model_store import LoadedModel, ModelStore
 from training.cli import add_model_source_args, set_threads
 from training.data import Dataset
 from training.eval_metrics import ECE_BINS, batched_logits, batched_scores, dataset_for
-from training.evaluate import _folder_set, _ood_folder
+from training.evaluate import _folder_set, add_ood_folder_argument
 from training.ood_sets import OOD_SET_NAMES, make_ood_sets
 
 __all__ = ["SCREEN_OOD_SEED", "register", "run", "screen_model"]
@@ -101,16 +101,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL", help="model references to compare")
     add_model_source_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the validation halves")
-    p.add_argument(
-        "--ood",
-        dest="ood_folders",
-        type=_ood_folder,
-        action="append",
-        default=[],
-        metavar="NAME=FOLDER",
-        help="an OOD set of your own images (repeatable); give validation-side images here, "
-        "never the folders the report is made with",
-    )
+    add_ood_folder_argument(p, "; validation-side images here, never the report's folders")
     p.set_defaults(handler=run)
 
 
