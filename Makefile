@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test test-fast lint format proto serve train-default evaluate-default train-emoji evaluate-emoji bench bench-quick ui-screenshots ui-vendor clean
+.PHONY: install system-deps test test-fast lint format proto serve train-default evaluate-default train-emoji evaluate-emoji bench bench-quick gpu-check ui-screenshots ui-vendor clean
 
 # torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
 # a multi-GB CUDA build. Everything else comes from pyproject.toml.
@@ -106,6 +106,13 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+
+# One prepared end-to-end check on a CUDA machine (bench/gpu_check): cuda tests, training,
+# serving on the GPU; JSON + Markdown under bench/results/. DEVICE=cpu: a tiny dry run (CI).
+DEVICE ?= cuda
+GPU_CHECK_OUT ?=
+gpu-check: $(STAMP)
+	bash bench/gpu_check/run.sh $(DEVICE) $(GPU_CHECK_OUT)
 
 # Screenshots of the demo page and the API docs, desktop and phone, under reports/ui/ (the
 # browser tests take them; Debian's Chromium, headless).

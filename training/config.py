@@ -82,6 +82,7 @@ class TrainConfig:
     estimate_iters: int = 2  # iterations timed before the run to estimate its length (0: none)
     device: str = "auto"  # auto: cuda > mps > cpu
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA only
+    sgld_cuda_graph: bool = True  # on CUDA, capture the SGLD chain in a CUDA graph
     num_threads: int = 0  # CPU threads for torch; 0 leaves torch's default
     # divergence guard
     guard_max_energy: float = 1e4  # |E| of data or samples above this is divergence

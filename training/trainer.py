@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from jem import UniformInit, sgld_sample, use_fast_layout
 from model_store import ModelRef, ModelStore
+from training.accel import CudaPath
 from training.batches import augment, batch_indices, derive_seed
 from training.build import (
     build_buffer,
@@ -103,6 +104,17 @@ class Trainer:
         self.buffer_gen = torch.Generator().manual_seed(buffer_seed)
         self.buffer, self.init = build_buffer(config, self.data, self.buffer_gen)
         self.sgld = sgld_config(config, self.data.spec.value_range, config.sgld_steps)
+        self.cuda: CudaPath | None = None  # data, noise and SGLD on the GPU (training.accel)
+        if self.device.type == "cuda":
+            self.cuda = CudaPath(
+                self.data.train,
+                self.data.spec,
+                self.device,
+                seed=config.seed,
+                rank=self.info.rank,
+                use_graph=config.sgld_cuda_graph,
+                autocast_dtype=torch.bfloat16 if config.amp in ("auto", "bf16") else None,
+            )
         self.net: torch.nn.Module = self.model
         if self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -135,6 +147,8 @@ class Trainer:
         idx = batch_indices(
             cfg.seed, self.step, len(self.data.train), cfg.batch_size, info.rank, info.world_size
         )
+        if self.cuda is not None:
+            return self.cuda.batch(idx, cfg.augment, cfg.data_noise, self.gen)
         x = augment(self.data.train.inputs(idx), cfg.augment, self.gen)
         if cfg.data_noise > 0:  # JEM adds a little noise to data: smooths the data density
             x = x + cfg.data_noise * torch.randn(x.shape, generator=self.gen)
@@ -147,10 +161,13 @@ class Trainer:
         if cfg.px_weight > 0 and self.step >= cfg.px_start:
             # persistent chains: resume stored samples, run a few SGLD steps, store them back
             x0, slots = self.buffer.sample(cfg.sgld_batch_size or cfg.batch_size)
-            with self._autocast():
-                x_sampled = sgld_sample(
-                    self.model, x0.to(self.device), self.sgld, generator=self.gen
-                )
+            if self.cuda is not None:
+                x_sampled = self.cuda.sample(self.model, x0, self.sgld)
+            else:
+                with self._autocast():
+                    x_sampled = sgld_sample(
+                        self.model, x0.to(self.device), self.sgld, generator=self.gen
+                    )
             self.buffer.update(slots, x_sampled)
         self.net.train()
         if cfg.grad_penalty > 0:
@@ -254,6 +271,8 @@ class Trainer:
         # a new seed: the same noise would walk the chains into the same trouble again
         self.gen.manual_seed(derive_seed(cfg.seed, self.info.rank, attempt, 0))
         self.buffer_gen.manual_seed(derive_seed(cfg.seed, self.info.rank, attempt, 1))
+        if self.cuda is not None:
+            self.cuda.reseed(attempt)
         message = (
             f"rollback {attempt}/{cfg.guard_retries}: {trip.reason} at step {trip.step}; "
             f"back to step {self.step}, reseeded, lr x{self.lr_scale:g}"
