@@ -34,7 +34,7 @@ class Settings(BaseSettings):
 
     # Models
     models: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["digits-jem"],
+        default_factory=lambda: ["digits-jem", "emoji-jem"],
         description="Model refs to serve: 'name', 'name:3' or 'name:alias'.",
     )
     model_store: Path | None = Field(

@@ -43,6 +43,7 @@ from training.data import Dataset, FolderOptions, LabeledImages, load_dataset
 from training.distributed import DistInfo, all_agree, barrier, setup
 from training.estimate import estimate_run
 from training.guard import DivergenceGuard, TrainingDiverged, Trip
+from training.health import HealthMonitor
 from training.objective import LossParts, jem_loss
 from training.resume import capture_state, restore_state
 from training.samples import class_conditional_samples, class_grid_png
@@ -126,6 +127,12 @@ class Trainer:
         self.run_id = uuid.uuid4().hex[:12]
         self.elapsed_before = 0.0
         self.good = self._snapshot()
+        self.health: HealthMonitor | None = None
+        if config.px_weight > 0 and self.info.is_main:
+            train, val = self.data.train, self.data.val
+            self.health = HealthMonitor(
+                train.inputs(), train.labels, val.inputs(), self.data.spec.value_range
+            )
 
     # ------------------------------------------------------------------ one step
 
@@ -234,10 +241,23 @@ class Trainer:
                         self._rollback(trip or Trip(self.step, "collapse on another rank"), bar)
                         continue
                     log.info("step %d: val acc %.4f", self.step, val_acc)
+                    self._check_health(bar)
                     self.good = self._snapshot()
                 if self.step % cfg.checkpoint_every == 0 and self.step < self.total:
                     self._checkpoint(time.monotonic() - started)
         return self._finish(time.monotonic() - started)
+
+    def _check_health(self, bar: tqdm[Any]) -> None:
+        """Log the generative part's health figures (training/health.py); warn if it is stuck."""
+        if self.health is None or self.step <= self.config.px_start:
+            return
+        health = self.health.measure(self.step, self.model, self.buffer.x)
+        log.info(health.line())
+        warning = self.health.warning(health, self.step - self.config.px_start)
+        if warning is not None:
+            log.warning(warning)
+            if self.progress:
+                bar.write(f"warning: {warning}")
 
     def _rollback(self, trip: Trip, bar: tqdm[Any]) -> None:
         self.trips.append(trip)
@@ -296,6 +316,7 @@ class Trainer:
             "split": self.data.split,
             "dataset": self.data.name,
             "rollbacks": [t.to_dict() for t in self.trips],
+            "health": self.health.summary() if self.health is not None else None,
             "device": str(self.device),
             "world_size": self.info.world_size,
             "torch_threads": torch.get_num_threads(),
