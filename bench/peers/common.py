@@ -22,7 +22,7 @@ from model_store import ModelStore
 
 __all__ = ["MAX_BATCH", "MAX_WAIT_MS", "TOP_K", "Model", "load_model", "split", "stack"]
 
-MAX_BATCH = 64  # images per forward pass, where the framework batches
+MAX_BATCH = 64  # batch size: requests (LitServe, Ray Serve, TorchServe), images (BentoML)
 MAX_WAIT_MS = 5.0
 TOP_K = 3
 
