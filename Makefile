@@ -21,13 +21,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) system-deps
 
-# Real Prometheus (server + promtool) and docker-compose (to validate the compose file) for the
-# deployment checks. Debian packages; needs root, as CI and the dev machines are.
+# Real Prometheus (server + promtool), a Docker engine (dockerd, started by tests/docker when
+# none runs), docker-compose 1.29 and mmdebstrap (a base image from Debian packages where no
+# registry answers) for the deployment checks. Debian packages; needs root, as CI and the dev
+# machines are.
+SYSTEM_TOOLS := promtool prometheus docker-compose dockerd mmdebstrap
+SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap
 system-deps:
-	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v docker-compose >/dev/null; then \
+	@for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus docker-compose >/dev/null; \
-		else echo "system-deps: run as root (or install prometheus and docker-compose) for the deployment checks"; fi; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+		else echo "system-deps: run as root (or install $(SYSTEM_PACKAGES)) for the deployment checks"; fi; \
 	fi
 
 test: install
