@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.docker import _engine as eng
-from tests.service_process import free_port
+from tests.service_process import free_port, load_scaled, seconds_to_notice_failure
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]
 
@@ -146,19 +146,22 @@ def test_docker_stop_drains_in_flight_requests(serve_image: eng.Build) -> None:
 def test_a_broken_model_store_fails_the_container_fast(
     serve_image: eng.Build, workers: str
 ) -> None:
-    """An empty store mounted over the shipped one: exit non-zero, the reason in the log."""
+    """An empty store mounted over the shipped one: exit 3, the reason in the log, within 10 s
+    of the start (an idle 2-core machine; stretched by the load average on a shared one)."""
     empty_store = ["--tmpfs", "/app/model_store/models:ro"]
     env = ["-e", f"JEM_WORKERS={workers}"]
     with container(serve_image.tag, *READ_ONLY, *empty_store, *env) as name:
-        eng.wait_for(lambda: eng.inspect(name, "{{.State.Running}}") == "false", 60, "exit")
+        eng.wait_for(lambda: eng.inspect(name, "{{.State.Running}}") == "false", 180, "exit")
         started, finished = eng.inspect(name, "{{.State.StartedAt}} {{.State.FinishedAt}}").split()
         seconds = _seconds_between(started, finished)
         code = eng.inspect(name, "{{.State.ExitCode}}")
         text = logs(name)
-    print(f"\nbroken store, {workers} worker(s): exit {code} after {seconds:.1f} s")
+    bound = load_scaled(10)
+    print(f"\nbroken store, {workers} worker(s): exit {code} after {seconds:.1f} s (< {bound:.0f})")
     assert code == "3", text[-3000:]
     assert "model 'digits-jem' cannot be served: no model named 'digits-jem'" in text
-    assert seconds < 10, text[-3000:]
+    assert seconds_to_notice_failure(text) < load_scaled(5), text[-3000:]
+    assert seconds < bound, text[-3000:]
 
 
 def _seconds_between(start: str, end: str) -> float:

@@ -20,7 +20,7 @@ import pytest
 
 from model_store import ModelStore, StoreError
 from tests.hardening.conftest import Digits
-from tests.service_process import REPO, run_service
+from tests.service_process import REPO, load_scaled, run_service, seconds_to_notice_failure
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -121,7 +121,8 @@ def test_a_broken_store_ends_the_process_with_status_3(tmp_path: Path, workers: 
     print(f"\nbroken store, {workers} worker(s): exit {done.returncode} after {seconds:.1f} s")
     assert done.returncode == 3, done.stderr[-3000:]
     assert "model 'digits-jem' cannot be served: no model named 'digits-jem'" in done.stderr
-    assert seconds < 45, "the 60 s ping timeout would show here"
+    # uvicorn's parent alone would wait out its 60 s health-check ping here
+    assert seconds_to_notice_failure(done.stderr) < load_scaled(10), done.stderr[-3000:]
 
 
 # ---- training killed at random points -----------------------------------------------------------
