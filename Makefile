@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default bench bench-quick clean
+.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default bench bench-quick ui-screenshots ui-vendor clean
 
 # torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
 # a multi-GB CUDA build. Everything else comes from pyproject.toml.
@@ -23,16 +23,16 @@ install: $(STAMP) system-deps
 
 # Real Prometheus (server + promtool), a Docker engine (dockerd, started by tests/docker when
 # none runs), docker-compose 1.29 and mmdebstrap (a base image from Debian packages where no
-# registry answers) for the deployment checks. Debian packages; needs root, as CI and the dev
-# machines are.
-SYSTEM_TOOLS := promtool prometheus docker-compose dockerd mmdebstrap
-SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap
+# registry answers) for the deployment checks; Chromium (driven by Playwright, and its
+# WebDriver) for the browser tests. Debian packages; needs root, as CI and the dev machines are.
+SYSTEM_TOOLS := promtool prometheus docker-compose dockerd mmdebstrap chromium chromedriver
+SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap chromium chromium-driver
 system-deps:
 	@for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
-		else echo "system-deps: run as root (or install $(SYSTEM_PACKAGES)) for the deployment checks"; fi; \
+		else echo "system-deps: run as root (or install $(SYSTEM_PACKAGES)) for the deployment and browser checks"; fi; \
 	fi
 
 test: install
@@ -69,6 +69,16 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+
+# Screenshots of the demo page and the API docs, desktop and phone, under reports/ui/ (the
+# browser tests take them; Debian's Chromium, headless).
+ui-screenshots: install
+	JEM_UI_SCREENSHOTS=reports/ui $(BIN)/python -m pytest tests/ui/test_browser.py -q $(PYTEST_ARGS)
+
+# Re-vendor Swagger UI and ReDoc from the npm registry (versions pinned in service/ui/vendor.py;
+# needs npm).
+ui-vendor: $(STAMP)
+	$(BIN)/python -m service.ui.vendor
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -20,7 +20,7 @@ from jem.metrics import (
 )
 from jem.model import JEM, energy_from_logits, use_fast_layout
 from jem.ood import OOD_SCORES, energy_score, grad_norm_score, max_softmax_score, ood_scores
-from jem.preprocess import InputSpec, tensor_to_uint8, uint8_to_tensor
+from jem.preprocess import InputSpec, parse_background, tensor_to_uint8, uint8_to_tensor
 from jem.sgld import EnergyModel, SGLDConfig, sgld_sample
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "max_softmax_score",
     "negative_log_likelihood",
     "ood_scores",
+    "parse_background",
     "register_backbone",
     "reliability_bins",
     "sgld_sample",

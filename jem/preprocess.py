@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["InputSpec", "tensor_to_uint8", "uint8_to_tensor"]
+__all__ = ["InputSpec", "parse_background", "tensor_to_uint8", "uint8_to_tensor"]
 
 ColorMode = Literal["L", "RGB"]
 Resample = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]
@@ -32,6 +32,10 @@ class InputSpec:
     invert: bool = False
     resample: Resample = "box"
     value_range: tuple[float, float] = (-1.0, 1.0)
+    # what transparent pixels become: "auto" = white for `invert` (dark-on-light) models, else
+    # black (the behaviour of every model saved before this field existed); or "white", "black",
+    # "#rrggbb"
+    background: str = "auto"
 
     def __post_init__(self) -> None:
         if min(self.channels, self.height, self.width) < 1:
@@ -44,11 +48,19 @@ class InputSpec:
             )
         if self.resample not in _RESAMPLES:
             raise ValueError(f"resample must be one of {_RESAMPLES}, got {self.resample!r}")
+        parse_background(self.background)
         lo, hi = self.value_range
         if not lo < hi:
             raise ValueError(f"value_range must be (low, high) with low < high, got {lo, hi}")
         # JSON gives lists back: normalise to a tuple of floats so specs compare equal
         object.__setattr__(self, "value_range", (float(lo), float(hi)))
+
+    @property
+    def background_rgb(self) -> tuple[int, int, int]:
+        """The background colour as 0..255 RGB (resolves "auto")."""
+        if self.background == "auto":
+            return (255, 255, 255) if self.invert else (0, 0, 0)
+        return parse_background(self.background)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -69,6 +81,26 @@ class InputSpec:
             lo, hi = d["value_range"]
             d["value_range"] = (float(lo), float(hi))
         return cls(**d)
+
+
+_NAMED_BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
+
+
+def parse_background(value: str) -> tuple[int, int, int]:
+    """ "white", "black" or "#rrggbb" -> RGB; "auto" -> black (see `InputSpec.background_rgb`).
+
+    Raises ValueError naming the accepted spellings.
+    """
+    if value == "auto":
+        return (0, 0, 0)
+    if value in _NAMED_BACKGROUNDS:
+        return _NAMED_BACKGROUNDS[value]
+    if len(value) == 7 and value.startswith("#"):
+        try:
+            return (int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16))
+        except ValueError:
+            pass
+    raise ValueError(f"background must be 'auto', 'white', 'black' or '#rrggbb', got {value!r}")
 
 
 def uint8_to_tensor(arr: np.ndarray[Any, Any] | Tensor, spec: InputSpec) -> Tensor:

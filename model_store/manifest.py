@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from jem.preprocess import parse_background
 from model_store.errors import InvalidManifest, UnsupportedFormatVersion
 from model_store.names import validate_filename, validate_name
 
@@ -79,9 +80,11 @@ class InputSpecEntry(_Strict):
     invert: bool = False
     resample: Literal["nearest", "bilinear", "bicubic", "lanczos", "box"] = "box"
     value_range: tuple[float, float] = (-1.0, 1.0)
+    background: str = "auto"
 
     @model_validator(mode="after")
     def _consistent(self) -> InputSpecEntry:
+        parse_background(self.background)
         expected = 1 if self.color_mode == "L" else 3
         if self.channels != expected:
             raise ValueError(f"color_mode {self.color_mode!r} needs channels={expected}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -18,9 +19,17 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from service.logs import log_config
-from service.settings import Settings
+from service.settings import ROOT_PATH_PATTERN, Settings
 
 __all__ = ["main"]
+
+
+def _root_path(value: str) -> str:
+    if not re.fullmatch(ROOT_PATH_PATTERN, value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: give '' or a path like /jem (leading slash, none at the end)"
+        )
+    return value
 
 
 def _parser(s: Settings) -> argparse.ArgumentParser:
@@ -47,6 +56,12 @@ def _parser(s: Settings) -> argparse.ArgumentParser:
         type=int,
         default=s.graceful_shutdown_s,
         help="on SIGTERM, seconds to finish in-flight requests (JEM_GRACEFUL_SHUTDOWN_S)",
+    )
+    p.add_argument(
+        "--root-path",
+        default=s.root_path,
+        type=_root_path,
+        help="path prefix that a proxy in front strips, e.g. /jem (JEM_ROOT_PATH)",
     )
     return p
 
@@ -121,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         h11_max_incomplete_event_size=settings.max_header_bytes,
         proxy_headers=False,
         server_header=False,
+        root_path=args.root_path,
     )
     raise SystemExit(_serve(config))
 

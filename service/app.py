@@ -20,6 +20,7 @@ from service.routes import ops_router, v1_router
 from service.runtime import Runtime
 from service.schemas import PredictJSON
 from service.settings import Settings
+from service.ui import install_ui
 
 __all__ = ["create_app"]
 
@@ -61,11 +62,14 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from service.ui, with self-hosted assets
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(v1_router)
     app.include_router(ops_router)
+    install_ui(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(

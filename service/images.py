@@ -15,6 +15,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from jem import InputSpec, tensor_to_uint8, uint8_to_tensor
+from jem.imaging import to_pixels
 from service.errors import (
     CorruptImage,
     ImageTooLarge,
@@ -37,15 +38,6 @@ __all__ = [
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 PixelFormat = Literal["float", "uint8"]
-
-_RESAMPLE = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-}
-
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -129,45 +121,12 @@ def decode_image(
             _check_png_chunks(data)
         image.load()
         image = ImageOps.exif_transpose(image) or image
-        array = _convert(image, spec)
+        array = to_pixels(image, spec)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"{name}: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImage(f"{name}: truncated or corrupt {image.format} file ({exc})") from exc
-    return array
-
-
-def _to_8bit(image: Image.Image) -> Image.Image:
-    """16-bit (and 32-bit integer) greyscale to 8 bits by scaling: convert("L") would clip every
-    value above 255 to white."""
-    wide = np.asarray(image, dtype=np.float64)
-    return Image.fromarray(np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8), "L")
-
-
-def _convert(image: Image.Image, spec: InputSpec) -> np.ndarray:
-    if image.mode.startswith("I;16") or image.mode == "I":
-        image = _to_8bit(image)
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
-        image.mode == "P" and "transparency" in image.info
-    )
-    if has_alpha:
-        # Transparent areas become background: white for dark-on-light inputs, else black.
-        rgba = image.convert("RGBA")
-        background = Image.new(
-            "RGBA", rgba.size, (255, 255, 255, 255) if spec.invert else (0, 0, 0, 255)
-        )
-        image = Image.alpha_composite(background, rgba)
-    if image.mode != spec.color_mode:
-        image = image.convert(spec.color_mode)
-    if image.size == (spec.width, spec.height):
-        # the common case (images at the model's size): invert in numpy, 5x cheaper than
-        # ImageOps.invert's lookup table and the same values
-        array = np.asarray(image, dtype=np.uint8)
-        return 255 - array if spec.invert else array.copy()
-    if spec.invert:  # invert before resizing, as training's image_to_tensor does
-        image = ImageOps.invert(image)
-    image = image.resize((spec.width, spec.height), resample=_RESAMPLE[spec.resample])
-    return np.array(image, dtype=np.uint8)
+    return array[:, :, 0] if array.shape[2] == 1 else array  # (H, W) for one channel: a view
 
 
 def images_to_tensor(arrays: Sequence[np.ndarray], spec: InputSpec) -> torch.Tensor:

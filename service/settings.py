@@ -14,6 +14,8 @@ __all__ = ["Settings"]
 # Pillow warns (and refuses beyond twice this) while *opening* a larger image: our own limit
 # must stay below it so that every such image is refused by our check, with our message.
 _PILLOW_BOMB_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+# '' or '/prefix' (no trailing slash, no spaces): JEM_ROOT_PATH and --root-path
+ROOT_PATH_PATTERN = r"^(/\S*[^/\s])?$"
 
 
 def _split_csv(value: Any) -> Any:
@@ -91,6 +93,11 @@ class Settings(BaseSettings):
     graceful_shutdown_s: int = Field(default=30, ge=1, description="Drain time on SIGTERM.")
     worker_healthcheck_timeout_s: int = Field(
         default=60, ge=1, description="--workers: a worker silent this long is restarted."
+    )
+    root_path: str = Field(
+        default="",
+        pattern=ROOT_PATH_PATTERN,
+        description="Path prefix that a proxy in front strips, e.g. '/jem' (uvicorn --root-path).",
     )
     torch_threads: int | None = Field(default=None, ge=1)
     log_level: str = "INFO"

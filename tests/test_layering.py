@@ -42,7 +42,9 @@ def test_jem_imports_no_other_package() -> None:
 def test_jem_needs_only_torch_numpy_and_the_standard_library() -> None:
     allowed = {"jem", "torch", "numpy", *sys.stdlib_module_names}
     extra = {m: names - allowed for m, names in _imports("jem").items() if names - allowed}
-    assert extra == {}
+    # jem/imaging.py turns a Pillow image into the model's pixels: the one conversion that
+    # training and the service share (Pillow is a dependency of both, and of the serving image)
+    assert extra == {"jem/imaging.py": {"PIL"}}
 
 
 def test_model_store_imports_only_jem() -> None:

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor
 
+from jem.imaging import to_pixels
 from jem.preprocess import InputSpec, uint8_to_tensor
-from training.readers import RESAMPLE_FILTERS
 
 __all__ = [
     "OOD_SET_NAMES",
@@ -58,13 +57,7 @@ def pixel_shuffled(x: Tensor, generator: torch.Generator) -> Tensor:
 
 def image_to_tensor(image: Image.Image, spec: InputSpec) -> Tensor:
     """A PIL image -> (1, C, H, W) the way an upload is turned into model input."""
-    # same order as the service's upload path: convert, invert, then resize
-    image = image.convert(spec.color_mode)
-    if spec.invert:
-        image = ImageOps.invert(image)
-    image = image.resize((spec.width, spec.height), resample=RESAMPLE_FILTERS[spec.resample])
-    arr = np.array(image, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
-    return uint8_to_tensor(arr, spec)
+    return uint8_to_tensor(to_pixels(image, spec), spec)
 
 
 def photo_patches(n: int, spec: InputSpec, generator: torch.Generator) -> Tensor:

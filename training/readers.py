@@ -17,10 +17,10 @@ import numpy as np
 from PIL import Image
 
 from jem import InputSpec
+from jem.imaging import to_pixels
 
 __all__ = [
     "IMAGE_SUFFIXES",
-    "RESAMPLE_FILTERS",
     "FormatError",
     "read_cifar_binary",
     "read_image_folder",
@@ -81,29 +81,6 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x.transpose(3, 0, 1, 2).astype(np.uint8)), y
 
 
-# the InputSpec's resampling names -> Pillow filters (training/ood_sets.py uses it too)
-RESAMPLE_FILTERS = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-}
-
-
-def convert_image(image: Image.Image, spec: InputSpec) -> np.ndarray:
-    """One Pillow image -> uint8 (H, W, C) per ``spec`` (mode, size, resampling, inversion)."""
-    image = image.convert(spec.color_mode)
-    if image.size != (spec.width, spec.height):
-        image = image.resize((spec.width, spec.height), RESAMPLE_FILTERS[spec.resample])
-    array = np.asarray(image, dtype=np.uint8)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if spec.invert:
-        array = 255 - array
-    return array
-
-
 def read_image_folder(root: Path, spec: InputSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images uint8 (N, H, W, C), labels int64 (N,), class names from ``root/<class>/<file>``."""
     if not root.is_dir():
@@ -122,7 +99,7 @@ def read_image_folder(root: Path, spec: InputSpec) -> tuple[np.ndarray, np.ndarr
         for file in files:
             try:
                 with Image.open(file) as image:
-                    images.append(convert_image(image, spec))
+                    images.append(to_pixels(image, spec))
             except OSError as exc:
                 raise FormatError(f"{file}: Pillow cannot read it: {exc}") from exc
             labels.append(label)
