@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -210,9 +210,10 @@ def inspect(container: str, fmt: str) -> str:
     return docker("inspect", "--format", fmt, container, timeout=30).stdout.strip()
 
 
-def wait_for(predicate: object, timeout_s: float, what: str, poll_s: float = 0.25) -> float:
+def wait_for(
+    predicate: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.25
+) -> float:
     """Poll `predicate()` until true; return the seconds it took, or fail saying `what`."""
-    assert callable(predicate)
     start = time.monotonic()
     while not predicate():
         if time.monotonic() - start > timeout_s:

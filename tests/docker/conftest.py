@@ -20,6 +20,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[eng.Engine]:
         found = eng.find_or_start_engine(tmp_path_factory.mktemp("dockerd"))
     except eng.Unavailable as exc:
         pytest.skip(f"no Docker engine: {exc}")
+    how = "started by this session" if found.started_here else "already running"
+    print(f"\nDocker engine {found.version} ({how})")
     yield found
     found.stop()
 

@@ -7,11 +7,13 @@ a broken model store stops the container, failed, in seconds.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 import httpx
 import pytest
@@ -90,6 +92,18 @@ def test_predict_ood_and_generate_through_the_published_port(
         assert set(r.json()["error"]) == {"code", "message"}
 
 
+def test_package_data_is_in_the_image(running: tuple[str, str]) -> None:
+    """The web page and its vendored assets travel with the `service` package."""
+    _, url = running
+    page = httpx.get(f"{url}/ui/", timeout=30)
+    assert page.status_code == 200, page.text
+    assets = re.findall(r'(?:src|href)="[^"]*?(/ui/(?:static|vendor)/[^"?]+)', page.text)
+    assert assets, page.text[:2000]
+    for asset in assets:
+        r = httpx.get(f"{url}{asset}", timeout=30)
+        assert r.status_code == 200, asset
+
+
 def test_runs_as_10001_on_a_read_only_root(running: tuple[str, str]) -> None:
     name, _ = running
     assert eng.inspect(name, "{{.Config.User}}") == "10001:10001"
@@ -166,7 +180,6 @@ def test_a_broken_model_store_fails_the_container_fast(
 
 def _seconds_between(start: str, end: str) -> float:
     """Docker's RFC 3339 timestamps (nanoseconds) -> seconds between them."""
-    from datetime import datetime
 
     def parse(stamp: str) -> datetime:
         head, _, frac = stamp.rstrip("Z").partition(".")
