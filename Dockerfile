@@ -5,7 +5,8 @@
 # this file would be built, or pulled, on the way to the serving image.
 #
 # No `# syntax=` line: BuildKit would fetch that front-end image from a registry first, and
-# nothing here needs more than the built-in one. Builds with BuildKit and the classic builder.
+# nothing here needs more than its built-in front end. tests/docker builds it with the classic
+# builder (Debian's docker.io 20.10, no buildx).
 #
 # Build arguments (defaults are the public sources; docs/deployment.md shows offline builds):
 #   PYTHON_IMAGE      base image with Python 3.11 (deploy/docker/debian-base.sh makes one
