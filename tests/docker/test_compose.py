@@ -23,7 +23,13 @@ from tests.docker import _engine as eng
 from tests.docker.test_image import MODEL, wait_healthy
 from tests.service_process import free_port
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]
+# The first test also waits for the session's image builds, which can outlast the 600 s default.
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.integration,
+    pytest.mark.timeout(2400),
+]
 
 COMPOSE_FILE = eng.REPO / "docker-compose.yml"
 DOCKER_COMPOSE = shutil.which("docker-compose")

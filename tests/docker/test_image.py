@@ -21,7 +21,13 @@ import pytest
 from tests.docker import _engine as eng
 from tests.service_process import free_port, load_scaled, seconds_to_notice_failure
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]
+# The first test also waits for the session's image builds, which can outlast the 600 s default.
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.integration,
+    pytest.mark.timeout(2400),
+]
 
 MODEL = "digits-jem"
 READ_ONLY = ["--read-only", "--tmpfs", "/tmp"]  # as docs/deployment.md runs it
