@@ -1,5 +1,6 @@
 #
 # The CPU serving image:   docker build -t jem-serve .
+#   with gRPC (JEM_GRPC_PORT):   docker build --build-arg SERVE_EXTRAS=grpc -t jem-serve .
 # GPU training has its own file, deploy/train.Dockerfile: with the classic builder (Debian's
 # docker.io, docker-compose 1.29) every stage before the target is built, so a CUDA stage in
 # this file would be built, or pulled, on the way to the serving image.
@@ -53,7 +54,9 @@ RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_IN
 WORKDIR /src
 COPY pyproject.toml ./
 # Only [project].dependencies: the serving image needs no training, vision or dev extras.
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+# --build-arg SERVE_EXTRAS=grpc adds gRPC for the Open Inference Protocol (JEM_GRPC_PORT).
+ARG SERVE_EXTRAS=""
+RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; extras = [r for e in os.environ.get('SERVE_EXTRAS', '').split(',') if e for r in p['optional-dependencies'][e]]; print('\n'.join(p['dependencies'] + extras))" > requirements.txt \
     && pip install --no-cache-dir -r requirements.txt
 
 # ---------------------------------------------------------------------------------------------

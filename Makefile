@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test test-fast lint format serve train-default evaluate-default bench bench-quick ui-screenshots ui-vendor clean
+.PHONY: install system-deps test test-fast lint format proto serve train-default evaluate-default bench bench-quick ui-screenshots ui-vendor clean
 
 # torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
 # a multi-GB CUDA build. Everything else comes from pyproject.toml.
@@ -24,15 +24,22 @@ install: $(STAMP) system-deps
 # Real Prometheus (server + promtool), a Docker engine (dockerd, started by tests/docker when
 # none runs), docker-compose 1.29 and mmdebstrap (a base image from Debian packages where no
 # registry answers) for the deployment checks; Chromium (driven by Playwright, and its
-# WebDriver) for the browser tests. Debian packages; needs root, as CI and the dev machines are.
+# WebDriver) for the browser tests; handwriting-like fonts for the photographed/drawn digits
+# test set (tests/rendered_digits.py). Debian packages; needs root, as CI and the dev machines are.
 SYSTEM_TOOLS := promtool prometheus docker-compose dockerd mmdebstrap chromium chromedriver
 SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap chromium chromium-driver
+FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript
 system-deps:
 	@for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
 		else echo "system-deps: run as root (or install $(SYSTEM_PACKAGES)) for the deployment and browser checks"; fi; \
+	fi
+	@if ! dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $(FONT_PACKAGES) >/dev/null; \
+		else echo "system-deps: run as root (or install $(FONT_PACKAGES)) for the rendered-digits tests"; fi; \
 	fi
 
 test: install
@@ -49,6 +56,15 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The Open Inference Protocol's gRPC modules, committed beside their .proto (service/v2/proto/).
+# Their descriptors go to a private pool: Triton's own modules (tritonclient.grpc) register the
+# same `inference.*` names in protobuf's default pool, and both must load in one process.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --pyi_out=. \
+		service/v2/proto/grpc_predict_v2.proto
+	sed -i 's/_descriptor_pool\.Default()\.AddSerializedFile/_descriptor_pool.DescriptorPool().AddSerializedFile/' \
+		service/v2/proto/grpc_predict_v2_pb2.py
 
 serve: $(STAMP)
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)

@@ -14,7 +14,7 @@ import io
 import json
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import httpx
@@ -24,6 +24,8 @@ from PIL import Image
 __all__ = [
     "Body",
     "LoadResult",
+    "Send",
+    "closed_loop",
     "merge",
     "multipart_body",
     "pixels_body",
@@ -38,7 +40,9 @@ class Body:
     content: bytes
     content_type: str
     images: int
-    kind: str  # "multipart" (image files), "pixels" (JSON arrays) or "npy" (one .npy array)
+    kind: str  # "multipart" (image files), "pixels" (JSON arrays) or "npy" (one .npy array);
+    # bench/v2load.py: "v2-png" / "v2-uint8" (REST, binary extension), "grpc-png" / "grpc-uint8"
+    headers: tuple[tuple[str, str], ...] = ()  # sent besides Content-Type
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -138,13 +142,46 @@ def _summary(
     )
 
 
+Send = Callable[[], Awaitable[str]]  # one request; its status ("200", "OK", ...)
+
+
+async def closed_loop(
+    senders: Sequence[Send], images: int, *, ok: str, duration_s: float, warmup_s: float
+) -> LoadResult:
+    """One worker per sender, each sending back to back for warm-up + `duration_s`. A request
+    whose status is not `ok` counts as an error under its status (an exception: its type)."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    loop = asyncio.get_running_loop()
+    start = loop.time() + warmup_s
+    end = start + duration_s
+    sent = 0
+
+    async def worker(send: Send) -> None:
+        nonlocal sent
+        while (t0 := loop.time()) < end:
+            try:
+                status = await send()
+            except Exception as exc:  # the transport failed: count it, keep the load going
+                status = type(exc).__name__
+            t1 = loop.time()
+            sent += 1
+            if not start <= t1 <= end:
+                continue  # answered during the warm-up, or after the window
+            if status != ok:
+                errors[status] = errors.get(status, 0) + 1
+                continue
+            latencies.append(t1 - t0)
+
+    await asyncio.gather(*(worker(send) for send in senders))
+    return _summary(len(senders), latencies, errors, duration_s, images, sent)
+
+
 async def run_load(
     url: str, path: str, body: Body, *, concurrency: int, duration_s: float, warmup_s: float
 ) -> LoadResult:
     """Drive `POST url+path` with `body` from `concurrency` workers for warm-up + `duration_s`."""
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    headers = {"content-type": body.content_type}
+    headers = {"content-type": body.content_type, **dict(body.headers)}
     # One client (one keep-alive connection) per worker: a single pool shared by many concurrent
     # requests costs the client O(concurrency) work per request (httpcore). One TLS context for
     # all: building one per client costs milliseconds each, even for plain http.
@@ -154,34 +191,25 @@ async def run_load(
         httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0, verify=tls)
         for _ in range(concurrency)
     ]
-    loop = asyncio.get_running_loop()
-    start = loop.time() + warmup_s
-    end = start + duration_s
-    sent = 0
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal sent
-        while (t0 := loop.time()) < end:
-            try:
-                response = await client.post(path, content=body.content, headers=headers)
-                status = str(response.status_code)
-            except httpx.HTTPError as exc:
-                status = type(exc).__name__
-            t1 = loop.time()
-            sent += 1
-            if not start <= t1 <= end:
-                continue  # answered during the warm-up, or after the window
-            if status != "200":
-                errors[status] = errors.get(status, 0) + 1
-                continue
-            latencies.append(t1 - t0)
+    def sender(client: httpx.AsyncClient) -> Send:
+        async def send() -> str:
+            response = await client.post(path, content=body.content, headers=headers)
+            return str(response.status_code)
+
+        return send
 
     try:
-        await asyncio.gather(*(worker(client) for client in clients))
+        return await closed_loop(
+            [sender(c) for c in clients],
+            body.images,
+            ok="200",
+            duration_s=duration_s,
+            warmup_s=warmup_s,
+        )
     finally:
         for client in clients:
             await client.aclose()
-    return _summary(concurrency, latencies, errors, duration_s, body.images, sent)
 
 
 async def timed_post(client: httpx.AsyncClient, path: str, payload: object) -> float:

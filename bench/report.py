@@ -25,6 +25,16 @@ def _row(*cells: object) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+_BODIES = {
+    "pixels": " (JSON pixels)",
+    "npy": " (.npy)",
+    "v2-png": " (v2 REST, binary: PNG files)",
+    "v2-uint8": " (v2 REST, binary: UINT8 pixels)",
+    "grpc-png": " (v2 gRPC: PNG files)",
+    "grpc-uint8": " (v2 gRPC: UINT8 pixels)",
+}
+
+
 def _serving_table(results: dict[str, Any]) -> list[str]:
     rows = results["serving"]["rows"]
     name = results["model"]["ref"].split(":")[0]
@@ -53,7 +63,9 @@ def _serving_table(results: dict[str, Any]) -> list[str]:
         ref = noop.get(r["concurrency"]) if r["images"] == 1 else None
         ratio = f"{r['requests_per_s'] / ref['requests_per_s']:.0%}" if ref else "-"
         path = r["path"].replace(f"/v1/models/{name}", "…").replace(f"/{name}", "/…")
-        path = f"`{path}`" + {"pixels": " (JSON pixels)", "npy": " (.npy)"}.get(r["body"], "")
+        if path.startswith("grpc://"):
+            path = "ModelInfer"
+        path = f"`{path}`" + _BODIES.get(r["body"], "")
         lines.append(
             _row(
                 r["server"],

@@ -27,7 +27,8 @@ from bench.loadgen import (
     timed_post,
 )
 from bench.models import ModelSource
-from bench.servers import RssSampler, Server, serve
+from bench.servers import RssSampler, Server, free_port, serve
+from bench.v2load import grpc_body, run_grpc_load, v2_rest_body
 from jem import JEM, SGLDConfig, sgld_sample
 
 __all__ = ["ServingPlan", "measure_serving"]
@@ -76,14 +77,23 @@ async def _measure(spec: _Spec, server: Server, plan: ServingPlan) -> tuple[Load
     """One run of `spec`'s load: the result, and the server's CPU seconds meanwhile."""
     proc = psutil.Process(server.pid)
     cpu0 = _cpu(proc)
-    result = await run_load(
-        server.url,
-        spec.path,
-        spec.body,
-        concurrency=spec.concurrency,
-        duration_s=plan.duration_s / plan.rounds,
-        warmup_s=plan.warmup_s,
-    )
+    if spec.path.startswith("grpc://"):
+        result = await run_grpc_load(
+            spec.path.removeprefix("grpc://"),
+            spec.body,
+            concurrency=spec.concurrency,
+            duration_s=plan.duration_s / plan.rounds,
+            warmup_s=plan.warmup_s,
+        )
+    else:
+        result = await run_load(
+            server.url,
+            spec.path,
+            spec.body,
+            concurrency=spec.concurrency,
+            duration_s=plan.duration_s / plan.rounds,
+            warmup_s=plan.warmup_s,
+        )
     return result, _cpu(proc) - cpu0
 
 
@@ -196,8 +206,21 @@ async def measure_serving(
     many_npy = npy_body(images[: plan.batch_images])
     predict = f"/v1/models/{name}/predict"
     noop, naive = f"/bench/noop/{name}", f"/bench/naive/{name}/predict"
+    # the Open Inference Protocol beside /v1, on the same server: REST (binary extension, as
+    # tritonclient sends it) and gRPC, with PNG files (as multipart) and uint8 pixels (as .npy)
+    grpc_port = free_port()
+    infer, grpc_infer = f"/v2/models/{name}/infer", f"grpc://127.0.0.1:{grpc_port}"
+    batch = images[: plan.batch_images]
+    v2_bodies = [
+        (path, body)
+        for encoding in ("png", "uint8")
+        for path, body in [
+            (infer, v2_rest_body(batch, encoding)),
+            (grpc_infer, grpc_body(name, batch, encoding)),
+        ]
+    ]
     envs = {
-        "batched": _env(source, plan),  # the shipped defaults
+        "batched": _env(source, plan, JEM_GRPC_PORT=str(grpc_port)),  # the shipped defaults
         "batched-nowait": _env(source, plan, JEM_MAX_WAIT_MS="0"),
         "unbatched": _env(source, plan, JEM_MAX_BATCH_SIZE="1"),
         "bench-app": _env(source, plan),
@@ -218,6 +241,7 @@ async def measure_serving(
             _Spec("batched", predict, many_npy, c),
             _Spec("bench-app", noop, many, c),
         ]
+        specs += [_Spec("batched", path, body, c) for path, body in v2_bodies]
     specs.append(_Spec("batched", predict + "?ood=full", one, 1))
 
     print("serving: starting the servers (all up at once; idle ones cost nothing)", flush=True)

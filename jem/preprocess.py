@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from jem.normalize import NORMALIZATIONS
+
 __all__ = ["InputSpec", "parse_background", "tensor_to_uint8", "uint8_to_tensor"]
 
 ColorMode = Literal["L", "RGB"]
@@ -36,6 +38,10 @@ class InputSpec:
     # black (the behaviour of every model saved before this field existed); or "white", "black",
     # "#rrggbb"
     background: str = "auto"
+    # the model's own input normalisation, named and versioned (`jem.normalize.NORMALIZATIONS`):
+    # "digits-v1" turns a photographed or drawn digit into the form of scikit-learn's digits;
+    # None (every model saved before this field existed) = a plain resize
+    normalization: str | None = None
 
     def __post_init__(self) -> None:
         if min(self.channels, self.height, self.width) < 1:
@@ -49,6 +55,14 @@ class InputSpec:
         if self.resample not in _RESAMPLES:
             raise ValueError(f"resample must be one of {_RESAMPLES}, got {self.resample!r}")
         parse_background(self.background)
+        if self.normalization is not None:
+            if self.normalization not in NORMALIZATIONS:
+                raise ValueError(
+                    f"normalization must be null or one of {NORMALIZATIONS}, "
+                    f"got {self.normalization!r}"
+                )
+            if self.color_mode != "L":
+                raise ValueError(f"normalization {self.normalization!r} needs color_mode 'L'")
         lo, hi = self.value_range
         if not lo < hi:
             raise ValueError(f"value_range must be (low, high) with low < high, got {lo, hi}")

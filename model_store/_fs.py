@@ -67,6 +67,16 @@ def atomic_write(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link `target` to `source`; a durable copy where hard links are not possible."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+        with target.open("rb+") as f:
+            os.fsync(f.fileno())
+
+
 def sha256_file(path: Path) -> tuple[str, int]:
     """(hex sha256, size in bytes) of a file, read in chunks."""
     digest = hashlib.sha256()

@@ -17,7 +17,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m model_store",
         description="Inspect and manage versioned JEM checkpoints.",
     )
-    parser.add_argument("--root", help=f"store root (default: ${ENV_VAR}, else the shipped store)")
+    parser.add_argument(
+        "--store",
+        "--root",  # the older spelling; --store is the one every CLI of the project takes
+        dest="root",
+        help=f"store root (default: ${ENV_VAR}, else the shipped store)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("list", help="models, their versions, stages and aliases")
     show = commands.add_parser("show", help="print a version's manifest as JSON")

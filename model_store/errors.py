@@ -44,7 +44,7 @@ class ModelNotFound(StoreError, LookupError):  # noqa: N818 (names fixed by the 
         listing = ", ".join(self.known) if self.known else "none"
         super().__init__(
             f"no model named {name!r} in the store at {root}; models there: {listing}. "
-            "Check the name, or point JEM_MODEL_STORE (or --root) at the store that holds it."
+            "Check the name, or point --store (or JEM_MODEL_STORE) at the store that holds it."
         )
 
 

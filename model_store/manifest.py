@@ -81,10 +81,13 @@ class InputSpecEntry(_Strict):
     resample: Literal["nearest", "bilinear", "bicubic", "lanczos", "box"] = "box"
     value_range: tuple[float, float] = (-1.0, 1.0)
     background: str = "auto"
+    normalization: Literal["digits-v1"] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> InputSpecEntry:
         parse_background(self.background)
+        if self.normalization is not None and self.color_mode != "L":
+            raise ValueError(f"normalization {self.normalization!r} needs color_mode 'L'")
         expected = 1 if self.color_mode == "L" else 3
         if self.channels != expected:
             raise ValueError(f"color_mode {self.color_mode!r} needs channels={expected}")

@@ -54,15 +54,24 @@ def publish(
     *,
     version: int | None = None,
     staging_max_age_s: float = 3600.0,
+    links: Mapping[str, tuple[Path, FileEntry]] | None = None,
 ) -> int:
     """Publish `blobs` (file name -> bytes) plus the manifest `manifest_for(version, files)`
-    as a new version of the model in `model_dir`; returns the version number."""
+    as a new version of the model in `model_dir`; returns the version number.
+
+    `links` (file name -> (a verified file of another version, its manifest entry)) are hard
+    links to files that do not change: the new version shares their bytes on disk (a copy where
+    the file system has no hard links). Versions are never modified in place, and deleting one
+    removes only its own link."""
     _fs.clean_staging(root, staging_max_age_s)
     with _fs.staging_dir(root, model_dir.name) as stage:
         entries = {}
         for filename, data in blobs.items():
             write_durable(stage / filename, data)
             entries[filename] = FileEntry(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        for filename, (source, entry) in (links or {}).items():
+            _fs.link_or_copy(source, stage / filename)
+            entries[filename] = entry
         with _fs.locked(model_dir):
             existing = version_numbers(model_dir)
             # Numbers are never reused, even after a delete: "name:3" names one model forever.

@@ -252,11 +252,15 @@ class ModelStore:
         tensors: Mapping[str, Mapping[str, Tensor]] | None = None,
         files: Mapping[str, bytes] | None = None,
         version: int | None = None,
+        linked: Mapping[str, str | ModelRef] | None = None,
     ) -> ModelRef:
         """Publish a new version atomically; returns its reference.
 
         `buffer` is a replay buffer's state dict; `tensors` maps file names (".safetensors"
         optional) to further tensor dicts; `files` maps file names to raw bytes (PNG, MD, JSON).
+        `linked` maps file names to versions whose file of that name the new version takes
+        unchanged: verified against that version's manifest, then hard-linked (no copy), e.g.
+        the replay buffer of a recalibrated version.
         """
         validate_name(name)
         if version is not None and (isinstance(version, bool) or version < 1):
@@ -267,6 +271,11 @@ class ModelStore:
             else manifest
         )
         blobs = encode_files(name, model, draft, buffer, tensors or {}, files or {})
+        links = {}
+        for filename, source_ref in (linked or {}).items():
+            if filename in blobs or filename == MANIFEST:
+                raise ValueError(f"{filename} is given twice (written and linked)")
+            links[filename] = self._verified_file(source_ref, filename)
         header = draft.model_dump()
         header["code_version"] = draft.code_version or code_version()
 
@@ -288,8 +297,24 @@ class ModelStore:
             manifest_for,
             version=version,
             staging_max_age_s=self.staging_max_age_s,
+            links=links,
         )
         return ModelRef(name, number)
+
+    def _verified_file(self, ref: str | ModelRef, filename: str) -> tuple[Path, FileEntry]:
+        """(path, manifest entry) of a version's file whose size and sha256 were just checked."""
+        mref = self.resolve(ref)
+        manifest = self._manifest(mref)
+        entry = manifest.files.get(filename)
+        path = self._version_dir(mref) / filename
+        if entry is None:
+            raise MissingFile(str(mref), filename, path.parent, listed=list(manifest.files))
+        try:
+            digest, size = _fs.sha256_file(path)
+        except FileNotFoundError:
+            raise MissingFile(str(mref), filename, path) from None
+        check_entry(mref, filename, entry, digest, size)
+        return path, entry
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point `name:alias` at `version`, replacing the alias file atomically."""

@@ -1,8 +1,10 @@
-"""`python -m service [--host H] [--port P] [--workers N]`: serve with uvicorn.
+"""`python -m service [--store DIR] [--model REF ...] [--host H] [--port P] [--workers N]`.
 
-Every option defaults to its `JEM_*` environment variable (see docs/service.md). Exit status
-3 (uvicorn's STARTUP_FAILURE) when the server, or with --workers any worker, fails to start,
-e.g. on a broken model store (JEM_EXIT_ON_LOAD_ERROR): a container then stops at once, failed.
+Serves with uvicorn. Every option defaults to its `JEM_*` environment variable (see
+docs/service.md); `--store` and `--model` are handed to the app (every worker) as
+`JEM_MODEL_STORE` and `JEM_MODELS`. Exit status 3 (uvicorn's STARTUP_FAILURE) when the
+server, or with --workers any worker, fails to start, e.g. on a broken model store
+(JEM_EXIT_ON_LOAD_ERROR): a container then stops at once, failed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from service.logs import log_config
+from service.server.protocol import JemH11Protocol
 from service.settings import ROOT_PATH_PATTERN, Settings
 
 __all__ = ["main"]
@@ -34,6 +37,17 @@ def _root_path(value: str) -> str:
 
 def _parser(s: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    p.add_argument(
+        "--store", default=None, help="model store root (JEM_MODEL_STORE; default: the shipped one)"
+    )
+    p.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=None,
+        metavar="REF",
+        help="a model to serve, 'name', 'name:3' or 'name:alias' (repeatable; JEM_MODELS)",
+    )
     p.add_argument("--host", default=s.host, help="bind address (JEM_HOST)")
     p.add_argument("--port", type=int, default=s.port, help="port (JEM_PORT)")
     p.add_argument(
@@ -43,7 +57,7 @@ def _parser(s: Settings) -> argparse.ArgumentParser:
         "--limit-concurrency",
         type=int,
         default=s.limit_concurrency,
-        help="open connections before uvicorn answers 503 (JEM_LIMIT_CONCURRENCY)",
+        help="requests in progress before 503; probes exempt (JEM_LIMIT_CONCURRENCY)",
     )
     p.add_argument(
         "--timeout-keep-alive",
@@ -117,7 +131,17 @@ def _close_worker_pipe_ends(supervisor: Multiprocess, stop: threading.Event) -> 
 def main(argv: list[str] | None = None) -> None:
     settings = Settings()  # fail fast on a bad JEM_* variable, before forking workers
     args = _parser(settings).parse_args(argv)
+    # the app reads its settings from the environment, in this process and in every worker
+    if args.store is not None:
+        os.environ["JEM_MODEL_STORE"] = str(Path(args.store).resolve())
+    if args.models:
+        os.environ["JEM_MODELS"] = ",".join(args.models)
+    if args.store is not None or args.models:
+        Settings()  # and validated with them, before forking workers
     _prepare_multiprocess_dir(args.workers)
+    # the app (in every worker) enforces the limit, so that probes stay exempt: hand it the flag
+    os.environ["JEM_LIMIT_CONCURRENCY"] = str(args.limit_concurrency)
+    os.environ.setdefault("JEM_GRPC_HOST", args.host)  # gRPC binds where HTTP does, by default
     config = uvicorn.Config(
         "service.asgi:app",
         host=args.host,
@@ -125,14 +149,17 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         log_config=log_config(settings.log_level),
         access_log=False,  # the app logs every request itself, with its request id
-        limit_concurrency=args.limit_concurrency,
+        # not uvicorn's limit: it counts idle and stalled connections, refuses health probes
+        # and answers plain text (ConcurrencyLimitMiddleware does it in the API's shape)
+        limit_concurrency=None,
         timeout_keep_alive=args.timeout_keep_alive,
         timeout_graceful_shutdown=args.graceful_shutdown_s,
         # uvicorn kills a worker that misses a 5 s ping by default; importing torch in a fresh
         # worker on a busy or CPU-limited host takes longer, and --workers N never came up
         timeout_worker_healthcheck=settings.worker_healthcheck_timeout_s,
-        # h11 caps the request line + headers (httptools has no setting for it)
-        http="h11",
+        # h11 caps the request line + headers (httptools has no setting for it); the subclass
+        # answers its errors as JSON and times out request heads (JEM_HEADER_TIMEOUT_S)
+        http=JemH11Protocol,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         proxy_headers=False,
         server_header=False,

@@ -13,6 +13,7 @@ from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import (
     BodyLimitMiddleware,
+    ConcurrencyLimitMiddleware,
     HeaderLimitMiddleware,
     RequestContextMiddleware,
 )
@@ -21,6 +22,7 @@ from service.runtime import Runtime
 from service.schemas import PredictJSON
 from service.settings import Settings
 from service.ui import install_ui
+from service.v2 import serve_grpc, v2_router
 
 __all__ = ["create_app"]
 
@@ -35,7 +37,8 @@ Every OOD score points the same way: **higher = more likely out-of-distribution*
 Thresholds let 95% of a held-out in-distribution split pass; `percentile` says where a score
 falls among those in-distribution inputs.
 
-Errors always have the shape `{"error": {"code": "...", "message": "..."}}`.
+Errors always have the shape `{"error": {"code": "...", "message": "..."}}` (under `/v2`, the
+Open Inference Protocol's own: `{"error": "..."}`).
 """
 
 
@@ -50,7 +53,8 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
             await asyncio.to_thread(runtime.check_models)
         runtime.start()
         try:
-            yield
+            async with serve_grpc(runtime):  # JEM_GRPC_PORT; stopped before the batchers drain
+                yield
         finally:
             # uvicorn has already let in-flight requests finish (timeout_graceful_shutdown);
             # drain whatever is still queued, then release the threads.
@@ -69,9 +73,19 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
     install_error_handlers(app)
     app.include_router(v1_router)
     app.include_router(ops_router)
+    app.include_router(v2_router)
     install_ui(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout_s=settings.body_timeout_s,
+    )
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
+    app.add_middleware(
+        ConcurrencyLimitMiddleware,
+        limit=settings.limit_concurrency,
+        retry_after_s=settings.retry_after_s,
+    )
     app.add_middleware(
         RequestContextMiddleware,
         metrics=runtime.metrics,

@@ -19,6 +19,7 @@ from model_store import StoreError
 
 __all__ = [
     "AdminDisabled",
+    "BodyTimeout",
     "BodyTooLarge",
     "CorruptImage",
     "DeadlineExceeded",
@@ -38,6 +39,7 @@ __all__ = [
     "UnknownModel",
     "UnsupportedImageFormat",
     "UnsupportedMediaType",
+    "UnsupportedPixels",
     "error_body",
     "install_error_handlers",
     "status_for",
@@ -73,6 +75,12 @@ class UnsupportedImageFormat(InvalidInput):
     code = "unsupported_image_format"
 
 
+class UnsupportedPixels(InvalidInput):
+    """A readable image whose pixel storage has no one right conversion (jem.imaging says why)."""
+
+    code = "unsupported_pixels"
+
+
 class UnsupportedMediaType(InvalidInput):
     code = "unsupported_media_type"
 
@@ -87,6 +95,10 @@ class TooManyImages(InvalidInput):
 
 class BodyTooLarge(InvalidInput):
     code = "body_too_large"
+
+
+class BodyTimeout(InvalidInput):
+    code = "body_timeout"
 
 
 class InvalidParameters(InvalidInput):
@@ -135,6 +147,7 @@ class GenerationTimeout(ServiceError):
 
 # The one mapping from domain errors to HTTP statuses (most specific class first).
 _STATUS: tuple[tuple[type[ServiceError], int], ...] = (
+    (BodyTimeout, 408),
     (BodyTooLarge, 413),
     (ImageTooLarge, 413),
     (UnsupportedImageFormat, 415),
@@ -159,6 +172,7 @@ _HTTP_CODES: Mapping[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
     413: "body_too_large",
     415: "unsupported_media_type",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 import zlib
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jem import InputSpec, tensor_to_uint8, uint8_to_tensor
+from jem import InputSpec, imaging, tensor_to_uint8, uint8_to_tensor
 from jem.imaging import to_pixels
 from service.errors import (
     CorruptImage,
@@ -22,6 +21,7 @@ from service.errors import (
     InvalidInput,
     NotAnImage,
     UnsupportedImageFormat,
+    UnsupportedPixels,
 )
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "decode_image",
     "encode_png",
     "images_to_tensor",
-    "make_grid",
     "pixels_to_tensor",
     "tensor_to_images",
 ]
@@ -83,7 +82,8 @@ def _open(data: bytes, formats: tuple[str, ...] | None) -> Image.Image:
 def decode_image(
     data: bytes, spec: InputSpec, *, max_pixels: int, name: str = "image"
 ) -> np.ndarray:
-    """Decode one uploaded image to uint8 pixels (H, W) or (H, W, 3) in the model's input spec."""
+    """Decode one uploaded image to uint8 pixels (H, W) or (H, W, 3) in the model's input spec
+    (storage, transparency and the model's normalisation: `jem.imaging.to_pixels`)."""
     if not data:
         raise NotAnImage(f"{name}: empty file; send PNG, JPEG, BMP, GIF, TIFF or WebP bytes")
     try:
@@ -120,10 +120,11 @@ def decode_image(
             # and a flipped bit can decode to wrong pixels silently: check the chunk CRCs first.
             _check_png_chunks(data)
         image.load()
-        image = ImageOps.exif_transpose(image) or image
         array = to_pixels(image, spec)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"{name}: {exc}") from exc
+    except imaging.UnsupportedPixelsError as exc:
+        raise UnsupportedPixels(f"{name}: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImage(f"{name}: truncated or corrupt {image.format} file ({exc})") from exc
     return array[:, :, 0] if array.shape[2] == 1 else array  # (H, W) for one channel: a view
@@ -203,26 +204,3 @@ def encode_png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def make_grid(images: Sequence[Image.Image], *, min_cell: int = 32, pad: int = 2) -> Image.Image:
-    """Tile images into a near-square grid, upscaled (nearest) so each cell is >= min_cell px."""
-    if not images:
-        raise InvalidInput("cannot make a grid of zero images")
-    width, height = images[0].size
-    scale = max(1, math.ceil(min_cell / max(1, min(width, height))))
-    cols = math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / cols)
-    cell_w, cell_h = width * scale, height * scale
-    grid = Image.new(
-        images[0].mode,
-        (cols * (cell_w + pad) + pad, rows * (cell_h + pad) + pad),
-        color=128 if images[0].mode == "L" else (128, 128, 128),
-    )
-    for i, image in enumerate(images):
-        r, c = divmod(i, cols)
-        grid.paste(
-            image.resize((cell_w, cell_h), Image.Resampling.NEAREST),
-            (pad + c * (cell_w + pad), pad + r * (cell_h + pad)),
-        )
-    return grid

@@ -19,6 +19,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from service.server.workers import forget_dead_workers
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "multiprocess_dir"]
 
 # `*_created` series double the exposition and no dashboard here uses them.
@@ -126,7 +128,8 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text exposition: this process's registry, or every worker's in multiprocess mode."""
-        if multiprocess_dir():
+        if directory := multiprocess_dir():
+            forget_dead_workers(directory)  # see service/server/workers.py for why here
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)

@@ -1,25 +1,40 @@
-"""Pure ASGI middleware: request ids, access logs and request metrics; the body size limit."""
+"""Pure ASGI middleware: request ids, access logs and request metrics (499 for a client that
+went away); the limit on requests in progress (probes exempt); header and body limits (size,
+and time for the body)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import BodyTooLarge, error_body
+from service.errors import BodyTimeout, BodyTooLarge, error_body
 from service.logs import request_id_var
 from service.metrics import Metrics
 
 __all__ = [
+    "CLIENT_CLOSED_REQUEST",
+    "PROBE_PATHS",
     "BodyLimitMiddleware",
+    "ConcurrencyLimitMiddleware",
     "HeaderLimitMiddleware",
     "RequestContextMiddleware",
 ]
+
+# nginx's status for a request whose client closed the connection before the response: not a
+# server error (5xx) nor a client error the client will ever read (4xx); counted on its own.
+CLIENT_CLOSED_REQUEST = 499
+
+# Liveness, readiness and scrapes: answered however many requests are in progress (the
+# KServe v2 health paths too, for the protocol's own probes).
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 
 access_log = logging.getLogger("service.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
@@ -32,8 +47,26 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _from_disconnect(exc: BaseException) -> bool:
+    """Whether `exc` is, or was raised while handling, starlette's ClientDisconnect."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ClientDisconnect):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 class RequestContextMiddleware:
-    """Gives each request an id (`X-Request-ID`, echoed or generated), logs and counts it."""
+    """Gives each request an id (`X-Request-ID`, echoed or generated), logs and counts it.
+
+    A client that closes its connection before the response starts is recorded as 499 (one
+    INFO access line), whatever the route made of the missing body (starlette's
+    ClientDisconnect, FastAPI's 400 for a body it could not read): nobody reads that answer,
+    and it is not the server's fault.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics, known_model: Callable[[str], bool]) -> None:
         self.app = app
@@ -50,18 +83,31 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         start = time.perf_counter()
         status = 500
+        started = client_gone = False
+
+        async def watching_receive() -> Message:
+            nonlocal client_gone
+            message = await receive()
+            if message["type"] == "http.disconnect" and not started:
+                client_gone = True
+            return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                started = True
+                status = CLIENT_CLOSED_REQUEST if client_gone else message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, watching_receive, send_with_id)
+        except Exception as exc:
+            if not (client_gone and _from_disconnect(exc)):
+                raise
+            status = CLIENT_CLOSED_REQUEST  # the route stopped reading: nothing to answer
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
@@ -84,8 +130,24 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    body = json.dumps(error_body(code, message)).encode()
+def _is_v2(scope: Scope) -> bool:
+    return str(scope.get("path", "")).startswith("/v2/")
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    headers: Collection[tuple[bytes, bytes]] = (),
+    *,
+    protocol_v2: bool = False,
+) -> None:
+    """The error shape, then the connection closed (the request may be partly unread).
+
+    /v2 (the Open Inference Protocol) has its own error shape: `{"error": "<message>"}`."""
+    error = {"error": message} if protocol_v2 else error_body(code, message)
+    body = json.dumps(error).encode()
     await send(
         {
             "type": "http.response.start",
@@ -94,10 +156,60 @@ async def _send_error(send: Send, status: int, code: str, message: str) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class ConcurrencyLimitMiddleware:
+    """503 `overloaded` with Retry-After beyond `limit` requests in progress in this process.
+
+    uvicorn's own `limit_concurrency` counts every open connection, idle and stalled ones too,
+    answers plain text and refuses health probes like any other request: once slow or stalled
+    clients hold the slots, Kubernetes restarts a healthy pod. Here probes and scrapes
+    (`exempt`) are never refused, and the refusal has the API's error shape.
+    """
+
+    def __init__(
+        self, app: ASGIApp, limit: int, retry_after_s: int, exempt: Collection[str] = PROBE_PATHS
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.retry_after = str(retry_after_s).encode()
+        self.exempt = frozenset(exempt)
+        self.in_progress = 0
+
+    def _is_exempt(self, scope: Scope) -> bool:
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):  # uvicorn --root-path prefixes every path with it
+            path = path[len(root) :]
+        return path in self.exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._is_exempt(scope):
+            await self.app(scope, receive, send)
+            return
+        if self.in_progress >= self.limit:
+            message = (
+                f"{self.in_progress} requests are in progress; the limit is {self.limit} "
+                "(JEM_LIMIT_CONCURRENCY): retry after the Retry-After delay"
+            )
+            await _send_error(
+                send,
+                503,
+                "overloaded",
+                message,
+                [(b"retry-after", self.retry_after)],
+                protocol_v2=_is_v2(scope),
+            )
+            return
+        self.in_progress += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_progress -= 1
 
 
 class HeaderLimitMiddleware:
@@ -123,11 +235,15 @@ class HeaderLimitMiddleware:
 
 
 class BodyLimitMiddleware:
-    """413 for bodies over `max_bytes`: by Content-Length up front, and by counting the stream."""
+    """413 for bodies over `max_bytes`: by Content-Length up front, and by counting the stream;
+    408 for a body not complete `timeout_s` after the request's headers (one deadline for the
+    whole body, so a client trickling a byte at a time cannot stretch it), the connection closed.
+    """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     def _message(self, size: str) -> str:
         return (
@@ -135,8 +251,9 @@ class BodyLimitMiddleware:
             "send fewer or smaller images per request"
         )
 
-    async def _reject(self, send: Send, size: str) -> None:
-        await _send_error(send, 413, "body_too_large", self._message(size))
+    async def _reject(self, scope: Scope, send: Send, size: str) -> None:
+        message = self._message(size)
+        await _send_error(send, 413, "body_too_large", message, protocol_v2=_is_v2(scope))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -144,27 +261,46 @@ class BodyLimitMiddleware:
             return
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._reject(send, length)
+            await self._reject(scope, send, length)
             return
         received = 0
-        too_large = False
+        complete = False
+        refusal: tuple[int, str, str] | None = None  # status, code, message
+        loop = asyncio.get_running_loop()
+        deadline = None if self.timeout_s is None else loop.time() + self.timeout_s
 
         async def counting_receive() -> Message:
-            nonlocal received, too_large
-            message = await receive()
+            nonlocal received, complete, refusal
+            if complete or deadline is None:  # after the body only a disconnect can come
+                message = await receive()
+            else:
+                try:
+                    async with asyncio.timeout_at(deadline):  # no task of its own, unlike wait_for
+                        message = await receive()
+                except TimeoutError:
+                    text = (
+                        f"the request body was not complete {self.timeout_s:g} s after its "
+                        f"headers ({received} bytes received; JEM_BODY_TIMEOUT_S): send the "
+                        "whole body without pauses"
+                    )
+                    refusal = (408, BodyTimeout.code, text)
+                    raise BodyTimeout(text) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    too_large = True
-                    raise BodyTooLarge(self._message(f"more than {self.max_bytes}"))
+                    text = self._message(f"more than {self.max_bytes}")
+                    refusal = (413, BodyTooLarge.code, text)
+                    raise BodyTooLarge(text)
             return message
 
         async def guarded_send(message: Message) -> None:
             # FastAPI turns any error while reading a JSON body into a 400: once the stream
-            # went over the limit, the answer is this 413, whatever the app makes of it.
-            if not too_large:
+            # went over the limit or its time, the answer is this 413 or 408, whatever the app
+            # makes of it, and the connection is closed (the rest of the body is never read).
+            if refusal is None:
                 await send(message)
             elif message["type"] == "http.response.start":
-                await self._reject(send, f"more than {self.max_bytes}")
+                await _send_error(send, *refusal, protocol_v2=_is_v2(scope))
 
         await self.app(scope, counting_receive, guarded_send)

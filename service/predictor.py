@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from jem import InputSpec, energy_from_logits
+from jem import ClassGaussianInit, InputSpec, energy_from_logits, init_from_state_dict
 from jem.ood import grad_norm_score
 from jem.sgld import SGLDConfig, sgld_sample
 from model_store import LoadedModel, ScoreCalibration
@@ -69,6 +69,13 @@ class Predictor:
         buffer = loaded.buffer
         self.buffer_x = buffer["x"].float() if buffer and "x" in buffer else None
         self.buffer_starts = buffer["starts"].long() if buffer and "starts" in buffer else None
+        # JEM++'s per-class Gaussians (the buffer's restart distribution), for init "gaussian"
+        self.gaussian: ClassGaussianInit | None = None
+        init_state = {k[5:]: v.cpu() for k, v in (buffer or {}).items() if k.startswith("init.")}
+        if init_state:
+            init = init_from_state_dict(init_state)
+            if isinstance(init, ClassGaussianInit) and init.shape == self.spec.shape:
+                self.gaussian = init
 
     # ---- classification and OOD -----------------------------------------------------------
 
@@ -250,6 +257,11 @@ class Predictor:
             )
         if init == "buffer" and self.buffer_x is None:
             problems.append(f"init 'buffer': {self.name}:{self.version} has no replay buffer")
+        if init == "gaussian" and self.gaussian is None:
+            problems.append(
+                f"init 'gaussian': {self.name}:{self.version} has no class Gaussians (trained "
+                "with buffer_init=uniform, or saved without its replay buffer); use 'noise'"
+            )
         label: int | list[int] | None
         class_name: str | list[str] | None
         if isinstance(request.label, list):
@@ -316,6 +328,8 @@ class Predictor:
         self, params: GenerationParameters, y: torch.Tensor | None, g: torch.Generator
     ) -> torch.Tensor:
         n = params.num_samples
+        if params.init == "gaussian" and self.gaussian is not None:
+            return self.gaussian.sample(n, self.spec.shape, y, g)
         if params.init == "noise" or self.buffer_x is None or self.buffer_starts is None:
             low, high = self.spec.value_range
             return low + (high - low) * torch.rand((n, *self.spec.shape), generator=g)

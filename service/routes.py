@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from PIL.Image import Image
 from pydantic import BaseModel
 
+from jem import InputSpec
+from jem.imaging import labelled_grid
 from service.auth import require_api_key
 from service.errors import AdminDisabled, InvalidParameters, ServiceError, error_body
-from service.images import encode_png, make_grid, tensor_to_images
+from service.images import encode_png, tensor_to_images
 from service.inputs import NPY_CONTENT_TYPE, read_batch
 from service.metrics import CONTENT_TYPE_LATEST
 from service.predictor import Generated, Predictor
@@ -20,6 +24,7 @@ from service.runtime import Runtime
 from service.schemas import (
     GenerateRequest,
     GenerateResponse,
+    GenerationParameters,
     ModelInfo,
     ModelList,
     OODResponse,
@@ -109,6 +114,21 @@ def _json(body: BaseModel) -> Response:
     return Response(body.model_dump_json(), media_type="application/json")
 
 
+NormalizeQuery = Annotated[
+    bool,
+    Query(
+        description="Apply the model's input normalisation (its input_spec.normalization) to "
+        "uploaded images; false for images already in the model's form (e.g. pre-normalised "
+        "digits at any size). Pixel arrays are never normalised."
+    ),
+]
+
+
+def _spec(predictor: Predictor, normalize: bool) -> InputSpec:
+    spec = predictor.spec
+    return spec if normalize or spec.normalization is None else replace(spec, normalization=None)
+
+
 def _timing(*timings: Any) -> Timing:
     return Timing(
         queue_ms=round(max(t.queue_s for t in timings) * 1000, 3),
@@ -132,10 +152,11 @@ async def predict(
         Literal["energy", "full"], Query(description="'full' adds the grad-norm score.")
     ] = "energy",
     top_k: Annotated[int, Query(ge=1, description="Classes listed per image.")] = 3,
+    normalize: NormalizeQuery = True,
 ) -> Response:
     if top_k > runtime.settings.max_top_k:
         raise InvalidParameters(f"top_k {top_k} > {runtime.settings.max_top_k} (JEM_MAX_TOP_K)")
-    x = await read_batch(request, predictor.spec, runtime.settings)
+    x = await read_batch(request, _spec(predictor, normalize), runtime.settings)
     if ood == "full":
         (out, t1), (grad, t2) = await asyncio.gather(
             runtime.classify(predictor, x), runtime.grad(predictor, x)
@@ -166,8 +187,10 @@ async def predict(
     openapi_extra=_IMAGE_BODY,
     summary="Every OOD score (higher = more likely out-of-distribution) and a combined verdict",
 )
-async def ood(request: Request, predictor: PredictorDep, runtime: RuntimeDep) -> Response:
-    x = await read_batch(request, predictor.spec, runtime.settings)
+async def ood(
+    request: Request, predictor: PredictorDep, runtime: RuntimeDep, normalize: NormalizeQuery = True
+) -> Response:
+    x = await read_batch(request, _spec(predictor, normalize), runtime.settings)
     (out, t1), (grad, t2) = await asyncio.gather(
         runtime.classify(predictor, x), runtime.grad(predictor, x)
     )
@@ -203,6 +226,23 @@ async def list_models(runtime: RuntimeDep) -> ModelList:
 )
 async def get_model(predictor: PredictorDep, runtime: RuntimeDep) -> ModelInfo:
     return predictor.info(ready=runtime.ready)
+
+
+def _class_grid(predictor: Predictor, params: GenerationParameters, result: Generated) -> Image:
+    """One labelled row per class: the requested class, or the predicted one if none was."""
+    images = tensor_to_images(result.x, predictor.spec)
+    if isinstance(params.label, list):
+        classes = params.label
+    elif params.label is not None:
+        classes = [params.label] * len(images)
+    else:
+        classes = [sample.label for sample in result.samples]
+    names = predictor.class_names
+    rows = [
+        (names[k], [im for im, c in zip(images, classes, strict=True) if c == k])
+        for k in sorted(set(classes))
+    ]
+    return labelled_grid(rows)
 
 
 def _wants_png(accept: str) -> bool:
@@ -255,7 +295,7 @@ async def generate(
     m.generation_requests.labels(predictor.name, "ok").inc()
     m.generation_duration.labels(predictor.name).observe(elapsed)
     if _wants_png(request.headers.get("accept", "")):
-        grid = make_grid(tensor_to_images(result.x, predictor.spec))
+        grid = _class_grid(predictor, params, result)
         return Response(
             encode_png(grid),
             media_type="image/png",

@@ -221,10 +221,12 @@ class GenerateRequest(BaseModel):
     )
     step_size: float | None = Field(default=None, ge=0.0)
     noise_std: float | None = Field(default=None, ge=0.0)
-    init: Literal["noise", "buffer"] | None = Field(
+    init: Literal["noise", "buffer", "gaussian"] | None = Field(
         default=None,
-        description="'noise' (uniform on the value range; default) or 'buffer' (chains from "
-        "the checkpoint's replay buffer, from the class's slice when a label is given).",
+        description="'noise' (uniform on the value range; default), 'buffer' (chains from "
+        "the checkpoint's replay buffer, from the class's slice when a label is given) or "
+        "'gaussian' (JEM++: the per-class Gaussians the model was trained from; models whose "
+        "manifest has sampling.init 'gaussian').",
     )
     seed: int | None = Field(
         default=None, ge=0, lt=2**63, description="Same seed and parameters -> same images."
@@ -239,7 +241,7 @@ class GenerationParameters(_Out):
     step_size: float
     noise_std: float
     clamp: tuple[float, float] | None
-    init: Literal["noise", "buffer"]
+    init: Literal["noise", "buffer", "gaussian"]
     seed: int
 
 

@@ -88,7 +88,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
-    limit_concurrency: int = Field(default=512, ge=1, description="Connections before 503.")
+    limit_concurrency: int = Field(
+        default=512, ge=1, description="Requests in progress before 503 (probes exempt)."
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0.0, le=300.0, description="Request line + headers must arrive within."
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0.0, le=3600.0, description="A request body must arrive within; 408."
+    )
     timeout_keep_alive_s: int = Field(default=5, ge=1)
     graceful_shutdown_s: int = Field(default=30, ge=1, description="Drain time on SIGTERM.")
     worker_healthcheck_timeout_s: int = Field(
@@ -100,6 +108,13 @@ class Settings(BaseSettings):
         description="Path prefix that a proxy in front strips, e.g. '/jem' (uvicorn --root-path).",
     )
     torch_threads: int | None = Field(default=None, ge=1)
+    grpc_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Open Inference Protocol gRPC port; unset = off (needs the grpc extra).",
+    )
+    grpc_host: str | None = Field(default=None, description="gRPC bind address; default JEM_HOST.")
     log_level: str = "INFO"
 
     @field_validator("models", "api_keys", mode="before")

@@ -1,10 +1,29 @@
-"""Data sets, the JEM objective, the training loop, checkpoints; CLI: `python -m training`."""
+"""Data sets, the JEM objective, the training loop, checkpoints; CLI: `python -m training`.
 
-from training.config import PRESETS, ConfigError, TrainConfig, apply_overrides, preset
-from training.data import DATASETS, Dataset, DatasetError, LabeledImages, load_dataset
-from training.guard import DivergenceGuard, TrainingDiverged, Trip
-from training.objective import LossParts, jem_loss
-from training.trainer import Trainer, TrainResult
+The names below are imported on first use (PEP 562), so that `python -m training --help`
+answers before torch is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from training.config import PRESETS, ConfigError, TrainConfig, apply_overrides, preset
+    from training.data import DATASETS, Dataset, DatasetError, LabeledImages, load_dataset
+    from training.guard import DivergenceGuard, TrainingDiverged, Trip
+    from training.objective import LossParts, jem_loss
+    from training.trainer import Trainer, TrainResult
+
+_HOME = {
+    "training.config": ("PRESETS", "ConfigError", "TrainConfig", "apply_overrides", "preset"),
+    "training.data": ("DATASETS", "Dataset", "DatasetError", "LabeledImages", "load_dataset"),
+    "training.guard": ("DivergenceGuard", "TrainingDiverged", "Trip"),
+    "training.objective": ("LossParts", "jem_loss"),
+    "training.trainer": ("Trainer", "TrainResult"),
+}
+_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
 
 __all__ = [
     "DATASETS",
@@ -25,3 +44,10 @@ __all__ = [
     "load_dataset",
     "preset",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'training' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

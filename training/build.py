@@ -7,32 +7,59 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
+from torch import Tensor
 
 from jem import JEM, ClassGaussianInit, ReplayBuffer, SGLDConfig, UniformInit, create_backbone
-from training.config import TrainConfig
+from jem.backbones import list_backbones
+from training.config import ConfigError, TrainConfig
 from training.data import Dataset
 
 __all__ = [
-    "backbone_kwargs",
+    "AUTO_BACKBONES",
+    "buffer_capacity",
     "build_buffer",
     "build_model",
     "build_optimizer",
+    "compact_buffer",
     "lr_multiplier",
+    "resolve_backbone",
     "sgld_config",
 ]
 
 
-def backbone_kwargs(config: TrainConfig, data: Dataset) -> dict[str, Any]:
-    """The config's backbone kwargs completed from the data set (channels, classes, size)."""
+# backbone="auto": the first row whose largest image side is at most the bound (docs/training.md,
+# "Backbones", has their parameter counts and measured costs per iteration)
+AUTO_BACKBONES: tuple[tuple[int, str, dict[str, Any]], ...] = (
+    (16, "digits_cnn", {"width": 32}),  # the digits recipe's network
+    (10**9, "wrn", {"depth": 10, "widen_factor": 2}),  # WRN-10-2: one block per stage
+)
+
+
+def resolve_backbone(config: TrainConfig, data: Dataset) -> tuple[str, dict[str, Any]]:
+    """(backbone name, kwargs): ``auto`` resolved by image size, the kwargs completed from the
+    data set (channels, classes, size) and then overridden by the config's ``backbone_kwargs``."""
+    name = config.backbone
     kwargs: dict[str, Any] = {"in_channels": data.spec.channels, "num_classes": data.num_classes}
-    if config.backbone == "digits_cnn":
-        kwargs["image_size"] = data.spec.height
+    if name == "auto":
+        side = max(data.spec.height, data.spec.width)
+        name, defaults = next((n, kw) for bound, n, kw in AUTO_BACKBONES if side <= bound)
+        kwargs.update(defaults)
+    if name == "digits_cnn":
+        kwargs["image_size"] = max(data.spec.height, data.spec.width)
     kwargs.update(config.backbone_kwargs)
-    return kwargs
+    return name, kwargs
 
 
 def build_model(config: TrainConfig, data: Dataset) -> JEM:
-    return JEM(create_backbone(config.backbone, **backbone_kwargs(config, data)))
+    """The JEM of the config's backbone; ConfigError for an unknown backbone or a bad setting."""
+    name, kwargs = resolve_backbone(config, data)
+    if name not in list_backbones():
+        raise ConfigError(f"unknown backbone {name!r}; known: auto, {', '.join(list_backbones())}")
+    try:
+        return JEM(create_backbone(name, **kwargs))
+    except (TypeError, ValueError) as exc:
+        settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+        raise ConfigError(f"backbone {name!r} ({settings}): {exc}") from None
 
 
 def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -80,7 +107,7 @@ def build_buffer(
     else:
         init = UniformInit(lo, hi)
     buffer = ReplayBuffer(
-        config.buffer_size,
+        buffer_capacity(config, data),
         data.spec.shape,
         data.num_classes,
         init,
@@ -88,6 +115,27 @@ def build_buffer(
         generator=generator,
     )
     return buffer, init
+
+
+BUFFER_MAX = 10_000  # the JEM paper's buffer (for CIFAR's 50,000 training images)
+BUFFER_MIN_PER_CLASS = 50
+
+
+def buffer_capacity(config: TrainConfig, data: Dataset) -> int:
+    """``buffer_size``, or for 0 (auto) one chain per training image, at least 50 per class and
+    at most 10,000: a buffer much larger than the data set holds chains that are rarely drawn,
+    and at 3x32x32 each 10,000 chains are 61 MB on disk (float16) per saved version."""
+    if config.buffer_size > 0:
+        return config.buffer_size
+    wanted = max(len(data.train), BUFFER_MIN_PER_CLASS * data.num_classes)
+    return min(BUFFER_MAX, wanted)
+
+
+def compact_buffer(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A replay buffer's state dict with its chains in float16, for a final version: half the
+    bytes, and 2^-11 relative precision, far below SGLD's per-step noise. Checkpoints keep
+    float32 so that resuming stays bit-exact; `ReplayBuffer.load_state_dict` reads either."""
+    return {k: v.half() if k == "x" else v for k, v in state.items()}
 
 
 def sgld_config(config: TrainConfig, value_range: tuple[float, float], steps: int) -> SGLDConfig:

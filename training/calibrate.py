@@ -20,10 +20,12 @@ from torch import Tensor
 
 from jem import JEM
 from jem.metrics import fit_temperature
+from jem.normalize import NORMALIZATIONS
 from jem.ood import OOD_SCORES
 from model_store import (
     Calibration,
     FittedOn,
+    InputSpecEntry,
     Manifest,
     ManifestDraft,
     ModelRef,
@@ -51,9 +53,10 @@ __all__ = [
 ]
 
 TARGET_TPR = 0.95
-# Files of a version that a recalibrated version does not inherit: the store writes the first
-# two itself, and the optimiser state belongs to the training checkpoint (the parent keeps it).
-_NOT_INHERITED = ("manifest.json", "weights.safetensors", "buffer.safetensors")
+# Files of a version that a recalibrated version does not inherit: the store writes these two
+# itself, and the optimiser state belongs to the training checkpoint (the parent keeps it).
+# Everything else (the replay buffer, samples.png...) is hard-linked from the parent.
+_NOT_INHERITED = ("manifest.json", "weights.safetensors")
 
 
 def fit_calibration(
@@ -101,10 +104,19 @@ def calibrate(
     *,
     data_root: str | None = None,
     ood_seed: int = 0,
+    normalization: str | None = None,
 ) -> tuple[ModelRef, Manifest]:
-    """Fit on validation, measure on test, publish `name:<next>` with parent = `ref`."""
+    """Fit on validation, measure on test, publish `name:<next>` with parent = `ref`.
+
+    `normalization`: the new version adopts this input normalisation (e.g. "digits-v1" for a
+    model trained on scikit-learn's digits, which are that normalisation's output); the test
+    figures are measured with it. None keeps the parent's.
+    """
     loaded = store.load(ref)
     model, manifest = loaded.model, loaded.manifest
+    if normalization is not None:
+        spec = {**manifest.input_spec.model_dump(), "normalization": normalization}
+        manifest = manifest.model_copy(update={"input_spec": InputSpecEntry.model_validate(spec)})
     torch.manual_seed(0)  # nothing below draws from the global RNG; pin it anyway
     dataset = dataset_for(manifest, data_root)
     split_seed = dataset.split.get("seed")
@@ -119,18 +131,13 @@ def calibrate(
     draft = ManifestDraft.from_manifest(
         manifest, calibration=calibration, metrics=metrics, parent=str(loaded.ref), stage="final"
     )
-    files: dict[str, bytes] = {}
-    tensors: dict[str, dict[str, Tensor]] = {}
-    for filename in manifest.files:
-        if filename in _NOT_INHERITED or filename.startswith("training_state"):
-            continue
-        if filename.endswith(".safetensors"):
-            tensors[filename] = store.read_tensors(loaded.ref, filename)
-        else:
-            files[filename] = store.read_file(loaded.ref, filename)
-    new_ref = store.save(
-        manifest.name, model, draft, buffer=loaded.buffer, tensors=tensors, files=files
-    )
+    # the replay buffer, sample grids and other files are unchanged: hard links, not copies
+    linked = {
+        filename: loaded.ref
+        for filename in manifest.files
+        if filename not in _NOT_INHERITED and not filename.startswith("training_state")
+    }
+    new_ref = store.save(manifest.name, model, draft, linked=linked)
     return new_ref, store.manifest(new_ref)
 
 
@@ -141,6 +148,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("model", help="model reference: name, name:VERSION or name:ALIAS")
     add_model_source_args(p)
     p.add_argument("--ood-seed", type=int, default=0, help="seed of the OOD test sets")
+    p.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        help="publish the new version with this input normalisation (default: the parent's)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -148,7 +160,11 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     store = ModelStore(args.store)
     new_ref, manifest = calibrate(
-        store, args.model, data_root=args.data_root, ood_seed=args.ood_seed
+        store,
+        args.model,
+        data_root=args.data_root,
+        ood_seed=args.ood_seed,
+        normalization=args.normalization,
     )
     cal, test = manifest.calibration, manifest.metrics["test"]
     assert cal is not None

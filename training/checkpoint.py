@@ -28,7 +28,7 @@ def manifest_draft(
     stage: str,
     config: TrainConfig,
     data: Dataset,
-    backbone_kwargs: dict[str, Any],
+    backbone: tuple[str, dict[str, Any]],
     training: dict[str, Any],
     metrics: dict[str, Any] | None = None,
 ) -> ManifestDraft:
@@ -36,7 +36,7 @@ def manifest_draft(
     return ManifestDraft.model_validate(
         {
             "stage": stage,
-            "backbone": {"name": config.backbone, "kwargs": backbone_kwargs},
+            "backbone": {"name": backbone[0], "kwargs": backbone[1]},
             "input_spec": data.spec.to_dict(),
             "class_names": data.class_names,
             "training": {"config": config.to_dict(), "seed": config.seed, **training},

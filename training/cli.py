@@ -2,7 +2,11 @@
 
 A subcommand is a module-level function ``register(subparsers)`` that adds its parser and sets
 ``handler`` (a callable taking the parsed namespace and returning an exit code). Adding one is
-two lines in :data:`SUBCOMMANDS`.
+two lines in :data:`SUBCOMMANDS` (and its one-line summary in :data:`SUMMARIES`). Only the
+subcommand being run is registered in full, so ``--help`` answers before torch is imported.
+
+A user's mistake (a bad setting, a missing or malformed data set, an unknown model) ends in a
+one-line ``error: ...`` and exit code 2; ``-v`` shows the traceback as well.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import logging
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 __all__ = ["SUBCOMMANDS", "add_model_source_args", "build_parser", "main", "set_threads"]
@@ -21,11 +24,29 @@ __all__ = ["SUBCOMMANDS", "add_model_source_args", "build_parser", "main", "set_
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
+DESCRIPTION = """Train JEM image classifiers into the model store, then calibrate and evaluate them.
+
+  python -m training train --preset digits-jem --store DIR
+  python -m training train --preset folder-jem --data-root IMAGES/ --name mine --store DIR
+  python -m training calibrate mine --store DIR
+  python -m training evaluate mine --store DIR --out report/
+
+docs/your-data.md walks from an image folder to a served model; docs/training.md has every key."""
+
+
 def add_model_source_args(p: argparse.ArgumentParser) -> None:
     """--store, --data-root and --threads: what every subcommand reading a stored model takes."""
     p.add_argument("--store", default=None, help="model store root (default: JEM_MODEL_STORE)")
     p.add_argument("--data-root", default=None, help="data root for CIFAR/SVHN/folder data")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_verbose(p)
+
+
+def add_verbose(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: given after the subcommand it sets the flag, absent it leaves the top level's
+    p.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
 
 
 def set_threads(threads: int) -> None:
@@ -54,8 +75,13 @@ def register_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     p.add_argument("--name", help="model name in the store (default: the preset's name)")
     p.add_argument("--resume", metavar="REF", help="continue from a checkpoint, e.g. digits-jem:3")
-    p.add_argument("--store", type=Path, help="model store root (default: $JEM_MODEL_STORE)")
+    add_model_source_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="time a few iterations, print the estimate for the whole run, and exit",
+    )
     p.set_defaults(handler=run_train)
 
 
@@ -64,6 +90,7 @@ def run_train(args: argparse.Namespace) -> int:
     from training.checkpoint import load_training_state
     from training.config import ConfigError, TrainConfig, apply_overrides, preset
     from training.distributed import cleanup, setup
+    from training.estimate import estimate_run
     from training.guard import TrainingDiverged
     from training.trainer import Trainer
 
@@ -77,18 +104,32 @@ def run_train(args: argparse.Namespace) -> int:
             config, name = preset(args.preset), args.name or args.preset
         else:
             config, name = TrainConfig(), args.name or "model"
-        config = apply_overrides(config, args.overrides)
+        # --data-root and --threads are spellings of the keys every subcommand shares
+        shared = [f"data_root={args.data_root}"] if args.data_root else []
+        shared += [f"num_threads={args.threads}"] if args.threads else []
+        config = apply_overrides(config, [*shared, *args.overrides])
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     info = setup(config.device)
     command = shlex.join(["python", "-m", "training", *sys.argv[1:]])
-    trainer = Trainer(
-        config, name=name, store=store, info=info, command=command, progress=not args.no_progress
-    )
     try:
+        trainer = Trainer(
+            config,
+            name=name,
+            store=store,
+            info=info,
+            command=command,
+            progress=not args.no_progress,
+        )
         if args.resume:
             trainer.restore(args.resume)
+        if args.estimate:
+            estimate = estimate_run(trainer, max(1, config.estimate_iters))
+            print(estimate.describe())
+            if (warning := estimate.warning()) is not None:
+                print(f"warning: {warning}")
+            return 0
         result = trainer.fit()
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -101,6 +142,13 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"steps={result.steps} duration_s={result.duration_s:.1f} {metrics}")
     return 0
 
+
+SUMMARIES = {
+    "train": "train a model into the model store",
+    "calibrate": "fit temperature and OOD thresholds on validation",
+    "evaluate": "evaluate a model on its held-out test split",
+    "screen": "compare candidate models on validation data (never the test split)",
+}
 
 # name -> registration function; the evaluation package adds "evaluate" and "calibrate" here
 SUBCOMMANDS: dict[str, Register] = {
@@ -116,20 +164,49 @@ def _lazy(module: str) -> Any:
     return importlib.import_module(module)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; given the command line, only its subcommand is registered in full
+    (the others by name and summary), so that nothing heavy is imported to parse it."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in SUBCOMMANDS.values():
-        register(sub)
+    chosen = None if argv is None else next((a for a in argv if a in SUBCOMMANDS), "")
+    for name, register in SUBCOMMANDS.items():
+        if chosen is None or name == chosen:
+            register(sub)
+        else:
+            sub.add_parser(name, help=SUMMARIES.get(name))
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    # imported here: by the time a handler has failed, its modules are loaded anyway
+    from model_store import StoreError
+    from training.checkpoint import ResumeError
+    from training.config import ConfigError
+    from training.data import DatasetError
+    from training.eval_metrics import SplitMismatchError
+
+    return (ConfigError, DatasetError, ResumeError, StoreError, SplitMismatchError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except Exception as exc:
+        if args.verbose or not isinstance(exc, _user_errors()):
+            raise
+        message = " ".join(str(exc).split())  # one line, whatever the exception's layout
+        print(f"error: {message} (-v for the traceback)", file=sys.stderr)
+        return 2

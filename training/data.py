@@ -9,6 +9,8 @@ calibration and the divergence guard, ``test`` is for the final report.
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,26 +23,89 @@ from torch import Tensor
 from jem import InputSpec, uint8_to_tensor
 from training.readers import (
     CifarLabels,
+    FolderScan,
+    FormatError,
     read_cifar_binary,
     read_image_folder,
     read_svhn_mat,
+    scan_image_folder,
 )
 
 __all__ = [
     "DATASETS",
     "Dataset",
     "DatasetError",
+    "FolderOptions",
     "LabeledImages",
+    "folder_spec",
     "load_dataset",
     "stratified_split",
 ]
 
-DIGITS_SPEC = InputSpec(channels=1, height=8, width=8, color_mode="L", invert=False, resample="box")
+# digits-v1: uploads (and folder images) become 8x8 digits as scikit-learn's were made
+DIGITS_SPEC = InputSpec(
+    channels=1, height=8, width=8, color_mode="L", resample="box", normalization="digits-v1"
+)
 RGB32_SPEC = InputSpec(channels=3, height=32, width=32, color_mode="RGB", resample="bilinear")
+
+
+log = logging.getLogger("training")
+
+# a stratified 60/20/20 split needs at least two images of every class in the held-out 40%,
+# and then two in each of validation and test
+MIN_PER_CLASS = 5
 
 
 class DatasetError(Exception):
     """A data set is unknown, missing on disk, or malformed."""
+
+
+@dataclass(frozen=True)
+class FolderOptions:
+    """How `folder` images become model pixels (the `TrainConfig` keys of the same names)."""
+
+    image_size: tuple[int, ...] = (32, 32)  # (height, width) or (side,)
+    color_mode: str = "auto"  # "auto": "L" when every image is greyscale, else "RGB"
+    resample: str = "bilinear"
+    background: str = "auto"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FolderOptions:
+        keys = ("image_size", "color_mode", "resample", "background")
+        values = {k: config[k] for k in keys if k in config}
+        if "image_size" in values:
+            values["image_size"] = tuple(int(v) for v in values["image_size"])
+        return cls(**values)
+
+
+def folder_spec(scan: FolderScan, options: FolderOptions) -> InputSpec:
+    """The input spec for a scanned folder; DatasetError on a bad setting."""
+    size = options.image_size
+    height, width = (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
+    mode = options.color_mode
+    if mode == "auto":
+        mode = "L" if scan.greyscale else "RGB"
+    try:
+        return InputSpec(
+            channels=1 if mode == "L" else 3,
+            height=height,
+            width=width,
+            color_mode=mode,  # type: ignore[arg-type]
+            resample=options.resample,  # type: ignore[arg-type]
+            background=options.background,
+        )
+    except ValueError as exc:
+        raise DatasetError(f"folder data settings: {exc}") from None
+
+
+def describe_conversion(spec: InputSpec) -> str:
+    background = spec.background
+    if background == "auto":
+        background = "auto = " + ("white" if spec.background_rgb == (255, 255, 255) else "black")
+    return (
+        f"{spec.height}x{spec.width} (HxW) {spec.color_mode}, {spec.resample} resampling, "
+        f"transparent pixels -> {background}"
+    )
 
 
 @dataclass(frozen=True)
@@ -117,7 +182,21 @@ def _from_arrays(
     seed: int,
     fractions: tuple[float, float],
 ) -> Dataset:
-    train, val, test = stratified_split(labels, fractions, seed)
+    counts = np.bincount(labels, minlength=len(class_names))
+    small = [f"{class_names[k]!r} ({int(n)})" for k, n in enumerate(counts) if n < MIN_PER_CLASS]
+    if small:
+        raise DatasetError(
+            f"{name}: classes with fewer than {MIN_PER_CLASS} images, too few for a stratified "
+            f"train/validation/test split: {', '.join(small)}; add images or remove the class"
+        )
+    try:
+        train, val, test = stratified_split(labels, fractions, seed)
+    except ValueError as exc:  # scikit-learn names classes by index: name them
+        fewest = ", ".join(f"{class_names[k]!r} ({int(counts[k])})" for k in np.argsort(counts)[:3])
+        raise DatasetError(
+            f"{name}: cannot split {len(labels)} images stratified by class with val_fraction="
+            f"{fractions[0]}, test_fraction={fractions[1]} (smallest classes: {fewest}): {exc}"
+        ) from None
     full = LabeledImages(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), spec)
     split = {
         "seed": seed,
@@ -228,10 +307,20 @@ def _svhn(root: Path, download: bool, seed: int, val_fraction: float) -> Dataset
 
 
 def _folder(
-    root: Path, spec: InputSpec | None, seed: int, fractions: tuple[float, float]
+    root: Path,
+    spec: InputSpec | None,
+    options: FolderOptions,
+    seed: int,
+    fractions: tuple[float, float],
 ) -> Dataset:
-    spec = spec or InputSpec(channels=3, height=32, width=32, color_mode="RGB", resample="bilinear")
-    images, labels, names = read_image_folder(root, spec)
+    try:
+        scan = scan_image_folder(root)
+        spec = spec or folder_spec(scan, options)
+        log.info("folder %s: %s", root, scan.describe())
+        log.info("converting every image to %s", describe_conversion(spec))
+        images, labels, names = read_image_folder(root, spec, scan)
+    except FormatError as exc:
+        raise DatasetError(str(exc)) from None
     return _from_arrays("folder", images, labels, names, spec, seed, fractions)
 
 
@@ -247,22 +336,30 @@ def load_dataset(
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     spec: InputSpec | None = None,
+    folder: FolderOptions | None = None,
 ) -> Dataset:
     """Load a data set by name. ``root`` is required for everything but ``digits``.
 
     ``folder`` reads ``root/<class>/<image>`` (any suffix in ``readers.IMAGE_SUFFIXES``) and
-    converts every image per ``spec``; CIFAR and SVHN keep their official test sets and carve
-    validation from train.
+    converts every image per ``spec``, or when that is None per the spec ``folder`` options
+    give (default: 32x32, RGB unless every image is greyscale, bilinear, transparent -> black);
+    it logs what it found and the conversion. CIFAR and SVHN keep their official test sets and
+    carve validation from train. Raises DatasetError (with the path or class folder at fault).
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
     if name == "digits":
         return load_digits_dataset(seed, (val_fraction, test_fraction))
     if root is None:
-        raise DatasetError(f"data set {name!r} needs a data root (set data_root=PATH)")
+        raise DatasetError(
+            f"data set {name!r} needs a data root: --set data_root=PATH (or --data-root PATH)"
+        )
     path = Path(root)
+    if not path.exists() and not download:
+        raise DatasetError(f"data root {path} does not exist")
     if name == "folder":
-        return _folder(path, spec, seed, (val_fraction, test_fraction))
+        options = folder or FolderOptions()
+        return _folder(path, spec, options, seed, (val_fraction, test_fraction))
     if name == "svhn":
         return _svhn(path, download, seed, val_fraction)
     return _cifar(path, download, seed, val_fraction, hundred=name == "cifar100")

@@ -9,13 +9,14 @@ never silently be computed on a different test set than the one the model held o
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from jem import JEM
+from jem import JEM, InputSpec
 from jem.metrics import (
     accuracy,
     auroc,
@@ -48,16 +49,20 @@ class SplitMismatchError(RuntimeError):
 
 
 def dataset_for(manifest: Manifest, data_root: str | None = None) -> Dataset:
-    """The train/validation/test split the model was trained with, rebuilt from its manifest."""
+    """The train/validation/test split the model was trained with, rebuilt from its manifest,
+    with the model's input spec."""
     config = manifest.training.get("config")
     cfg: Mapping[str, Any] = config if isinstance(config, dict) else {}
     root = data_root if data_root is not None else cfg.get("data_root")
+    spec = InputSpec.from_dict(manifest.input_spec.model_dump())
     dataset = load_dataset(
         str(cfg.get("dataset", "digits")),
         root=root if isinstance(root, str) else None,
         seed=int(cfg.get("split_seed", 0)),
         val_fraction=float(cfg.get("val_fraction", 0.2)),
         test_fraction=float(cfg.get("test_fraction", 0.2)),
+        # folder images are converted exactly as in training: the spec the manifest stores
+        spec=spec,
     )
     recorded = manifest.training.get("split")
     fingerprint = dataset.split.get("indices_sha256")
@@ -68,7 +73,9 @@ def dataset_for(manifest: Manifest, data_root: str | None = None) -> Dataset:
             "its loader changed, "
             "so held-out numbers would not be held out: retrain or restore the data"
         )
-    return dataset
+    # every data set's images (OOD photo patches too) converted as the model's spec says, as the
+    # service does (the digits loader keeps its own spec otherwise)
+    return replace(dataset, spec=spec)
 
 
 def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 500) -> Tensor:

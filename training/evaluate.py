@@ -15,18 +15,19 @@ import argparse
 import json
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from jem import InputSpec, uint8_to_tensor
 from model_store import LoadedModel, ModelStore
 from training.attacks import Norm, robust_accuracy
 from training.calibrate import fit_calibration
 from training.cli import add_model_source_args, set_threads
-from training.data import Dataset
+from training.data import Dataset, DatasetError
 from training.eval_metrics import (
     batched_logits,
     batched_scores,
@@ -46,8 +47,9 @@ from training.eval_samples import (
 from training.eval_vision import extra_ood_sets, inception_metrics
 from training.judges import PixelSVCJudge, network_predictions
 from training.ood_sets import make_ood_sets
+from training.readers import FormatError, read_images
 from training.report import render_report
-from training.samples import image_grid_png
+from training.samples import class_grid_png
 
 __all__ = ["L2_EPS", "LINF_EPS", "evaluate", "evaluate_model", "main", "register"]
 
@@ -136,9 +138,12 @@ def evaluate(
     sgld_steps: int = NOISE_STEPS,
     pgd_steps: int = 20,
     data_root: str | None = None,
+    ood_folders: Mapping[str, Path] | None = None,
     notes: str = "",
     command: str = "",
 ) -> dict[str, Any]:
+    """Evaluate `ref` (and `against`) on the test split; `ood_folders` adds OOD sets of the
+    user's own images (name -> folder, read recursively, converted per the model's input spec)."""
     torch.manual_seed(seed)
     main = store.load(ref)
     baseline = store.load(against) if against else None
@@ -161,6 +166,8 @@ def evaluate(
     if baseline is not None:
         judges["baseline_net"] = lambda x: network_predictions(baseline.model, x)
     extra, skipped = extra_ood_sets(dataset, data_root, seed)
+    for name, folder in (ood_folders or {}).items():
+        extra[name] = _folder_set(folder, dataset.spec)
     ood_sets = make_ood_sets(x_test, dataset.spec, seed=seed, extra=extra)
     feature_net = baseline.model if baseline is not None else None
 
@@ -186,7 +193,14 @@ def evaluate(
         "command": command,
         "seed": seed,
         "data": {"name": dataset.name, "split": dataset.split, "test_n": len(y_test)},
-        "ood_sets": {"names": list(ood_sets), "n": len(x_test), "seed": seed, "skipped": skipped},
+        "ood_sets": {
+            "names": list(ood_sets),
+            "n": len(x_test),
+            "sizes": {name: len(x) for name, x in ood_sets.items()},
+            "folders": {name: str(folder) for name, folder in (ood_folders or {}).items()},
+            "seed": seed,
+            "skipped": skipped,
+        },
         "judges": {
             "svc_pixels": {
                 "fitted_on": svc.fitted_on,
@@ -198,8 +212,24 @@ def evaluate(
         "results": results,
     }
     if out is not None:
-        _write(out, report, scores, samples, notes)
+        _write(out, report, scores, samples, notes, dataset.class_names)
     return report
+
+
+def _folder_set(folder: Path, spec: InputSpec) -> Callable[[int], Tensor]:
+    try:
+        images = read_images(folder, spec)
+    except FormatError as exc:
+        raise DatasetError(f"--ood: {exc}") from None
+    x = uint8_to_tensor(images, spec)
+    return lambda n: x  # all of the folder's images, however many the test split has
+
+
+def _ood_folder(value: str) -> tuple[str, Path]:
+    name, sep, folder = value.partition("=")
+    if not sep or not name or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=FOLDER, got {value!r}")
+    return name, Path(folder)
 
 
 def _write(
@@ -208,6 +238,7 @@ def _write(
     scores: dict[str, dict[str, dict[str, Tensor]]],
     samples: dict[str, dict[str, Samples]],
     notes: str,
+    class_names: Sequence[str],
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     names = {label: r["ref"].partition(":")[0] for label, r in report["results"].items()}
@@ -225,10 +256,9 @@ def _write(
     }
     for label, per_source in samples.items():
         for source, s in per_source.items():
-            # show up to 10 chains per class, one class per column
-            keep = torch.cat([torch.nonzero(s.y == k)[:10, 0] for k in s.y.unique()])
-            rows = int(torch.bincount(s.y[keep]).max())
-            pngs[f"samples_{names[label]}_{source}.png"] = image_grid_png(s.x[keep], rows=rows)
+            # up to 10 chains per class, one labelled row per class
+            png = class_grid_png(s.x, s.y, class_names)
+            pngs[f"samples_{names[label]}_{source}.png"] = png
     for filename, data in pngs.items():
         (out / filename).write_bytes(data)
     (out / "metrics.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
@@ -250,6 +280,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--pgd-steps", type=int, default=20)
     p.add_argument("--sgld-steps", type=int, default=NOISE_STEPS, help="SGLD steps from noise")
     p.add_argument("--notes", type=Path, help="a Markdown file appended to the report")
+    p.add_argument(
+        "--ood",
+        dest="ood_folders",
+        type=_ood_folder,
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="an OOD set of your own images (repeatable): every image under FOLDER, converted "
+        "as the model's uploads are",
+    )
     p.set_defaults(handler=run)
 
 
@@ -265,6 +305,7 @@ def run(args: argparse.Namespace) -> int:
         pgd_steps=args.pgd_steps,
         sgld_steps=args.sgld_steps,
         data_root=args.data_root,
+        ood_folders=dict(args.ood_folders),
         notes=args.notes.read_text() if args.notes else "",
         command=shlex.join(["python", "-m", "training", *sys.argv[1:]]),
     )

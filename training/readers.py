@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -21,10 +23,13 @@ from jem.imaging import to_pixels
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "FolderScan",
     "FormatError",
     "read_cifar_binary",
     "read_image_folder",
+    "read_images",
     "read_svhn_mat",
+    "scan_image_folder",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -81,26 +86,104 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x.transpose(3, 0, 1, 2).astype(np.uint8)), y
 
 
-def read_image_folder(root: Path, spec: InputSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images uint8 (N, H, W, C), labels int64 (N,), class names from ``root/<class>/<file>``."""
+@dataclass(frozen=True)
+class FolderScan:
+    """What an image folder holds, from the image headers alone (nothing decoded)."""
+
+    root: Path
+    files: dict[str, list[Path]]  # class name -> its image files, both sorted
+    sizes: Counter[tuple[int, int]]  # (width, height) -> number of images
+    modes: Counter[str]  # Pillow mode -> number of images
+
+    @property
+    def greyscale(self) -> bool:
+        """Every image is stored without colour (Pillow modes 1, L, LA, I, I;16...)."""
+        return all(m in _GREY_MODES or m.startswith("I;16") for m in self.modes)
+
+    def describe(self) -> str:
+        def top(counter: Counter[Any], fmt: Any) -> str:
+            common = counter.most_common(3)
+            text = ", ".join(f"{fmt(k)} ({n})" for k, n in common)
+            return text + (f" and {len(counter) - 3} more" if len(counter) > 3 else "")
+
+        n = sum(len(f) for f in self.files.values())
+        return (
+            f"{n} images in {len(self.files)} classes; sizes {top(self.sizes, _wxh)}; "
+            f"modes {top(self.modes, str)}"
+        )
+
+
+_GREY_MODES = ("1", "L", "LA", "I", "F")
+
+
+def _wxh(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def scan_image_folder(root: Path) -> FolderScan:
+    """List ``root/<class>/<image>`` and read every image's header; FormatError names the path."""
     if not root.is_dir():
-        raise FormatError(f"{root}: not a directory of class sub-folders")
+        raise FormatError(f"{root}: not a directory (expected root/<class>/<image>)")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise FormatError(f"{root}: no class sub-folders (expected root/<class>/<image>)")
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    for label, name in enumerate(classes):
-        files = sorted(
+        loose = [f.name for f in root.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES]
+        hint = (
+            f"; it holds {len(loose)} images directly: move them into one folder per class"
+            if loose
+            else ""
+        )
+        raise FormatError(f"{root}: no class sub-folders (expected root/<class>/<image>){hint}")
+    files: dict[str, list[Path]] = {}
+    sizes: Counter[tuple[int, int]] = Counter()
+    modes: Counter[str] = Counter()
+    for name in classes:
+        found = sorted(
             f for f in (root / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
         )
-        if not files:
-            raise FormatError(f"{root / name}: no images with suffixes {', '.join(IMAGE_SUFFIXES)}")
-        for file in files:
+        if not found:
+            raise FormatError(
+                f"class folder {root / name}: no images with suffixes {', '.join(IMAGE_SUFFIXES)}"
+            )
+        for file in found:
             try:
                 with Image.open(file) as image:
-                    images.append(to_pixels(image, spec))
+                    sizes[image.size] += 1
+                    modes[image.mode] += 1
             except OSError as exc:
                 raise FormatError(f"{file}: Pillow cannot read it: {exc}") from exc
-            labels.append(label)
-    return np.stack(images), np.asarray(labels, dtype=np.int64), classes
+        files[name] = found
+    return FolderScan(root, files, sizes, modes)
+
+
+def read_images(folder: Path, spec: InputSpec) -> np.ndarray:
+    """Every image under ``folder`` (sub-folders included, sorted by path) converted per
+    ``spec``: uint8 (N, H, W, C). FormatError when there is none or one cannot be read."""
+    if not folder.is_dir():
+        raise FormatError(f"{folder}: not a directory of images")
+    files = sorted(
+        f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+    )
+    if not files:
+        raise FormatError(f"{folder}: no images with suffixes {', '.join(IMAGE_SUFFIXES)}")
+    return np.stack([_read(file, spec) for file in files])
+
+
+def _read(file: Path, spec: InputSpec) -> np.ndarray:
+    try:
+        with Image.open(file) as image:
+            return to_pixels(image, spec)
+    except OSError as exc:
+        raise FormatError(f"{file}: Pillow cannot read it: {exc}") from exc
+
+
+def read_image_folder(
+    root: Path, spec: InputSpec, scan: FolderScan | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images uint8 (N, H, W, C), labels int64 (N,), class names from ``root/<class>/<file>``."""
+    scan = scan or scan_image_folder(root)
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    for label, files in enumerate(scan.files.values()):
+        images += [_read(file, spec) for file in files]
+        labels += [label] * len(files)
+    return np.stack(images), np.asarray(labels, dtype=np.int64), list(scan.files)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import torch
 from PIL import Image
 from torch import Tensor
 
 from jem import JEM, ClassGaussianInit, SGLDConfig, UniformInit, sgld_sample, tensor_to_uint8
+from jem.imaging import labelled_grid
 
-__all__ = ["class_conditional_samples", "image_grid_png"]
+__all__ = ["class_conditional_samples", "class_grid_png"]
 
 
 def class_conditional_samples(
@@ -30,23 +32,15 @@ def class_conditional_samples(
     return x.cpu(), y
 
 
-def image_grid_png(x: Tensor, rows: int, scale: int = 4, pad: int = 1) -> bytes:
-    """(N, C, H, W) in [-1, 1] -> PNG bytes, ``rows`` rows filled column by column.
-
-    With samples ordered class by class and ``rows = per_class``, each column is one class.
-    """
-    images = tensor_to_uint8(x)  # (N, H, W, C)
-    n, h, w, c = images.shape
-    cols = -(-n // rows)
-    cell_h, cell_w = h * scale + pad, w * scale + pad
-    canvas = torch.full((rows * cell_h + pad, cols * cell_w + pad, c), 128, dtype=torch.uint8)
-    for i in range(n):
-        r, col = i % rows, i // rows
-        big = images[i].repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-        top, left = pad + r * cell_h, pad + col * cell_w
-        canvas[top : top + h * scale, left : left + w * scale] = big
-    array = canvas.numpy()
-    image = Image.fromarray(array[:, :, 0] if c == 1 else array, "L" if c == 1 else "RGB")
+def class_grid_png(x: Tensor, y: Tensor, class_names: Sequence[str], per_class: int = 10) -> bytes:
+    """(N, C, H, W) samples in [-1, 1] with their classes (N,) -> PNG bytes: one row per class,
+    labelled with its name, up to ``per_class`` samples each."""
+    images = tensor_to_uint8(x).numpy()  # (N, H, W, C)
+    rows = []
+    for k, name in enumerate(class_names):
+        index = torch.nonzero(y == k)[:per_class, 0].tolist()
+        cells = [images[i] for i in index]
+        rows.append((name, [Image.fromarray(c[:, :, 0] if c.shape[2] == 1 else c) for c in cells]))
     out = io.BytesIO()
-    image.save(out, format="PNG")
+    labelled_grid(rows).save(out, format="PNG")
     return out.getvalue()

@@ -28,21 +28,23 @@ from jem import UniformInit, sgld_sample, use_fast_layout
 from model_store import ModelRef, ModelStore
 from training.batches import augment, batch_indices, derive_seed
 from training.build import (
-    backbone_kwargs,
     build_buffer,
     build_model,
     build_optimizer,
+    compact_buffer,
     lr_multiplier,
+    resolve_backbone,
     sgld_config,
 )
 from training.checkpoint import manifest_draft, prune_checkpoints, save_version
 from training.config import TrainConfig
-from training.data import Dataset, LabeledImages, load_dataset
+from training.data import Dataset, FolderOptions, LabeledImages, load_dataset
 from training.distributed import DistInfo, all_agree, barrier, setup
+from training.estimate import estimate_run
 from training.guard import DivergenceGuard, TrainingDiverged, Trip
 from training.objective import LossParts, jem_loss
 from training.resume import capture_state, restore_state
-from training.samples import class_conditional_samples, image_grid_png
+from training.samples import class_conditional_samples, class_grid_png
 
 __all__ = ["TrainResult", "Trainer"]
 
@@ -82,6 +84,7 @@ class Trainer:
             seed=config.split_seed,
             val_fraction=config.val_fraction,
             test_fraction=config.test_fraction,
+            folder=FolderOptions.from_config(config.to_dict()),
         )
         self.total = config.total_iterations(len(self.data.train))
         self.device = self.info.device
@@ -89,7 +92,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)
         random.seed(config.seed)
-        self.kwargs = backbone_kwargs(config, self.data)
+        self.backbone = resolve_backbone(config, self.data)
         self.model = use_fast_layout(build_model(config, self.data).to(self.device), self.device)
         self.optimizer = build_optimizer(config, self.model)
         self.lr_at = lr_multiplier(config, self.total)
@@ -177,6 +180,11 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         cfg = self.config
+        if cfg.estimate_iters > 0 and self.info.is_main and self.step < self.total:
+            estimate = estimate_run(self, cfg.estimate_iters)
+            log.info(estimate.describe())
+            if (warning := estimate.warning()) is not None:
+                log.warning(warning)
         started = time.monotonic()
         bar = tqdm(
             total=self.total,
@@ -281,7 +289,7 @@ class Trainer:
                 stage="checkpoint",
                 config=self.config,
                 data=self.data,
-                backbone_kwargs=self.kwargs,
+                backbone=self.backbone,
                 training=self._training_info(elapsed),
             )
             ref = save_version(
@@ -307,14 +315,14 @@ class Trainer:
             sampler = sgld_config(cfg, self.data.spec.value_range, cfg.sample_steps)
             # from uniform noise, as evaluation and the service generate: the hard case
             noise = UniformInit(*self.data.spec.value_range)
-            x, _ = class_conditional_samples(
+            x, y = class_conditional_samples(
                 self.model, noise, self.data.spec.shape, sampler, 10, cfg.seed, self.device
             )
             draft = manifest_draft(
                 stage="final",
                 config=cfg,
                 data=self.data,
-                backbone_kwargs=self.kwargs,
+                backbone=self.backbone,
                 training=self._training_info(elapsed),
                 metrics=dict(metrics),
             )
@@ -323,8 +331,8 @@ class Trainer:
                 self.name,
                 self.model,
                 draft,
-                buffer=self.buffer.state_dict() if cfg.px_weight > 0 else None,
-                files={"samples.png": image_grid_png(x, rows=10)},
+                buffer=compact_buffer(self.buffer.state_dict()) if cfg.px_weight > 0 else None,
+                files={"samples.png": class_grid_png(x, y, self.data.class_names)},
             )
             prune_checkpoints(self.store, self.name, self.run_id, cfg.keep_checkpoints_final)
         barrier(self.info)

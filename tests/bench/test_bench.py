@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from tritonclient.grpc import service_pb2
 
 from bench.__main__ import main
 from bench.loadgen import multipart_body, png_bytes
@@ -18,8 +19,11 @@ from bench.profile import summarise
 from bench.reference_sgld import reference_sgld
 from bench.report import markdown
 from bench.targets import check_targets
+from bench.v2load import OUTPUTS, grpc_body, v2_rest_body
 from jem import JEM, SGLDConfig, create_backbone, sgld_sample
 from service import Settings
+from service.v2.tensors import bytes_elements
+from tests.service.conftest import wait_ready
 from training.data import Dataset, load_digits_dataset
 
 
@@ -52,10 +56,7 @@ async def test_bench_app_endpoints_answer_like_the_service(digits: Dataset, tmp_
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            for _ in range(300):
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-                await __import__("anyio").sleep(0.02)
+            await wait_ready(client)
             noop = await client.post(
                 "/bench/noop/digits-jem", content=body.content, headers=headers
             )
@@ -92,7 +93,9 @@ def test_quick_run_writes_results_and_checks_every_target(tmp_path: Path) -> Non
     assert results["environment"]["git_dirty"] in (True, False, None)
     rows = results["serving"]["rows"]
     assert {r["server"] for r in rows} == {"batched", "batched-nowait", "unbatched", "bench-app"}
-    assert {r["body"] for r in rows} == {"multipart", "pixels", "npy"}
+    assert {r["body"] for r in rows} == {
+        "multipart", "pixels", "npy", "v2-png", "v2-uint8", "grpc-png", "grpc-uint8",
+    }  # fmt: skip
     for row in rows:
         assert row["errors"] == 0, row
         assert row["requests"] > 0, row
@@ -118,3 +121,29 @@ def test_profile_summary_counts_each_function_once_per_stack() -> None:
     assert text.splitlines()[0] == "4 samples"
     assert " 75.0%  main (service/app.py)" in text  # recursion is not double-counted
     assert " 25.0%  run (threading.py)" in text
+
+
+@pytest.mark.anyio
+async def test_v2_bench_bodies_are_what_the_service_accepts(
+    digits: Dataset, tmp_path: Path
+) -> None:
+    """The v2 rows' bodies: the REST one answered 200 in-process; the gRPC one a well-formed
+    ModelInferRequest holding the same images (the quick run above sends it to a real server)."""
+    source = locate_model(tmp_path / "missing", "digits-jem", tmp_path, digits, standin=True)
+    arrays = digit_images(digits, 3)
+    app = create_bench_app(Settings(models=[source.ref], model_store=source.store))  # type: ignore[call-arg]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            await wait_ready(client)
+            for encoding in ("png", "uint8"):
+                body = v2_rest_body(arrays, encoding)
+                r = await client.post(
+                    "/v2/models/digits-jem/infer", content=body.content, headers=dict(body.headers)
+                )
+                assert r.status_code == 200, r.text
+    request = service_pb2.ModelInferRequest.FromString(grpc_body("m", arrays, "png").content)
+    assert [o.name for o in request.outputs] == list(OUTPUTS)
+    assert request.inputs[0].name == "images"
+    files = bytes_elements("images", request.raw_input_contents[0], 3)
+    assert all(f.startswith(b"\x89PNG") for f in files)

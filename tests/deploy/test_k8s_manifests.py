@@ -78,6 +78,24 @@ def test_probes_hit_readiness_and_liveness() -> None:
     assert int(env["JEM_TORCH_THREADS"]) == int(container["resources"]["limits"]["cpu"])
 
 
+def test_every_probe_is_exempt_from_the_request_limit() -> None:
+    """Probes of Kubernetes, Compose and the image answer however many requests are in
+    progress (JEM_LIMIT_CONCURRENCY): a pod saturated by slow clients is not restarted."""
+    from service.middleware import PROBE_PATHS
+
+    container = kind("deployment.yaml", "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    paths = [container[p]["httpGet"]["path"] for p in container if p.endswith("Probe")]
+    assert len(paths) == 3
+    dockerfile = next(
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if "urlopen" in line
+    )
+    paths += re.findall(r"'(/[\w/]+)'", dockerfile)
+    compose = (ROOT / "docker-compose.yml").read_text()
+    paths += re.findall(r"urlopen\('http://[\w.:]+(/[\w/]+)'", compose)
+    assert len(paths) == 5, paths
+    assert set(paths) <= PROBE_PATHS, set(paths) - PROBE_PATHS
+
+
 def test_pods_run_as_the_image_user_with_writable_metrics_dir() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     uid = int(re.findall(r"^USER (\d+)", dockerfile, flags=re.M)[-1])

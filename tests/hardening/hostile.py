@@ -157,8 +157,11 @@ def corpus(digit: np.ndarray, label: int, seed: int = 0) -> list[Hostile]:
             (200,),
             label=label,
         ),
-        Hostile(
-            "animated GIF (digit first)", _files(_animated_gif(digit, rng)), (200,), label=label
+        Hostile(  # several frames: no one right image, refused (docs/service.md's table)
+            "animated GIF (digit first)",
+            _files(_animated_gif(digit, rng)),
+            (422,),
+            codes=("unsupported_pixels",),
         ),
         Hostile("EXIF-rotated PNG", _files(exif_rotated(upright)), (200,), label=label),
         Hostile(

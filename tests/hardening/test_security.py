@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import pickle
 import re
 from collections.abc import Iterator
@@ -19,12 +20,14 @@ import httpx
 import pytest
 import torch
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 import service.__main__ as service_main
 from model_store import ModelStore, StoreError
 from model_store.errors import InvalidModelName
 from service import Settings, create_app
 from service.logs import JsonFormatter
+from service.server.protocol import JemH11Protocol
 from tests.service.conftest import make_settings, png_bytes, serve
 from tests.service_process import REPO
 
@@ -263,17 +266,22 @@ def test_uvicorn_runs_with_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     captured: dict[str, Any] = {}
     monkeypatch.setattr(service_main.uvicorn, "run", lambda app, **kw: captured.update(kw, app=app))
     for var in ("JEM_LIMIT_CONCURRENCY", "JEM_TIMEOUT_KEEP_ALIVE_S", "JEM_GRACEFUL_SHUTDOWN_S"):
-        monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(var, "1")  # recorded, so that what main() sets is undone afterwards
+        monkeypatch.delenv(var)
     service_main.main(["--port", "0"])
     app = captured.pop("app")
     config = uvicorn.Config(app, **captured)  # uvicorn accepts every option the service passes
-    assert config.limit_concurrency is not None
-    assert 0 < config.limit_concurrency <= 4096
+    # the app limits requests in progress (probes exempt), not uvicorn, and gets the flag's value
+    assert config.limit_concurrency is None
+    assert 0 < int(os.environ["JEM_LIMIT_CONCURRENCY"]) <= 4096
+    assert 0 < Settings().header_timeout_s <= 60
+    assert 0 < Settings().body_timeout_s <= 120
     assert 0 < config.timeout_keep_alive <= 75
     assert config.timeout_graceful_shutdown is not None
     assert config.timeout_graceful_shutdown > 0
     # the request line and headers are capped (h11 answers 431/400 beyond it)
-    assert config.http == "h11"
+    assert config.http is JemH11Protocol
+    assert issubclass(JemH11Protocol, H11Protocol)
     assert config.h11_max_incomplete_event_size == Settings().max_header_bytes
     assert 0 < config.h11_max_incomplete_event_size <= 64 * 1024
     assert config.host == "127.0.0.1"  # never every interface unless asked

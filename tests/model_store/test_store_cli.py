@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run(capsys: pytest.CaptureFixture[str], store: ModelStore, *argv: str) -> tuple[int, str, str]:
-    code = main(["--root", str(store.root), *argv])
+    code = main(["--store", str(store.root), *argv])
     out, err = capsys.readouterr()
     return code, out, err
 

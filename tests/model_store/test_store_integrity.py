@@ -203,3 +203,24 @@ def test_pickles_beside_the_weights_are_ignored(
     with pytest.raises(StoreError):
         store.read_file("digits:1", "model.pt")  # not in the manifest, so not served either
     assert not marker.exists()
+
+
+def test_linked_files_are_shared_and_verified_first(
+    store: ModelStore, version_dir: Path, save: Any
+) -> None:
+    """`save(linked=...)` hard-links a verified file of another version instead of copying it;
+    a damaged source is refused, and deleting the source leaves the new version whole."""
+    new = save(linked={"buffer.safetensors": "digits:1", "report.md": "digits:1"})
+    assert (store.path(new) / "buffer.safetensors").samefile(version_dir / "buffer.safetensors")
+    store.verify(new)
+    store.delete("digits:1", force=True)
+    store.verify(new)
+    assert store.load(new).buffer is not None
+
+    damaged = store.path(new) / "report.md"
+    damaged.unlink()  # break the link before editing, or both versions would change
+    damaged.write_bytes(b"# edited\n")
+    with pytest.raises(ChecksumMismatch):
+        save(linked={"report.md": new})
+    with pytest.raises(ValueError, match="given twice"):
+        save(buffer={"x": torch.zeros(1)}, linked={"buffer.safetensors": new})

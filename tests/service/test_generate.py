@@ -10,10 +10,15 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from jem import ClassGaussianInit, ReplayBuffer
+from model_store import ManifestDraft, ModelStore
 from tests.service.conftest import Digits, make_settings, png_bytes, serve
+from training.data import load_digits_dataset
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +50,22 @@ async def test_same_seed_same_bytes(client: httpx.AsyncClient) -> None:
     assert grid_a.headers["content-type"] == "image/png"
     assert grid_a.headers["x-seed"] == "42"
     assert grid_a.content == grid_b.content
-    assert Image.open(io.BytesIO(grid_a.content)).size == (2 * 34 + 2, 2 * 34 + 2)
+    width, height = Image.open(io.BytesIO(grid_a.content)).size
+    assert height == 34 + 2  # one labelled row: the three samples of class "7", not wrapped
+    assert width > 3 * 34 + 2  # the three cells and the label's column
+
+
+async def test_png_grid_has_one_row_per_class(client: httpx.AsyncClient) -> None:
+    labels = ["1", "2", "3"] * 4  # 12 samples would wrap a square grid at 4 columns
+    body = {"num_samples": 12, "label": labels, "steps": 2, "seed": 0}
+    grid = await client.post(GENERATE, json=body, headers={"Accept": "image/png"})
+    image = Image.open(io.BytesIO(grid.content))
+    assert image.height == 3 * 34 + 2
+    label_w = image.width - 4 * 34 - 2
+    # each row: its label's column (black text on white), then exactly four cells
+    for row in range(3):
+        strip = image.crop((0, 2 + row * 34, label_w, (row + 1) * 34)).convert("L")
+        assert strip.getextrema()[0] < 100  # the class name is drawn there
 
 
 async def test_defaults_come_from_the_manifest(client: httpx.AsyncClient) -> None:
@@ -159,3 +179,41 @@ async def test_one_class_per_sample(client: httpx.AsyncClient) -> None:
         GENERATE, json=body, headers={"Accept": "application/json, image/png"}
     )
     assert as_json.headers["content-type"] == "application/json"
+
+
+async def test_gaussian_init_starts_from_the_class_gaussians(
+    client: httpx.AsyncClient, store_root: Path, tmp_path: Path
+) -> None:
+    """JEM++ models (sampling.init "gaussian") sample from their own per-class Gaussians."""
+    body = {"num_samples": 64, "label": "3", "steps": 0, "init": "gaussian", "seed": 0}
+    refused = await client.post(GENERATE, json=body)  # "served" restarts chains uniformly
+    assert refused.status_code == 422
+    assert "no class Gaussians" in refused.json()["error"]["message"]
+
+    data = load_digits_dataset(seed=0)
+    x, y = data.train.inputs(), data.train.labels
+    init = ClassGaussianInit.fit(x, y, 10, covariance="full")
+    g = torch.Generator().manual_seed(0)
+    buffer = ReplayBuffer(100, (1, 8, 8), 10, init, generator=g)
+    source = ModelStore(store_root)
+    loaded = source.load("served")
+    draft = ManifestDraft.from_manifest(
+        loaded.manifest,
+        sampling={"steps": 5, "step_size": 1.0, "noise_std": 0.01, "init": "gaussian"},
+    )
+    ModelStore(tmp_path).save("jempp", loaded.model, draft, buffer=buffer.state_dict())
+    async with serve(make_settings(tmp_path, models=["jempp"])) as c:
+        r = await c.post("/v1/models/jempp/generate", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["parameters"]["init"] == "gaussian"
+        pixels = np.stack(
+            [
+                np.asarray(Image.open(io.BytesIO(base64.b64decode(s["png_base64"]))))
+                for s in r.json()["samples"]
+            ]
+        ).astype(np.float64)
+    # with no SGLD steps the samples are the Gaussian's draws: their mean is the class mean
+    mean_3 = data.train.images[data.train.labels == 3].double().mean(0)[..., 0].numpy()
+    mean_other = data.train.images[data.train.labels == 0].double().mean(0)[..., 0].numpy()
+    drawn = pixels.mean(0)
+    assert np.abs(drawn - mean_3).mean() < 0.5 * np.abs(drawn - mean_other).mean()

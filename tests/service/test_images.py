@@ -21,7 +21,6 @@ from service.errors import (
 from service.images import (
     decode_base64,
     decode_image,
-    make_grid,
     pixels_to_tensor,
     tensor_to_images,
 )
@@ -167,5 +166,3 @@ def test_tensor_to_images_round_trips_through_decode() -> None:
     images = tensor_to_images(x, SPEC)
     back = [decode_image(encode(im, "PNG"), SPEC, max_pixels=10_000) for im in images]
     np.testing.assert_array_equal(np.stack(back), np.stack([DIGIT, DIGIT.T]))
-    grid = make_grid(images)
-    assert grid.size == (2 * (32 + 2) + 2, 32 + 4)

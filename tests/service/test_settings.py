@@ -70,3 +70,24 @@ def test_image_pixel_limit_stays_below_pillows_bomb_guard() -> None:
     Settings(max_image_pixels=Image.MAX_IMAGE_PIXELS)
     with pytest.raises(ValidationError, match="max_image_pixels"):
         Settings(max_image_pixels=Image.MAX_IMAGE_PIXELS + 1)
+
+
+def test_store_and_models_on_the_command_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`python -m service --store DIR --model A --model B` is JEM_MODEL_STORE / JEM_MODELS,
+    handed to the app (and to every worker) through the environment."""
+    import service.__main__ as cli
+
+    # set first, so that monkeypatch restores them after main() overwrites them
+    monkeypatch.setenv("JEM_MODEL_STORE", "/elsewhere")
+    monkeypatch.setenv("JEM_MODELS", "other")
+    ran: dict[str, object] = {}
+    monkeypatch.setattr(cli.uvicorn, "run", lambda app, **kw: ran.update(app=app, **kw))
+    cli.main(
+        ["--store", str(tmp_path), "--model", "mine:2", "--model", "digits-jem", "--port", "1"]
+    )
+    settings = Settings()
+    assert settings.model_store == tmp_path
+    assert settings.models == ["mine:2", "digits-jem"]
+    assert ran["port"] == 1

@@ -108,10 +108,12 @@ def test_workers_share_metrics(store_root: Path, digits: Digits, tmp_path: Path)
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     ) as server:
         url = server.url
-        # readyz answered by one worker; wait until both have their models loaded
+        # readyz answered by one worker; wait until both have their models loaded (the min
+        # over workers is 1 only once both wrote their gauge: the second may start late)
         for _ in range(600):
             text = httpx.get(f"{url}/metrics").text
-            if 'jem_model_ready{model="served"} 1.0' in text:
+            both = len(list(metrics_dir.glob("gauge_livemin_*.db"))) == 2
+            if both and 'jem_model_ready{model="served"} 1.0' in text:
                 break
             time.sleep(0.2)
         blob = upload([png_bytes(digits.test_u8[0])])

@@ -10,7 +10,7 @@ import torch
 
 from jem.metrics import fit_temperature
 from jem.ood import OOD_SCORES, ood_scores
-from model_store import ModelRef, ModelStore
+from model_store import ManifestDraft, ModelRef, ModelStore
 from tests.training._tiny_model import train_tiny
 from training import calibrate as calibrate_module
 from training.calibrate import calibrate, fit_calibration
@@ -116,3 +116,21 @@ def test_cli_writes_a_new_version(
     assert calibrate_module.main([str(ref), "--store", str(store.root)]) == 0
     assert store.list_versions(ref.name)[-1] == before + 1
     assert f"{ref.name}:{before + 1}" in capsys.readouterr().out
+
+
+def test_calibrate_can_adopt_an_input_normalisation(tiny: tuple[ModelStore, ModelRef]) -> None:
+    store, ref = tiny
+    loaded = store.load(ref)
+    # a model saved before the field existed: no normalisation in its manifest
+    spec = {**loaded.manifest.input_spec.model_dump(), "normalization": None}
+    draft = ManifestDraft.from_manifest(loaded.manifest, input_spec=spec)
+    old_ref = store.save(ref.name, loaded.model, draft, buffer=loaded.buffer)
+    assert store.load(old_ref).input_spec.normalization is None
+    # evaluated and calibrated with the model's own spec, not the data set's
+    assert dataset_for(store.manifest(old_ref)).spec.normalization is None
+    _, kept = calibrate(store, old_ref)
+    assert kept.input_spec.normalization is None
+    new_ref, adopted = calibrate(store, old_ref, normalization="digits-v1")
+    assert adopted.input_spec.normalization == "digits-v1"
+    assert adopted.parent == str(old_ref)
+    assert store.load(new_ref).input_spec.normalization == "digits-v1"

@@ -1,0 +1,229 @@
+"""The Open Inference Protocol's gRPC service (`inference.GRPCInferenceService`).
+
+Runs on the app's event loop beside uvicorn (started by the app's lifespan when JEM_GRPC_PORT is
+set), so requests share the REST API's micro-batchers, limits and API keys. Needs the `grpc`
+extra (grpcio, protobuf); nothing imports this module otherwise.
+Metrics: `jem_requests_total` / `jem_request_duration_seconds` with endpoint `grpc_infer` (and
+`grpc_<rpc>` for the others); `status` is the HTTP status the same outcome has on REST, so the
+alerts on 5xx rates cover both.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+from grpc import aio
+
+from service.errors import InvalidApiKey, InvalidInput, MissingApiKey, ServiceError
+from service.runtime import Runtime
+from service.v2.errors import grpc_code_name, http_status
+from service.v2.model import infer, model_metadata, resolve
+from service.v2.proto import grpc_predict_v2_pb2 as pb
+from service.v2.proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from service.v2.rest import SERVER_METADATA
+from service.v2.tensors import DTYPES, InferTensor, from_raw, to_raw
+
+__all__ = ["InferenceServicer", "start_grpc_server"]
+
+logger = logging.getLogger("service.grpc")
+T = TypeVar("T")
+
+# InferTensorContents field per datatype (the typed alternative to raw_input_contents)
+_CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+
+def _check_key(runtime: Runtime, context: aio.ServicerContext) -> None:
+    keys = runtime.settings.api_key_bytes()
+    if not keys:
+        return
+    metadata = {k.lower(): v for k, v in context.invocation_metadata() or ()}
+    scheme, _, given = str(metadata.get("authorization", "")).partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise MissingApiKey("this service needs an API key: send 'authorization: Bearer <key>'")
+    matched = False
+    for key in keys:  # every key, no early exit: timing reveals neither key nor position
+        matched |= hmac.compare_digest(given.encode(), key)
+    if not matched:
+        raise InvalidApiKey("the API key is not valid for this service")
+
+
+def _input(t: Any, raw: bytes | None) -> InferTensor:
+    shape = list(t.shape)
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"input {t.name!r}: shape {shape} has a negative dimension")
+    if raw is not None:
+        return from_raw(t.name, t.datatype, shape, raw)
+    field = _CONTENTS.get(t.datatype)
+    if field is None:
+        raise InvalidInput(f"input {t.name!r}: datatype {t.datatype!r} cannot travel in contents")
+    values = list(getattr(t.contents, field))
+    count = math.prod(shape)
+    if len(values) != count:
+        raise InvalidInput(
+            f"input {t.name!r}: {len(values)} elements in contents, shape {shape} needs {count}"
+        )
+    if t.datatype == "BYTES":
+        data = np.empty(count, dtype=object)
+        data[:] = values
+    else:
+        try:
+            data = np.asarray(values, dtype=DTYPES[t.datatype])
+        except OverflowError as exc:
+            raise InvalidInput(f"input {t.name!r}: {exc}") from None
+    return InferTensor(t.name, t.datatype, tuple(shape), data.reshape(shape))
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def _call(
+        self,
+        context: aio.ServicerContext,
+        endpoint: str,
+        model: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        auth: bool = True,
+    ) -> T:
+        start = time.perf_counter()
+        status = 500
+        try:
+            if auth:
+                _check_key(self.runtime, context)
+            result = await fn()
+            status = 200
+            return result
+        except ServiceError as exc:
+            status = http_status(exc)
+            if exc.retry_after_s is not None:
+                context.set_trailing_metadata((("retry-after", str(exc.retry_after_s)),))
+            await context.abort(grpc.StatusCode[grpc_code_name(exc)], exc.message)
+            raise  # unreachable: abort raises
+        finally:
+            m = self.runtime.metrics
+            label = model if model in self.runtime.predictors else ""
+            m.requests.labels(label, endpoint, str(status)).inc()
+            m.request_duration.labels(label, endpoint).observe(time.perf_counter() - start)
+
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: aio.ServicerContext
+    ) -> pb.ServerLiveResponse:
+        async def run() -> pb.ServerLiveResponse:
+            return pb.ServerLiveResponse(live=True)
+
+        return await self._call(context, "grpc_server_live", "", run, auth=False)
+
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: aio.ServicerContext
+    ) -> pb.ServerReadyResponse:
+        async def run() -> pb.ServerReadyResponse:
+            return pb.ServerReadyResponse(ready=self.runtime.ready)
+
+        return await self._call(context, "grpc_server_ready", "", run, auth=False)
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: aio.ServicerContext
+    ) -> pb.ServerMetadataResponse:
+        async def run() -> pb.ServerMetadataResponse:
+            return pb.ServerMetadataResponse(
+                name=str(SERVER_METADATA["name"]),
+                version=str(SERVER_METADATA["version"]),
+                extensions=list(SERVER_METADATA["extensions"]),
+            )
+
+        return await self._call(context, "grpc_server_metadata", "", run)
+
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: aio.ServicerContext
+    ) -> pb.ModelReadyResponse:
+        async def run() -> pb.ModelReadyResponse:
+            resolve(self.runtime, request.name, request.version)
+            return pb.ModelReadyResponse(ready=True)
+
+        return await self._call(context, "grpc_model_ready", request.name, run)
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: aio.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        async def run() -> pb.ModelMetadataResponse:
+            meta = model_metadata(resolve(self.runtime, request.name, request.version))
+            tensor = pb.ModelMetadataResponse.TensorMetadata
+            return pb.ModelMetadataResponse(
+                name=meta["name"],
+                versions=meta["versions"],
+                platform=meta["platform"],
+                inputs=[tensor(**t) for t in meta["inputs"]],
+                outputs=[tensor(**t) for t in meta["outputs"]],
+            )
+
+        return await self._call(context, "grpc_model_metadata", request.name, run)
+
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: aio.ServicerContext
+    ) -> pb.ModelInferResponse:
+        async def run() -> pb.ModelInferResponse:
+            predictor = resolve(self.runtime, request.model_name, request.model_version)
+            raws = list(request.raw_input_contents)
+            if raws and len(raws) != len(request.inputs):
+                raise InvalidInput(
+                    f"{len(raws)} raw_input_contents for {len(request.inputs)} inputs: "
+                    "send one per input, or none and use contents"
+                )
+            inputs = [_input(t, raws[i] if raws else None) for i, t in enumerate(request.inputs)]
+            names = [o.name for o in request.outputs] or None
+            result = await infer(self.runtime, predictor, inputs, names)
+            return pb.ModelInferResponse(
+                model_name=result.model_name,
+                model_version=result.model_version,
+                id=request.id,
+                outputs=[
+                    pb.ModelInferResponse.InferOutputTensor(
+                        name=t.name, datatype=t.datatype, shape=list(t.shape)
+                    )
+                    for t in result.outputs
+                ],
+                raw_output_contents=[to_raw(t) for t in result.outputs],
+            )
+
+        return await self._call(context, "grpc_infer", request.model_name, run)
+
+
+async def start_grpc_server(runtime: Runtime, host: str, port: int) -> tuple[aio.Server, int]:
+    """Serve on `host:port` (0: a free port); returns the server and its bound port.
+
+    Messages are capped at JEM_MAX_BODY_BYTES, as REST bodies are (RESOURCE_EXHAUSTED beyond).
+    """
+    limit = runtime.settings.max_body_bytes
+    server = aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", max(limit, 64 * 1024 * 1024)),
+        ]
+    )
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(runtime), server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = server.add_insecure_port(address)
+    await server.start()
+    logger.info("gRPC listening", extra={"address": f"{host}:{bound}"})
+    return server, bound

@@ -1,0 +1,252 @@
+"""What a served JEM looks like through the Open Inference Protocol; shared by REST and gRPC.
+
+Inputs (send exactly one per request; N images, at most JEM_MAX_IMAGES_PER_REQUEST):
+  `pixels`        FP32  [N, C, H, W]  values in the model's value range (default [-1, 1])
+  `pixels_uint8`  UINT8 [N, H, W, C]  0..255, converted as /v1 converts uploaded pixels
+  `images`        BYTES [N]           encoded image files (PNG, JPEG, ...), decoded as /v1 does
+Outputs, per image (the request's `outputs` picks them; the default leaves out the ones that
+need a backward pass, marked *):
+  `logits` FP32 [N, K], `probabilities` FP32 [N, K] (softmax(logits / T), calibrated),
+  `label` INT64 [N], `class_name` BYTES [N], `energy` FP32 [N] (E(x) = -logsumexp(logits)),
+  `max_softmax` FP32 [N] (1 - max p(y|x)), `grad_norm`* FP32 [N] (||grad_x log p(x)||),
+  and, for calibrated models, the OOD verdicts (BOOL [N], true = out-of-distribution):
+  `ood_energy`, `ood_max_softmax`, `ood_grad_norm`*, `ood`* (all scores combined, as /v1/ood).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from jem import uint8_to_tensor
+from service.errors import InvalidInput, TooManyImages, UnknownModel
+from service.images import decode_base64, decode_image, images_to_tensor, pixels_to_tensor
+from service.predictor import Predictor
+from service.runtime import Runtime
+from service.schemas import ScoreVerdict
+from service.v2.tensors import InferTensor
+
+__all__ = [
+    "DEFAULT_OUTPUTS",
+    "OUTPUTS",
+    "PLATFORM",
+    "InferResult",
+    "base64_element",
+    "infer",
+    "model_metadata",
+    "resolve",
+]
+
+PLATFORM = "pytorch_jem"
+# Decoding this many encoded bytes or fewer stays on the event loop (as /v1 does, see
+# service/inputs.py): a hop to a worker thread costs more than decoding a few small PNGs.
+_INLINE_DECODE_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    datatype: str
+    per_class: bool = False  # shape [N, K] rather than [N]
+    grad: bool = False  # needs the gradient path (a backward pass)
+    calibrated: bool = False  # only for models with a calibration in their manifest
+
+
+OUTPUTS: dict[str, OutputSpec] = {
+    "logits": OutputSpec("FP32", per_class=True),
+    "probabilities": OutputSpec("FP32", per_class=True),
+    "label": OutputSpec("INT64"),
+    "class_name": OutputSpec("BYTES"),
+    "energy": OutputSpec("FP32"),
+    "max_softmax": OutputSpec("FP32"),
+    "grad_norm": OutputSpec("FP32", grad=True),
+    "ood_energy": OutputSpec("BOOL", calibrated=True),
+    "ood_max_softmax": OutputSpec("BOOL", calibrated=True),
+    "ood_grad_norm": OutputSpec("BOOL", grad=True, calibrated=True),
+    "ood": OutputSpec("BOOL", grad=True, calibrated=True),
+}
+DEFAULT_OUTPUTS = tuple(name for name, spec in OUTPUTS.items() if not spec.grad)
+
+
+def resolve(runtime: Runtime, name: str, version: str | None) -> Predictor:
+    """The served predictor for `name` (and `version`, when given). UnknownModel / NotReady."""
+    predictor = runtime.predictor(name)
+    if version and version != str(predictor.version):
+        raise UnknownModel(
+            f"model {name!r} version {version!r} is not served here; "
+            f"served version: {predictor.version}"
+        )
+    return predictor
+
+
+def _outputs_of(predictor: Predictor) -> dict[str, OutputSpec]:
+    return {n: s for n, s in OUTPUTS.items() if predictor.calibrated or not s.calibrated}
+
+
+def model_metadata(predictor: Predictor) -> dict[str, Any]:
+    """The protocol's model metadata (dynamic batch dimension: -1)."""
+    spec = predictor.spec
+    k = len(predictor.class_names)
+    return {
+        "name": predictor.name,
+        "versions": [str(predictor.version)],
+        "platform": PLATFORM,
+        "inputs": [
+            {"name": "pixels", "datatype": "FP32", "shape": [-1, *spec.shape]},
+            {
+                "name": "pixels_uint8",
+                "datatype": "UINT8",
+                "shape": [-1, spec.height, spec.width, spec.channels],
+            },
+            {"name": "images", "datatype": "BYTES", "shape": [-1]},
+        ],
+        "outputs": [
+            {"name": n, "datatype": s.datatype, "shape": [-1, k] if s.per_class else [-1]}
+            for n, s in _outputs_of(predictor).items()
+        ],
+    }
+
+
+def base64_element(value: str, index: int) -> bytes:
+    """A BYTES image in JSON: base64 text (image files are not UTF-8 strings)."""
+    return decode_base64(value, name=f"images[{index}]")
+
+
+def _decode(items: Sequence[bytes], predictor: Predictor, max_pixels: int) -> torch.Tensor:
+    spec = predictor.spec
+    arrays = [
+        decode_image(data, spec, max_pixels=max_pixels, name=f"images[{i}]")
+        for i, data in enumerate(items)
+    ]
+    return images_to_tensor(arrays, spec)
+
+
+async def _batch(
+    inputs: Sequence[InferTensor], runtime: Runtime, predictor: Predictor
+) -> torch.Tensor:
+    if len(inputs) != 1:
+        raise InvalidInput(
+            f"send exactly one input tensor ('pixels', 'pixels_uint8' or 'images'); "
+            f"got {len(inputs)}"
+        )
+    (t,) = inputs
+    spec = predictor.spec
+    expected = {
+        "pixels": ("FP32", (spec.channels, spec.height, spec.width)),
+        "pixels_uint8": ("UINT8", (spec.height, spec.width, spec.channels)),
+        "images": ("BYTES", ()),
+    }
+    if t.name not in expected:
+        raise InvalidInput(f"unknown input {t.name!r}; inputs: {', '.join(expected)}")
+    datatype, per_image = expected[t.name]
+    if t.datatype != datatype:
+        raise InvalidInput(f"input {t.name!r} must be {datatype}, got {t.datatype}")
+    if len(t.shape) != 1 + len(per_image) or t.shape[1:] != per_image:
+        raise InvalidInput(
+            f"input {t.name!r} has shape {list(t.shape)}; expected "
+            f"[N{''.join(f', {d}' for d in per_image)}]"
+        )
+    n, limit = t.shape[0], runtime.settings.max_images_per_request
+    if n == 0:
+        raise InvalidInput(f"input {t.name!r} holds no images")
+    if n > limit:
+        raise TooManyImages(
+            f"{n} images in one request; the limit is {limit} (JEM_MAX_IMAGES_PER_REQUEST): "
+            "split them over several requests"
+        )
+    if t.name == "pixels":
+        return pixels_to_tensor(t.data, spec, "float")
+    if t.name == "pixels_uint8":
+        return uint8_to_tensor(np.array(t.data), spec)  # a writable copy for torch
+    items = list(t.data)
+    max_pixels = runtime.settings.max_image_pixels
+    if sum(len(b) for b in items) <= _INLINE_DECODE_BYTES:
+        return _decode(items, predictor, max_pixels)
+    return await asyncio.to_thread(_decode, items, predictor, max_pixels)
+
+
+@dataclass(frozen=True)
+class InferResult:
+    model_name: str
+    model_version: str
+    outputs: list[InferTensor]
+
+
+def _requested(predictor: Predictor, names: Sequence[str] | None) -> list[str]:
+    available = _outputs_of(predictor)
+    if not names:
+        return [n for n in DEFAULT_OUTPUTS if n in available]
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        extra = "" if predictor.calibrated else " (OOD verdicts need a calibrated model)"
+        raise InvalidInput(f"unknown output {unknown[0]!r}; outputs: {', '.join(available)}{extra}")
+    if len(set(names)) != len(names):
+        raise InvalidInput("an output is requested twice")
+    return list(names)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """FP32 numpy on the CPU, wherever the model ran."""
+    return t.detach().float().cpu().numpy()
+
+
+def _flags(predictor: Predictor, score: str, values: list[float]) -> list[ScoreVerdict]:
+    return [predictor.verdict(score, v) for v in values]
+
+
+async def infer(
+    runtime: Runtime,
+    predictor: Predictor,
+    inputs: Sequence[InferTensor],
+    outputs: Sequence[str] | None,
+) -> InferResult:
+    """Run the batch through the shared micro-batchers; only the requested work is done."""
+    names = _requested(predictor, outputs)
+    x = await _batch(inputs, runtime, predictor)
+    if any(OUTPUTS[n].grad for n in names):
+        (out, _), (grad, _) = await asyncio.gather(
+            runtime.classify(predictor, x), runtime.grad(predictor, x)
+        )
+    else:
+        (out, _), grad = await runtime.classify(predictor, x), None
+    n = int(x.shape[0])
+    energies = out["energy"].tolist()
+    verdicts = {"energy": _flags(predictor, "energy", energies)}
+    if grad is not None:
+        verdicts["grad_norm"] = _flags(predictor, "grad_norm", grad["grad_norm"].tolist())
+    runtime.observe(predictor.name, energies, verdicts)
+
+    labels = out["probs"].argmax(dim=-1)
+    tensors: list[InferTensor] = []
+    for name in names:
+        data: np.ndarray
+        if name == "logits":
+            data = _np(out["logits"])
+        elif name == "probabilities":
+            data = _np(out["probs"])
+        elif name == "label":
+            data = labels.cpu().numpy().astype(np.int64)
+        elif name == "class_name":
+            data = np.empty(n, dtype=object)
+            data[:] = [predictor.class_names[i].encode() for i in labels.tolist()]
+        elif name in ("energy", "max_softmax"):
+            data = _np(out[name])
+        elif name == "grad_norm":
+            assert grad is not None
+            data = _np(grad["grad_norm"])
+        elif name == "ood":
+            assert grad is not None
+            data = np.array([bool(r.flagged) for r in predictor.ood_results(out, grad)])
+        else:  # ood_<score>
+            score = name.removeprefix("ood_")
+            found = verdicts.get(score)
+            if found is None:
+                found = _flags(predictor, score, out[score].tolist())
+            data = np.array([bool(v.flagged) for v in found])
+        spec = OUTPUTS[name]
+        tensors.append(InferTensor(name, spec.datatype, tuple(data.shape), data))
+    return InferResult(predictor.name, str(predictor.version), tensors)

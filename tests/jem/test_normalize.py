@@ -1,0 +1,84 @@
+"""digits-v1: a photographed or drawn digit -> the form of scikit-learn's digits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from jem import InputSpec
+from jem.imaging import to_pixels
+from jem.normalize import normalize
+
+SPEC = InputSpec(channels=1, height=8, width=8, color_mode="L", normalization="digits-v1")
+
+
+def ring(size: tuple[int, int], box: tuple[int, int, int, int], width: int) -> np.ndarray:
+    """A light ellipse outline (a '0') on black, `size` = (width, height)."""
+    image = Image.new("L", size, 0)
+    ImageDraw.Draw(image).ellipse(box, outline=255, width=width)
+    return np.asarray(image)
+
+
+def test_polarity_position_and_size_do_not_matter() -> None:
+    centred = normalize("digits-v1", ring((300, 300), (110, 60, 190, 240), 12), 8, 8)
+    moved = normalize("digits-v1", ring((420, 260), (10, 20, 70, 155), 9), 8, 8)
+    dark_on_light = normalize("digits-v1", 255 - ring((300, 300), (110, 60, 190, 240), 12), 8, 8)
+    assert centred is not None
+    assert moved is not None
+    assert np.array_equal(centred, dark_on_light)
+    assert np.abs(centred.astype(int) - moved.astype(int)).max() <= 255 * 3 // 16
+
+
+def test_the_data_sets_form_height_filled_centred_by_box_counts_of_16() -> None:
+    out = normalize("digits-v1", ring((300, 300), (40, 60, 120, 240), 6), 8, 8)
+    assert out is not None
+    counts = out.astype(int) * 16 / 255
+    assert np.allclose(counts, np.round(counts), atol=0.05)  # block counts 0..16, rounded
+    rows, cols = np.flatnonzero(out.any(axis=1)), np.flatnonzero(out.any(axis=0))
+    assert (rows[0], rows[-1]) == (0, 7)  # the height fills the frame, as every load_digits digit
+    assert cols[0] + cols[-1] in (6, 7, 8)  # centred by box
+    # a thin pen stroke is brought to the data set's ink coverage (30.5% of the 32x32 frame)
+    assert counts.sum() / 1024 == pytest.approx(0.305, abs=0.05)
+
+
+def test_what_is_not_ink_on_a_background_is_left_to_the_plain_resize() -> None:
+    rng = np.random.default_rng(0)
+    flat = np.full((200, 300), 180, dtype=np.uint8)
+    paper = rng.normal(180, 4, (200, 300)).clip(0, 255).astype(np.uint8)
+    texture = rng.integers(0, 256, (200, 300), dtype=np.uint8)  # a photo's texture: no background
+    for image in (flat, paper, texture):
+        assert normalize("digits-v1", image, 8, 8) is None
+        plain = np.asarray(Image.fromarray(image).resize((8, 8), Image.Resampling.BOX))
+        assert np.array_equal(to_pixels(Image.fromarray(image), SPEC)[:, :, 0], plain)
+
+
+def test_to_pixels_normalises_and_leaves_model_sized_images_alone() -> None:
+    photo = Image.fromarray(255 - ring((280, 336), (20, 40, 110, 200), 10)).convert("RGB")
+    out = to_pixels(photo, SPEC)
+    assert out.shape == (8, 8, 1)
+    assert np.array_equal(
+        out[:, :, 0], normalize("digits-v1", np.asarray(photo.convert("L")), 8, 8)
+    )
+    already = np.random.default_rng(1).integers(0, 256, (8, 8), dtype=np.uint8)
+    assert np.array_equal(to_pixels(Image.fromarray(already), SPEC)[:, :, 0], already)
+
+
+def test_dark_strokes_on_a_transparent_canvas_stay_visible() -> None:
+    rgba = np.zeros((280, 280, 4), dtype=np.uint8)  # transparent black canvas ...
+    rgba[..., 3] = ring((280, 280), (90, 40, 190, 240), 14)  # ... with opaque black strokes
+    drawn = to_pixels(Image.fromarray(rgba, "RGBA"), SPEC)
+    light = to_pixels(Image.fromarray(ring((280, 280), (90, 40, 190, 240), 14)), SPEC)
+    assert drawn.any()
+    assert np.array_equal(drawn, light)
+
+
+def test_spec_names_its_normalisation() -> None:
+    assert InputSpec(1, 8, 8, "L").normalization is None  # every model saved before the field
+    assert InputSpec.from_dict(SPEC.to_dict()) == SPEC
+    with pytest.raises(ValueError, match="digits-v1"):
+        InputSpec(1, 8, 8, "L", normalization="digits-v0")
+    with pytest.raises(ValueError, match="color_mode 'L'"):
+        InputSpec(3, 8, 8, "RGB", normalization="digits-v1")
+    with pytest.raises(ValueError, match="unknown normalization"):
+        normalize("mnist", np.zeros((9, 9)), 8, 8)

@@ -1,0 +1,227 @@
+"""Real clients against a real server: `python -m service` with /v2 and gRPC on, driven by
+tritonclient.http (sync and aio) and tritonclient.grpc, unchanged, with their defaults and with
+`binary_data=False`. API keys are on, so every call also goes through auth."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as tg
+import tritonclient.http as th
+import tritonclient.http.aio as tha
+from tritonclient.utils import InferenceServerException
+
+from tests.service.conftest import Digits, png_bytes
+from tests.service_process import Server, free_port, run_service
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+KEY = {"Authorization": "Bearer k1"}  # tritonclient.http adds to the dict it is given: copy
+GRPC_KEY = {"authorization": "Bearer k1"}
+EVERY_OUTPUT = [
+    "logits", "probabilities", "label", "class_name", "energy", "max_softmax", "grad_norm",
+    "ood_energy", "ood_max_softmax", "ood_grad_norm", "ood",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(store_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("v2") / "server.log"
+    port = free_port()
+    with run_service(store_root, log, JEM_GRPC_PORT=str(port), JEM_API_KEYS="k1") as server:
+        yield server
+
+
+def grpc_url(server: Server) -> str:
+    """host:port of the gRPC service, as its startup log line says."""
+    return next(
+        line.split('"address": "')[1].split('"')[0]
+        for line in server.logs().splitlines()
+        if "gRPC listening" in line
+    )
+
+
+def inputs_for(module: object, u8: np.ndarray, *, binary: bool) -> dict[str, object]:
+    """The same images as each of the three input tensors (`module`: tritonclient.http/grpc)."""
+    pngs = [png_bytes(a) for a in u8]
+    blobs = pngs if binary else [base64.b64encode(b) for b in pngs]
+    arrays = {
+        "pixels": ((u8[:, None] / 127.5 - 1).astype(np.float32), "FP32"),
+        "pixels_uint8": (u8[..., None], "UINT8"),
+        "images": (np.array(blobs, dtype=object), "BYTES"),
+    }
+    out = {}
+    for name, (array, datatype) in arrays.items():
+        tensor = module.InferInput(name, list(array.shape), datatype)  # type: ignore[attr-defined]
+        if module is th:
+            tensor.set_data_from_numpy(array, binary_data=binary)
+        else:
+            tensor.set_data_from_numpy(array)
+        out[name] = tensor
+    return out
+
+
+def v1_predictions(server: Server, u8: np.ndarray) -> tuple[list[int], np.ndarray]:
+    files = [("files", (f"{i}.png", png_bytes(a))) for i, a in enumerate(u8)]
+    r = httpx.post(
+        f"{server.url}/v1/models/served/predict", files=files, headers=dict(KEY), timeout=60
+    )
+    assert r.status_code == 200, r.text
+    predictions = r.json()["predictions"]
+    return [p["label"] for p in predictions], np.array([p["confidence"] for p in predictions])
+
+
+def check_outputs(result: object, labels: list[int], confidence: np.ndarray) -> None:
+    n = len(labels)
+    got = result.as_numpy("label")  # type: ignore[attr-defined]
+    assert got.tolist() == labels
+    probs = result.as_numpy("probabilities")  # type: ignore[attr-defined]
+    np.testing.assert_allclose(probs[np.arange(n), labels], confidence, rtol=1e-5)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_http_client(server: Server, digits: Digits, binary: bool) -> None:
+    client = th.InferenceServerClient(f"{server.host}:{server.port}")
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("served", headers=dict(KEY))
+    assert not client.is_model_ready("served")  # no key: refused
+    meta = client.get_model_metadata("served", headers=dict(KEY))
+    assert [i["name"] for i in meta["inputs"]] == ["pixels", "pixels_uint8", "images"]
+    for n in (1, 64):
+        u8 = digits.test_u8[:n]
+        labels, confidence = v1_predictions(server, u8)
+        for name, tensor in inputs_for(th, u8, binary=binary).items():
+            outputs = [th.InferRequestedOutput(o, binary_data=binary) for o in EVERY_OUTPUT]
+            result = client.infer("served", [tensor], outputs=outputs, headers=dict(KEY))
+            check_outputs(result, labels, confidence)
+            assert result.as_numpy("ood").shape == (n,), name
+            assert result.as_numpy("logits").shape == (n, 10)
+        # the defaults: every output but the gradient ones
+        result = client.infer("served", [tensor], headers=dict(KEY))
+        assert result.as_numpy("grad_norm") is None
+        check_outputs(result, labels, confidence)
+    client.close()
+
+
+def test_http_bad_input_gets_400(server: Server, digits: Digits) -> None:
+    client = th.InferenceServerClient(f"{server.host}:{server.port}")
+    u8 = digits.test_u8[:2, ..., None]
+
+    def tensor(name: str, array: np.ndarray, datatype: str) -> th.InferInput:
+        t = th.InferInput(name, list(array.shape), datatype)
+        t.set_data_from_numpy(array)
+        return t
+
+    cases = [
+        ([tensor("pixels_uint8", u8.astype(np.float32), "FP32")], None, "must be UINT8"),
+        ([tensor("pixels_uint8", u8[:, :, :4], "UINT8")], None, "expected [N, 8, 8, 1]"),
+        ([tensor("pixels_uint8", u8, "UINT8")], ["nope"], "unknown output 'nope'"),
+        (
+            [tensor("pixels_uint8", np.zeros((65, 8, 8, 1), np.uint8), "UINT8")],
+            None,
+            "limit is 64",
+        ),
+        ([tensor("images", np.array([b"garbage"], dtype=object), "BYTES")], None, "not an image"),
+    ]
+    for inputs, outputs, message in cases:
+        requested = [th.InferRequestedOutput(o) for o in outputs or []]
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("served", inputs, outputs=requested or None, headers=dict(KEY))
+        assert info.value.status() == "400", info.value
+        assert message in info.value.message()
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("served", cases[0][0])  # no API key
+    assert info.value.status() == "401"
+    client.close()
+
+
+def test_http_aio_client(server: Server, digits: Digits) -> None:
+    u8 = digits.test_u8[:8]
+    labels, confidence = v1_predictions(server, u8)
+
+    async def run() -> object:
+        client = tha.InferenceServerClient(f"{server.host}:{server.port}")
+        try:
+            assert await client.is_server_ready()
+            tensor = inputs_for(th, u8, binary=True)["images"]
+            return await client.infer("served", [tensor], headers=dict(KEY))  # type: ignore[list-item]
+        finally:
+            await client.close()
+
+    check_outputs(asyncio.run(run()), labels, confidence)
+
+
+def test_grpc_client(server: Server, digits: Digits) -> None:
+    client = tg.InferenceServerClient(grpc_url(server))
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("served", headers=GRPC_KEY)
+    meta = client.get_model_metadata("served", headers=GRPC_KEY)
+    assert [i.name for i in meta.inputs] == ["pixels", "pixels_uint8", "images"]
+    assert list(meta.inputs[0].shape) == [-1, 1, 8, 8]
+    for n in (1, 64):
+        u8 = digits.test_u8[:n]
+        labels, confidence = v1_predictions(server, u8)
+        for tensor in inputs_for(tg, u8, binary=True).values():
+            outputs = [tg.InferRequestedOutput(o) for o in EVERY_OUTPUT]
+            result = client.infer("served", [tensor], outputs=outputs, headers=GRPC_KEY)
+            check_outputs(result, labels, confidence)
+            assert result.as_numpy("ood").dtype == np.bool_
+            assert result.as_numpy("class_name").tolist() == [str(v).encode() for v in labels]
+    u8 = digits.test_u8[:2, ..., None]
+    bad = [
+        (tg.InferInput("pixels_uint8", [2, 8, 8, 1], "FP32"), u8.astype(np.float32), "UINT8"),
+        (tg.InferInput("pixels_uint8", [2, 8, 4, 1], "UINT8"), u8[:, :, :4], "expected"),
+        (
+            tg.InferInput("pixels_uint8", [65, 8, 8, 1], "UINT8"),
+            np.zeros((65, 8, 8, 1), np.uint8),
+            "limit is 64",
+        ),
+        (tg.InferInput("images", [1], "BYTES"), np.array([b"garbage"], dtype=object), "image"),
+    ]
+    for tensor, array, message in bad:
+        tensor.set_data_from_numpy(array)
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("served", [tensor], headers=GRPC_KEY)
+        assert info.value.status() == "StatusCode.INVALID_ARGUMENT", info.value
+        assert message in info.value.message()
+    good = inputs_for(tg, u8[..., 0], binary=True)["pixels_uint8"]
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("served", [good], outputs=[tg.InferRequestedOutput("nope")], headers=GRPC_KEY)
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("served", [good])
+    assert info.value.status() == "StatusCode.UNAUTHENTICATED"
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("nope", [good], headers=GRPC_KEY)
+    assert info.value.status() == "StatusCode.NOT_FOUND"
+    client.close()
+
+
+def test_grpc_typed_contents_and_metrics(server: Server, digits: Digits) -> None:
+    """The protocol's other encoding (typed `contents` instead of raw bytes), with the
+    protocol's own messages as tritonclient ships them."""
+    u8 = digits.test_u8[:3]
+    labels, _ = v1_predictions(server, u8)
+    pb = tg.service_pb2
+    request = pb.ModelInferRequest(model_name="served", id="r1")
+    tensor = request.inputs.add(name="pixels_uint8", datatype="UINT8", shape=[3, 8, 8, 1])
+    tensor.contents.uint_contents.extend(u8.reshape(-1).tolist())
+    request.outputs.add(name="label")
+    with grpc.insecure_channel(grpc_url(server)) as channel:
+        stub = tg.service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        response = stub.ModelInfer(request, metadata=tuple(GRPC_KEY.items()))
+    assert response.id == "r1"
+    assert np.frombuffer(response.raw_output_contents[0], "<i8").tolist() == labels
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'endpoint="grpc_infer",model="served",status="200"' in metrics
+    assert 'endpoint="grpc_infer",model="served",status="400"' in metrics
+    assert 'endpoint="v2_infer",model="served",status="200"' in metrics
