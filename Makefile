@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test test-fast lint format proto serve train-default evaluate-default bench bench-quick ui-screenshots ui-vendor clean
+.PHONY: install system-deps test test-fast lint format proto serve train-default evaluate-default train-emoji evaluate-emoji bench bench-quick gpu-check ui-screenshots ui-vendor clean
 
 # torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
 # a multi-GB CUDA build. Everything else comes from pyproject.toml.
@@ -25,16 +25,21 @@ install: $(STAMP) system-deps
 # none runs), docker-compose 1.29 and mmdebstrap (a base image from Debian packages where no
 # registry answers) for the deployment checks; Chromium (driven by Playwright, and its
 # WebDriver) for the browser tests; handwriting-like fonts for the photographed/drawn digits
-# test set (tests/rendered_digits.py). Debian packages; needs root, as CI and the dev machines are.
+# test set (tests/rendered_digits.py); the colour emoji font and Unicode's emoji-test.txt for
+# the emoji data set (`python -m training data emoji`). Debian packages; needs root, as CI and
+# the dev machines are.
 SYSTEM_TOOLS := promtool prometheus docker-compose dockerd mmdebstrap chromium chromedriver
-SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap chromium chromium-driver
+SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap chromium chromium-driver fonts-noto-color-emoji unicode-data
 FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+EMOJI_TEST := /usr/share/unicode/emoji/emoji-test.txt
 system-deps:
 	@for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	for file in $(EMOJI_FONT) $(EMOJI_TEST); do [ -f $$file ] || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
-		else echo "system-deps: run as root (or install $(SYSTEM_PACKAGES)) for the deployment and browser checks"; fi; \
+		else echo "system-deps: run as root (or install $(SYSTEM_PACKAGES)) for the deployment, browser and emoji checks"; fi; \
 	fi
 	@if ! dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ]; then \
@@ -80,11 +85,38 @@ evaluate-default: $(STAMP)
 	$(BIN)/python -m training calibrate digits-baseline
 	$(BIN)/python -m training evaluate digits-jem --against digits-baseline --out reports/digits --notes reports/digits/discussion.md
 
+# The colour emoji data set (docs/emoji.md): rendered from the Debian packages above.
+data/emoji/train/dataset.json: | $(STAMP) system-deps
+	$(BIN)/python -m training data emoji --out data/emoji
+
+# Reproduces the shipped emoji models (docs/emoji.md) on CPU; the JEM's first 500 iterations
+# are its baseline's, so `--resume emoji-baseline:<its step-500 checkpoint>` would skip them.
+train-emoji: $(STAMP) data/emoji/train/dataset.json
+	$(BIN)/python -m training train --preset emoji-baseline
+	$(BIN)/python -m training train --preset emoji-jem
+
+# Calibrates them (new versions) and regenerates reports/emoji/ with the held-out groups' test
+# halves as OOD sets (their validation halves, data/emoji/ood/val, are for `screen` only).
+EMOJI_OOD := $(foreach g,food-drink activities flags,--ood $(g)=data/emoji/ood/test/$(g))
+evaluate-emoji: $(STAMP) data/emoji/train/dataset.json
+	$(BIN)/python -m training calibrate emoji-jem
+	$(BIN)/python -m training calibrate emoji-baseline
+	$(BIN)/python -m training evaluate emoji-jem --against emoji-baseline --out reports/emoji \
+		$(EMOJI_OOD) --per-class 10 --sgld-steps 100 --pgd-steps 10 --linf-eps 0,0.03,0.1 \
+		--l2-eps 0,0.5 --threads 1 --notes reports/emoji/discussion.md
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+
+# One prepared end-to-end check on a CUDA machine (bench/gpu_check): cuda tests, training,
+# serving on the GPU; JSON + Markdown under bench/results/. DEVICE=cpu: a tiny dry run (CI).
+DEVICE ?= cuda
+GPU_CHECK_OUT ?=
+gpu-check: $(STAMP)
+	bash bench/gpu_check/run.sh $(DEVICE) $(GPU_CHECK_OUT)
 
 # Screenshots of the demo page and the API docs, desktop and phone, under reports/ui/ (the
 # browser tests take them; Debian's Chromium, headless).

@@ -21,7 +21,8 @@ from jem.metrics import (
 from jem.model import JEM, energy_from_logits, use_fast_layout
 from jem.ood import OOD_SCORES, energy_score, grad_norm_score, max_softmax_score, ood_scores
 from jem.preprocess import InputSpec, parse_background, tensor_to_uint8, uint8_to_tensor
-from jem.sgld import EnergyModel, SGLDConfig, sgld_sample
+from jem.sgld import EnergyModel, SGLDConfig, run_chain, sgld_sample
+from jem.sgld_graph import GraphedSGLD
 
 __all__ = [
     "JEM",
@@ -29,6 +30,7 @@ __all__ = [
     "ClassGaussianInit",
     "DigitsCNN",
     "EnergyModel",
+    "GraphedSGLD",
     "InputSpec",
     "ReplayBuffer",
     "SGLDConfig",
@@ -51,6 +53,7 @@ __all__ = [
     "parse_background",
     "register_backbone",
     "reliability_bins",
+    "run_chain",
     "sgld_sample",
     "tensor_to_uint8",
     "threshold_at_tpr",

@@ -10,6 +10,7 @@ mode, its parameters' requires_grad and the grad mode are as before when it retu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from jem._frozen import frozen_for_input_grads
 
-__all__ = ["EnergyModel", "SGLDConfig", "sgld_sample"]
+__all__ = ["EnergyModel", "SGLDConfig", "run_chain", "sgld_sample"]
 
 
 class EnergyModel(Protocol):
@@ -70,15 +71,30 @@ def sgld_sample(
     if y is not None and y.shape[0] != x_init.shape[0]:
         raise ValueError(f"y has {y.shape[0]} labels for {x_init.shape[0]} chains")
     with frozen_for_input_grads(model):
-        x = x_init.detach().clone()
-        for _ in range(config.steps):
-            x.requires_grad_(True)
-            energy = model.energy(x) if y is None else model.energy(x, y)
-            # grad w.r.t. x only: chains are independent, so the gradient of the summed energy
-            # is each chain's own gradient, and no parameter .grad is ever accumulated
-            (grad,) = torch.autograd.grad(energy.sum(), x)
-            with torch.no_grad():
-                x = x - config.step_size * grad + config.noise_std * _noise(x, generator)
-                if config.clamp is not None:
-                    x = x.clamp(*config.clamp)
-        return x.detach()
+        return run_chain(model, x_init.detach().clone(), config, y, lambda x: _noise(x, generator))
+
+
+def run_chain(
+    model: EnergyModel,
+    x: Tensor,
+    config: SGLDConfig,
+    y: Tensor | None,
+    noise: Callable[[Tensor], Tensor],
+) -> Tensor:
+    """The chain itself, for callers already inside `frozen_for_input_grads(model)`.
+
+    `noise(x)` returns N(0, I) draws shaped like `x`. Nothing here reads a value back to the
+    host, so on CUDA the whole chain is queued without a synchronisation (and can be captured
+    in a CUDA graph: jem.sgld_graph).
+    """
+    for _ in range(config.steps):
+        x.requires_grad_(True)
+        energy = model.energy(x) if y is None else model.energy(x, y)
+        # grad w.r.t. x only: chains are independent, so the gradient of the summed energy
+        # is each chain's own gradient, and no parameter .grad is ever accumulated
+        (grad,) = torch.autograd.grad(energy.sum(), x)
+        with torch.no_grad():
+            x = x - config.step_size * grad + config.noise_std * noise(x)
+            if config.clamp is not None:
+                x = x.clamp(*config.clamp)
+    return x.detach()

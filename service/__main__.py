@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -20,6 +21,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from service.device import Placement
 from service.logs import log_config
 from service.server.protocol import JemH11Protocol
 from service.settings import ROOT_PATH_PATTERN, Settings
@@ -138,6 +140,11 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["JEM_MODELS"] = ",".join(args.models)
     if args.store is not None or args.models:
         Settings()  # and validated with them, before forking workers
+    try:  # a device that is not here: one line and exit 2, before uvicorn starts
+        Placement.resolve(settings.device, settings.precision)
+    except ValueError as exc:
+        print(f"python -m service: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     _prepare_multiprocess_dir(args.workers)
     # the app (in every worker) enforces the limit, so that probes stay exempt: hand it the flag
     os.environ["JEM_LIMIT_CONCURRENCY"] = str(args.limit_concurrency)

@@ -25,6 +25,11 @@ from service.metrics import Metrics
 __all__ = ["BatchFn", "BatchTiming", "MicroBatcher"]
 
 BatchFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+StackFn = Callable[[list[torch.Tensor]], torch.Tensor]
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,10 @@ class MicroBatcher:
         queue_size: int,
         timeout_s: float,
         retry_after_s: int = 1,
+        stack: StackFn = _cat,
     ) -> None:
         self._fn = fn
+        self._stack = stack  # e.g. into pinned memory for a CUDA device (service.device)
         self.model = model
         self.kind = kind
         self._metrics = metrics
@@ -176,7 +183,7 @@ class MicroBatcher:
 
     async def _compute(self, items: list[_Item]) -> None:
         start = time.perf_counter()
-        x = torch.cat([item.x for item in items]) if len(items) > 1 else items[0].x
+        x = self._stack([item.x for item in items])
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._fn, x)
         except Exception as exc:

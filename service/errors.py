@@ -23,6 +23,7 @@ __all__ = [
     "BodyTooLarge",
     "CorruptImage",
     "DeadlineExceeded",
+    "DeviceOutOfMemory",
     "GenerationBusy",
     "GenerationTimeout",
     "ImageTooLarge",
@@ -145,6 +146,12 @@ class GenerationTimeout(ServiceError):
     code = "generation_timeout"
 
 
+class DeviceOutOfMemory(ServiceError):
+    """The accelerator ran out of memory for one batch; the model itself keeps serving."""
+
+    code = "device_out_of_memory"
+
+
 # The one mapping from domain errors to HTTP statuses (most specific class first).
 _STATUS: tuple[tuple[type[ServiceError], int], ...] = (
     (BodyTimeout, 408),
@@ -161,6 +168,7 @@ _STATUS: tuple[tuple[type[ServiceError], int], ...] = (
     (GenerationBusy, 429),
     (Overloaded, 503),
     (NotReady, 503),
+    (DeviceOutOfMemory, 503),
     (DeadlineExceeded, 504),
     (GenerationTimeout, 504),
 )

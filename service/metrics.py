@@ -107,8 +107,15 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.model_info = Gauge(
-            "jem_model_info", "Loaded model (value 1).", ["model", "version", "backbone"],
+            "jem_model_info", "Loaded model (value 1), where it runs and in what precision.",
+            ["model", "version", "backbone", "device", "precision"],
             multiprocess_mode="livemax", registry=r,
+        )  # fmt: skip
+        self.device_memory = Gauge(
+            "jem_device_memory_bytes",
+            "Bytes held by tensors on the serving CUDA device (summed over workers); "
+            "absent when serving on the CPU.",
+            ["device"], multiprocess_mode="livesum", registry=r,
         )  # fmt: skip
         self.model_ready = Gauge(
             "jem_model_ready", "1 when the model is loaded and warm (min over workers).",

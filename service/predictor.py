@@ -14,6 +14,7 @@ from jem import ClassGaussianInit, InputSpec, energy_from_logits, init_from_stat
 from jem.ood import grad_norm_score
 from jem.sgld import SGLDConfig, sgld_sample
 from model_store import LoadedModel, ScoreCalibration
+from service.device import Placement
 from service.errors import GenerationTimeout, InvalidParameters
 from service.images import encode_png, tensor_to_images
 from service.schemas import (
@@ -48,11 +49,16 @@ class Generated:
 
 
 class Predictor:
-    """Owns a `LoadedModel` and its calibration; classify / OOD / generate run on tensors."""
+    """Owns a `LoadedModel` and its calibration; classify / OOD / generate run on tensors.
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    The model runs on `placement.device` (load it there: `ModelStore.load(device=...)`);
+    the batch methods take and return CPU tensors, one copy each way per batch.
+    """
+
+    def __init__(self, loaded: LoadedModel, placement: Placement | None = None) -> None:
         self.loaded = loaded
-        self.model = loaded.model.eval()
+        self.placement = placement if placement is not None else Placement(torch.device("cpu"))
+        self.model = loaded.model.to(self.placement.device).eval()
         # A serving model never trains: parameters stay frozen, so concurrent gradient paths
         # (grad-norm, SGLD) that save and restore requires_grad cannot race each other.
         self.model.requires_grad_(False)
@@ -67,8 +73,10 @@ class Predictor:
         self.temperature = float(calibration.temperature) if calibration is not None else 1.0
         self.scores: dict[str, ScoreCalibration] = dict(calibration.scores) if calibration else {}
         buffer = loaded.buffer
-        self.buffer_x = buffer["x"].float() if buffer and "x" in buffer else None
-        self.buffer_starts = buffer["starts"].long() if buffer and "starts" in buffer else None
+        # the chains stay on the CPU, where the seeded CPU generator picks them
+        self.buffer_x = buffer["x"].float().cpu() if buffer and "x" in buffer else None
+        starts = buffer["starts"].long().cpu() if buffer and "starts" in buffer else None
+        self.buffer_starts = starts
         # JEM++'s per-class Gaussians (the buffer's restart distribution), for init "gaussian"
         self.gaussian: ClassGaussianInit | None = None
         init_state = {k[5:]: v.cpu() for k, v in (buffer or {}).items() if k.startswith("init.")}
@@ -80,9 +88,20 @@ class Predictor:
     # ---- classification and OOD -----------------------------------------------------------
 
     def classify_batch(self, x: torch.Tensor) -> Outputs:
-        """Logits, calibrated probabilities, energy and max-softmax score for a batch."""
+        """Logits, calibrated probabilities, energy and max-softmax score for a CPU batch.
+
+        Raises DeviceOutOfMemory (503) when the device cannot hold the batch.
+        """
+        placement = self.placement
+        with placement.out_of_memory_guard():
+            return placement.to_host(self._classify(placement.to_device(x)))
+
+    def _classify(self, x: torch.Tensor) -> Outputs:
+        """classify_batch on a batch already on the device; outputs stay there."""
         with torch.inference_mode():
-            logits = self.model(x)
+            with self.placement.autocast():
+                logits = self.model(x)
+            logits = logits.float()  # bf16 autocast: softmax and energies in float32
             probs = torch.softmax(logits / self.temperature, dim=-1)
             return {
                 "logits": logits,
@@ -93,7 +112,11 @@ class Predictor:
 
     def grad_batch(self, x: torch.Tensor) -> Outputs:
         """||grad_x log p(x)||: autograd on, parameter gradients off (see jem.ood)."""
-        return {"grad_norm": grad_norm_score(self.model, x)}
+        placement = self.placement
+        with placement.out_of_memory_guard():
+            with placement.autocast():
+                norms = grad_norm_score(self.model, placement.to_device(x))
+            return placement.to_host({"grad_norm": norms.float()})
 
     def verdict(self, score: str, value: float) -> ScoreVerdict:
         cal = self.scores.get(score)
@@ -221,6 +244,7 @@ class Predictor:
             sampling=m.sampling.model_dump(mode="json") if m.sampling else None,
             has_replay_buffer=self.buffer_x is not None,
             ready=ready,
+            **self.placement.describe(),
         )
 
     # ---- generation -----------------------------------------------------------------------
@@ -348,15 +372,36 @@ class Predictor:
         deadline: float,
         on_steps: Callable[[int], None] | None = None,
     ) -> Generated:
-        """Run SGLD (seeded: bit-exact on CPU) and describe each sample. Runs in a worker thread.
+        """Run SGLD (seeded) and describe each sample. Runs in a worker thread.
 
-        `deadline` is a `time.monotonic()` value; past it, GenerationTimeout is raised.
+        The chains' start is drawn on the CPU from the seed; the SGLD noise comes from the same
+        CPU generator on a CPU device (bit-exact across runs, as the training sampler), and from
+        a CUDA generator seeded alike on a CUDA device (the same seed gives the same samples up
+        to the non-determinism of cuDNN's backward kernels: docs/deployment.md states the
+        tolerance). `deadline` is a `time.monotonic()` value; past it, GenerationTimeout is
+        raised. A device out-of-memory error raises DeviceOutOfMemory (503).
         """
+        with self.placement.out_of_memory_guard():
+            return self._generate(params, deadline, on_steps)
+
+    def _generate(
+        self,
+        params: GenerationParameters,
+        deadline: float,
+        on_steps: Callable[[int], None] | None,
+    ) -> Generated:
+        placement = self.placement
         g = torch.Generator().manual_seed(params.seed)
         y = self._targets(params)
-        x = self._init(params, y, g)
+        x = placement.to_device(self._init(params, y, g))
+        noise = g
+        if placement.cuda:
+            y = placement.to_device(y) if y is not None else None
+            noise = torch.Generator(placement.device).manual_seed(params.seed)
         done = 0
         while done < params.steps:
+            if placement.cuda:  # the clock below must see the queued steps finished
+                torch.cuda.current_stream(placement.device).synchronize()
             if time.monotonic() > deadline:
                 raise GenerationTimeout(
                     f"generation stopped after {done} of {params.steps} SGLD steps: over the time "
@@ -364,19 +409,22 @@ class Predictor:
                 )
             chunk = min(_CHUNK_STEPS, params.steps - done)
             config = SGLDConfig(chunk, params.step_size, params.noise_std, params.clamp)
-            x = sgld_sample(self.model, x, config, y, generator=g)
+            with placement.autocast():
+                x = sgld_sample(self.model, x, config, y, generator=noise)
             done += chunk
             if on_steps is not None:
                 on_steps(chunk)
-        out = self.classify_batch(x)
-        probs, labels = out["probs"].max(dim=-1)
+        out = placement.to_host(self._classify(x))
+        x = x.cpu()
+        probs, labels = (t.tolist() for t in out["probs"].max(dim=-1))
+        energies = out["energy"].tolist()
         samples = [
             GeneratedSample(
                 png_base64=base64.b64encode(encode_png(image)).decode(),
                 label=int(labels[i]),
                 class_name=self.class_names[int(labels[i])],
                 confidence=float(probs[i]),
-                energy=float(out["energy"][i]),
+                energy=float(energies[i]),
             )
             for i, image in enumerate(tensor_to_images(x, self.spec))
         ]

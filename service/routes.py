@@ -284,7 +284,10 @@ async def generate(
         def run() -> Generated:
             return predictor.generate(params, deadline=deadline, on_steps=on_steps)
 
-        result = await runtime.generation.run(run)
+        try:
+            result = await runtime.generation.run(run)
+        finally:
+            runtime.observe_device_memory()
     except ServiceError as exc:
         m.generation_requests.labels(predictor.name, exc.code).inc()
         raise
@@ -363,4 +366,5 @@ async def readyz(runtime: RuntimeDep) -> Response:
 
 @ops_router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(runtime: RuntimeDep) -> Response:
+    runtime.observe_device_memory()
     return Response(runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -12,6 +12,7 @@ import torch
 from model_store import ModelStore, StoreError
 from model_store.names import parse_ref
 from service.batching import BatchTiming, MicroBatcher
+from service.device import Placement
 from service.errors import InvalidParameters, NotReady, ReloadRefused, UnknownModel
 from service.generation import GenerationPool
 from service.metrics import Metrics
@@ -34,6 +35,10 @@ class Runtime:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
         self.store = ModelStore(settings.model_store)
+        # ValueError at construction (before any model loads) for a device that is not here
+        self.placement = Placement.resolve(
+            settings.device, settings.precision, retry_after_s=settings.retry_after_s
+        )
         self.predictors: dict[str, Predictor] = {}
         self.refs: dict[str, str] = {}  # model name -> the reference it was started from
         # Batchers belong to one Predictor: a request that holds a replaced version still
@@ -114,8 +119,9 @@ class Runtime:
         )
 
     async def _prepare(self, ref: str, *, verify: bool, warmup: bool) -> Predictor:
-        loaded = await asyncio.to_thread(self.store.load, ref, verify=verify)
-        predictor = Predictor(loaded)
+        device = self.placement.device
+        loaded = await asyncio.to_thread(self.store.load, ref, device=device, verify=verify)
+        predictor = Predictor(loaded, self.placement)
         if warmup:
             await asyncio.to_thread(predictor.warmup)
         return predictor
@@ -137,12 +143,25 @@ class Runtime:
                 queue_size=s.queue_size,
                 timeout_s=s.request_timeout_s,
                 retry_after_s=s.retry_after_s,
+                stack=predictor.placement.stack,
             )
             batcher.start()
             batchers[predictor] = batcher
         self.predictors[name] = predictor  # one assignment: the swap new requests see
-        self.metrics.model_info.labels(name, str(predictor.version), predictor.backbone).set(1)
+        self.metrics.model_info.labels(*self._info_labels(predictor)).set(1)
         self.metrics.model_ready.labels(name).set(1)
+        self.observe_device_memory()
+
+    def _info_labels(self, predictor: Predictor) -> tuple[str, ...]:
+        where = predictor.placement
+        version = str(predictor.version)
+        return (predictor.name, version, predictor.backbone, str(where.device), where.precision)
+
+    def observe_device_memory(self) -> None:
+        """Set jem_device_memory_bytes from the allocator; no series at all on the CPU."""
+        used = self.placement.memory_allocated()
+        if used is not None:
+            self.metrics.device_memory.labels(str(self.placement.device)).set(used)
 
     async def reload(self, name: str, ref: str | None = None) -> tuple[Predictor, Predictor]:
         """Serve another version of `name` (default: its startup reference, resolved again).
@@ -180,8 +199,7 @@ class Runtime:
                 )
             self._install(candidate)
             if candidate.version != current.version:
-                labels = (name, str(current.version), current.backbone)
-                self.metrics.model_info.labels(*labels).set(0)
+                self.metrics.model_info.labels(*self._info_labels(current)).set(0)
             task = asyncio.get_running_loop().create_task(self._retire(current))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
@@ -226,10 +244,16 @@ class Runtime:
         raise UnknownModel(f"no model named {model!r} is served here; models: {known}")
 
     async def classify(self, predictor: Predictor, x: torch.Tensor) -> tuple[Outputs, BatchTiming]:
-        return await self._batcher(self._classify, predictor).submit(x)
+        try:
+            return await self._batcher(self._classify, predictor).submit(x)
+        finally:
+            self.observe_device_memory()
 
     async def grad(self, predictor: Predictor, x: torch.Tensor) -> tuple[Outputs, BatchTiming]:
-        return await self._batcher(self._grad, predictor).submit(x)
+        try:
+            return await self._batcher(self._grad, predictor).submit(x)
+        finally:
+            self.observe_device_memory()
 
     def _batcher(
         self, batchers: dict[Predictor, MicroBatcher], predictor: Predictor

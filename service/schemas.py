@@ -174,6 +174,8 @@ class ModelInfo(_Out):
     sampling: dict[str, Any] | None
     has_replay_buffer: bool
     ready: bool
+    device: str = Field(description="Where the model runs: cpu, cuda:0, ... (JEM_DEVICE).")
+    precision: str = Field(description="fp32, or bf16 autocast on CUDA (JEM_PRECISION).")
 
 
 class ModelList(_Out):

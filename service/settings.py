@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from PIL import Image
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -34,7 +34,7 @@ class Settings(BaseSettings):
 
     # Models
     models: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["digits-jem"],
+        default_factory=lambda: ["digits-jem", "emoji-jem"],
         description="Model refs to serve: 'name', 'name:3' or 'name:alias'.",
     )
     model_store: Path | None = Field(
@@ -47,6 +47,16 @@ class Settings(BaseSettings):
         "the process (exit 3). False: stay up, unready, the reason on /readyz.",
     )
     warmup: bool = True
+
+    # Device (service/device.py)
+    device: str = Field(
+        default="auto",
+        pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="auto (CUDA when visible, else CPU), cpu, cuda or cuda:N.",
+    )
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32", description="bf16: torch.autocast on CUDA only (a startup error on CPU)."
+    )
 
     # Auth
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(

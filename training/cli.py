@@ -148,6 +148,7 @@ SUMMARIES = {
     "calibrate": "fit temperature and OOD thresholds on validation",
     "evaluate": "evaluate a model on its held-out test split",
     "screen": "compare candidate models on validation data (never the test split)",
+    "data": "build a real data set as an image folder (emoji from Debian packages)",
 }
 
 # name -> registration function; the evaluation package adds "evaluate" and "calibrate" here
@@ -156,6 +157,7 @@ SUBCOMMANDS: dict[str, Register] = {
     "calibrate": lambda sub: _lazy("training.calibrate").register(sub),
     "evaluate": lambda sub: _lazy("training.evaluate").register(sub),
     "screen": lambda sub: _lazy("training.screen").register(sub),
+    "data": lambda sub: _lazy("training.datasets.cli").register(sub),
 }
 
 

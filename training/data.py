@@ -9,6 +9,7 @@ calibration and the divergence guard, ``test`` is for the final report.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -321,7 +322,11 @@ def _folder(
         images, labels, names = read_image_folder(root, spec, scan)
     except FormatError as exc:
         raise DatasetError(str(exc)) from None
-    return _from_arrays("folder", images, labels, names, spec, seed, fractions)
+    dataset = _from_arrays("folder", images, labels, names, spec, seed, fractions)
+    record = root / "dataset.json"  # written by `python -m training data` (training/datasets)
+    if record.is_file():
+        dataset.split["source"] = json.loads(record.read_text())
+    return dataset
 
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "svhn", "folder")

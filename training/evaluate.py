@@ -53,7 +53,7 @@ from training.samples import class_grid_png
 
 __all__ = ["L2_EPS", "LINF_EPS", "evaluate", "evaluate_model", "main", "register"]
 
-LINF_EPS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
+LINF_EPS = (0.0, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3)
 L2_EPS = (0.0, 0.25, 0.5, 1.0, 2.0)
 SVC_MAX_TRAIN = 10_000
 
@@ -69,6 +69,8 @@ def evaluate_model(
     per_class: int,
     pgd_steps: int,
     sgld_steps: int = NOISE_STEPS,
+    linf_eps: tuple[float, ...] = LINF_EPS,
+    l2_eps: tuple[float, ...] = L2_EPS,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Tensor]], dict[str, Samples]]:
     """(metrics, scores[score][set] for the histograms, samples by source) for one model."""
     model, manifest = loaded.model, loaded.manifest
@@ -88,7 +90,7 @@ def evaluate_model(
     }
 
     robustness: dict[str, Any] = {"steps": pgd_steps, "seed": seed}
-    attacks: tuple[tuple[Norm, tuple[float, ...]], ...] = (("linf", LINF_EPS), ("l2", L2_EPS))
+    attacks: tuple[tuple[Norm, tuple[float, ...]], ...] = (("linf", linf_eps), ("l2", l2_eps))
     for norm, epsilons in attacks:
         acc = robust_accuracy(
             model, x_test, y_test, epsilons, norm=norm, steps=pgd_steps, seed=seed
@@ -137,6 +139,8 @@ def evaluate(
     per_class: int | None = None,
     sgld_steps: int = NOISE_STEPS,
     pgd_steps: int = 20,
+    linf_eps: tuple[float, ...] = LINF_EPS,
+    l2_eps: tuple[float, ...] = L2_EPS,
     data_root: str | None = None,
     ood_folders: Mapping[str, Path] | None = None,
     notes: str = "",
@@ -187,6 +191,8 @@ def evaluate(
             per_class=per_class,
             pgd_steps=pgd_steps,
             sgld_steps=sgld_steps,
+            linf_eps=linf_eps,
+            l2_eps=l2_eps,
         )
 
     report: dict[str, Any] = {
@@ -265,6 +271,25 @@ def _write(
     (out / "REPORT.md").write_text(render_report(report, sorted(pngs), notes))
 
 
+def _eps_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of numbers: {text!r}"
+        ) from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"radii must be >= 0, got {text!r}")
+    return values
+
+
+def _linf_eps_list(text: str) -> tuple[float, ...]:
+    values = _eps_list(text)
+    if 0.1 not in values:  # the report compares models at L-inf 0.1
+        raise argparse.ArgumentTypeError(f"L-inf radii must include 0.1, got {text!r}")
+    return values
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "evaluate", help="evaluate a model on its held-out test split", description=__doc__
@@ -278,8 +303,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--per-class", type=int, default=None, help="samples per class (default: test/K)"
     )
     p.add_argument("--pgd-steps", type=int, default=20)
+    p.add_argument(
+        "--linf-eps",
+        type=_linf_eps_list,
+        default=LINF_EPS,
+        help="PGD L-inf radii, comma-separated, model units; must include 0.1 (the report's check)",
+    )
+    p.add_argument("--l2-eps", type=_eps_list, default=L2_EPS, help="PGD L2 radii, comma-separated")
     p.add_argument("--sgld-steps", type=int, default=NOISE_STEPS, help="SGLD steps from noise")
     p.add_argument("--notes", type=Path, help="a Markdown file appended to the report")
+    add_ood_folder_argument(p, "")
+    p.set_defaults(handler=run)
+
+
+def add_ood_folder_argument(p: argparse.ArgumentParser, note: str) -> None:
+    """``--ood NAME=FOLDER`` (repeatable) into ``args.ood_folders``; ``evaluate`` and ``screen``."""
     p.add_argument(
         "--ood",
         dest="ood_folders",
@@ -288,9 +326,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=[],
         metavar="NAME=FOLDER",
         help="an OOD set of your own images (repeatable): every image under FOLDER, converted "
-        "as the model's uploads are",
+        "as the model's uploads are" + note,
     )
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -303,6 +340,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         per_class=args.per_class,
         pgd_steps=args.pgd_steps,
+        linf_eps=args.linf_eps,
+        l2_eps=args.l2_eps,
         sgld_steps=args.sgld_steps,
         data_root=args.data_root,
         ood_folders=dict(args.ood_folders),

@@ -83,7 +83,10 @@ def jem_loss(
         gap = e_data.mean() - e_sample.mean()
         loss = loss + px_weight * gap
         if energy_reg > 0:
-            loss = loss + energy_reg * (e_data.pow(2) + e_sample.pow(2)).mean()
+            if len(e_data) == len(e_sample):
+                loss = loss + energy_reg * (e_data.pow(2) + e_sample.pow(2)).mean()
+            else:  # sgld_batch_size != batch_size: the two means, each over its own batch
+                loss = loss + energy_reg * (e_data.pow(2).mean() + e_sample.pow(2).mean())
         max_abs = torch.maximum(max_abs, e_sample.detach().abs().max())
         stats["gap"] = float(gap.detach())
         stats["energy_sample"] = float(e_sample.detach().mean())

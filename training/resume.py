@@ -57,6 +57,8 @@ def restore_state(t: Trainer, ref: str) -> ModelRef:
         t.gen.manual_seed(derive_seed(t.config.seed, t.info.rank, meta["step"], 0))
         t.buffer_gen.manual_seed(derive_seed(t.config.seed, t.info.rank, meta["step"], 1))
     t.buffer.load_state_dict(t.store.read_tensors(mref, "buffer"))
+    if t.cuda is not None:  # device streams are not saved: derived from the resumed step
+        t.cuda.reseed(int(meta["step"]))
     t.step = int(meta["step"])
     t.lr_scale = float(meta["lr_scale"])
     t.run_id = str(meta["run_id"])

@@ -13,7 +13,8 @@ the chosen model is evaluated once:
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from model_store import LoadedModel, ModelStore
 from training.cli import add_model_source_args, set_threads
 from training.data import Dataset
 from training.eval_metrics import ECE_BINS, batched_logits, batched_scores, dataset_for
+from training.evaluate import _folder_set, add_ood_folder_argument
 from training.ood_sets import OOD_SET_NAMES, make_ood_sets
 
 __all__ = ["SCREEN_OOD_SEED", "register", "run", "screen_model"]
@@ -30,8 +32,18 @@ __all__ = ["SCREEN_OOD_SEED", "register", "run", "screen_model"]
 SCREEN_OOD_SEED = 1  # the evaluation report draws its OOD sets with seed 0
 
 
-def screen_model(loaded: LoadedModel, dataset: Dataset, *, seed: int = 0) -> dict[str, Any]:
-    """Validation-only metrics of one model (never reads ``dataset.test``)."""
+def screen_model(
+    loaded: LoadedModel,
+    dataset: Dataset,
+    *,
+    seed: int = 0,
+    ood_folders: Mapping[str, Path] | None = None,
+) -> dict[str, Any]:
+    """Validation-only metrics of one model (never reads ``dataset.test``).
+
+    ``ood_folders``: extra OOD sets (name -> folder of images); give validation halves here
+    (e.g. the emoji builder's ``ood/val``), never the folders the report is made with.
+    """
     model = loaded.model
     x_val, y_val = dataset.val.inputs(), dataset.val.labels
     logits = batched_logits(model, x_val)
@@ -43,7 +55,11 @@ def screen_model(loaded: LoadedModel, dataset: Dataset, *, seed: int = 0) -> dic
         calibrated.append(expected_calibration_error(probs, y_val[held], ECE_BINS))
     scores_in = batched_scores(model, x_val)
     ood = {}
-    for set_name, x in make_ood_sets(x_val, dataset.spec, seed=SCREEN_OOD_SEED).items():
+    extra = {
+        name: _folder_set(folder, dataset.spec) for name, folder in (ood_folders or {}).items()
+    }
+    ood_sets = make_ood_sets(x_val, dataset.spec, seed=SCREEN_OOD_SEED, extra=extra)
+    for set_name, x in ood_sets.items():
         scores_out = batched_scores(model, x)
         ood[set_name] = {s: auroc(scores_in[s], scores_out[s]) for s in scores_in}
     return {
@@ -58,6 +74,7 @@ def screen_model(loaded: LoadedModel, dataset: Dataset, *, seed: int = 0) -> dic
 
 def _table(rows: list[dict[str, Any]]) -> str:
     sets = [s for s in OOD_SET_NAMES if s in rows[0]["auroc"]]
+    sets += [s for s in rows[0]["auroc"] if s not in OOD_SET_NAMES]
     head = ["model", "val acc", "ECE raw", "ECE cal. (cross-fit)"]
     head += [f"{score} AUROC ({', '.join(sets)})" for score in ("energy", "grad_norm")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -84,17 +101,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL", help="model references to compare")
     add_model_source_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the validation halves")
+    add_ood_folder_argument(p, "; validation-side images here, never the report's folders")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
+    ood_folders = dict(args.ood_folders)
     store = ModelStore(args.store)
     rows = []
     for ref in args.models:
         loaded = store.load(ref)
         dataset = dataset_for(loaded.manifest, args.data_root)
-        rows.append(screen_model(loaded, dataset, seed=args.seed))
+        rows.append(screen_model(loaded, dataset, seed=args.seed, ood_folders=ood_folders))
     print(_table(rows))
     return 0
 

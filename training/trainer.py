@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from jem import UniformInit, sgld_sample, use_fast_layout
 from model_store import ModelRef, ModelStore
+from training.accel import CudaPath
 from training.batches import augment, batch_indices, derive_seed
 from training.build import (
     build_buffer,
@@ -42,6 +43,7 @@ from training.data import Dataset, FolderOptions, LabeledImages, load_dataset
 from training.distributed import DistInfo, all_agree, barrier, setup
 from training.estimate import estimate_run
 from training.guard import DivergenceGuard, TrainingDiverged, Trip
+from training.health import HealthMonitor
 from training.objective import LossParts, jem_loss
 from training.resume import capture_state, restore_state
 from training.samples import class_conditional_samples, class_grid_png
@@ -102,6 +104,17 @@ class Trainer:
         self.buffer_gen = torch.Generator().manual_seed(buffer_seed)
         self.buffer, self.init = build_buffer(config, self.data, self.buffer_gen)
         self.sgld = sgld_config(config, self.data.spec.value_range, config.sgld_steps)
+        self.cuda: CudaPath | None = None  # data, noise and SGLD on the GPU (training.accel)
+        if self.device.type == "cuda":
+            self.cuda = CudaPath(
+                self.data.train,
+                self.data.spec,
+                self.device,
+                seed=config.seed,
+                rank=self.info.rank,
+                use_graph=config.sgld_cuda_graph,
+                autocast_dtype=torch.bfloat16 if config.amp in ("auto", "bf16") else None,
+            )
         self.net: torch.nn.Module = self.model
         if self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -114,6 +127,12 @@ class Trainer:
         self.run_id = uuid.uuid4().hex[:12]
         self.elapsed_before = 0.0
         self.good = self._snapshot()
+        self.health: HealthMonitor | None = None
+        if config.px_weight > 0 and self.info.is_main:
+            train, val = self.data.train, self.data.val
+            self.health = HealthMonitor(
+                train.inputs(), train.labels, val.inputs(), self.data.spec.value_range
+            )
 
     # ------------------------------------------------------------------ one step
 
@@ -128,6 +147,8 @@ class Trainer:
         idx = batch_indices(
             cfg.seed, self.step, len(self.data.train), cfg.batch_size, info.rank, info.world_size
         )
+        if self.cuda is not None:
+            return self.cuda.batch(idx, cfg.augment, cfg.data_noise, self.gen)
         x = augment(self.data.train.inputs(idx), cfg.augment, self.gen)
         if cfg.data_noise > 0:  # JEM adds a little noise to data: smooths the data density
             x = x + cfg.data_noise * torch.randn(x.shape, generator=self.gen)
@@ -140,10 +161,13 @@ class Trainer:
         if cfg.px_weight > 0 and self.step >= cfg.px_start:
             # persistent chains: resume stored samples, run a few SGLD steps, store them back
             x0, slots = self.buffer.sample(cfg.sgld_batch_size or cfg.batch_size)
-            with self._autocast():
-                x_sampled = sgld_sample(
-                    self.model, x0.to(self.device), self.sgld, generator=self.gen
-                )
+            if self.cuda is not None:
+                x_sampled = self.cuda.sample(self.model, x0, self.sgld)
+            else:
+                with self._autocast():
+                    x_sampled = sgld_sample(
+                        self.model, x0.to(self.device), self.sgld, generator=self.gen
+                    )
             self.buffer.update(slots, x_sampled)
         self.net.train()
         if cfg.grad_penalty > 0:
@@ -217,10 +241,23 @@ class Trainer:
                         self._rollback(trip or Trip(self.step, "collapse on another rank"), bar)
                         continue
                     log.info("step %d: val acc %.4f", self.step, val_acc)
+                    self._check_health(bar)
                     self.good = self._snapshot()
                 if self.step % cfg.checkpoint_every == 0 and self.step < self.total:
                     self._checkpoint(time.monotonic() - started)
         return self._finish(time.monotonic() - started)
+
+    def _check_health(self, bar: tqdm[Any]) -> None:
+        """Log the generative part's health figures (training/health.py); warn if it is stuck."""
+        if self.health is None or self.step <= self.config.px_start:
+            return
+        health = self.health.measure(self.step, self.model, self.buffer.x)
+        log.info(health.line())
+        warning = self.health.warning(health, self.step - self.config.px_start)
+        if warning is not None:
+            log.warning(warning)
+            if self.progress:
+                bar.write(f"warning: {warning}")
 
     def _rollback(self, trip: Trip, bar: tqdm[Any]) -> None:
         self.trips.append(trip)
@@ -234,6 +271,8 @@ class Trainer:
         # a new seed: the same noise would walk the chains into the same trouble again
         self.gen.manual_seed(derive_seed(cfg.seed, self.info.rank, attempt, 0))
         self.buffer_gen.manual_seed(derive_seed(cfg.seed, self.info.rank, attempt, 1))
+        if self.cuda is not None:
+            self.cuda.reseed(attempt)
         message = (
             f"rollback {attempt}/{cfg.guard_retries}: {trip.reason} at step {trip.step}; "
             f"back to step {self.step}, reseeded, lr x{self.lr_scale:g}"
@@ -277,6 +316,7 @@ class Trainer:
             "split": self.data.split,
             "dataset": self.data.name,
             "rollbacks": [t.to_dict() for t in self.trips],
+            "health": self.health.summary() if self.health is not None else None,
             "device": str(self.device),
             "world_size": self.info.world_size,
             "torch_threads": torch.get_num_threads(),

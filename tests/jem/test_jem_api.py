@@ -6,7 +6,7 @@ import importlib
 
 import jem
 
-MODULES = ["backbones", "buffer", "metrics", "model", "ood", "preprocess", "sgld"]
+MODULES = ["backbones", "buffer", "metrics", "model", "ood", "preprocess", "sgld", "sgld_graph"]
 
 
 def test_package_all_names_exist() -> None:

@@ -14,7 +14,7 @@ from service.settings import Settings
 
 def test_defaults_are_sane() -> None:
     s = Settings()
-    assert s.models == ["digits-jem"]
+    assert s.models == ["digits-jem", "emoji-jem"]
     assert s.api_keys == []
     assert 1 <= s.max_batch_size <= 256
     assert s.max_wait_ms <= 50

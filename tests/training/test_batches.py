@@ -33,3 +33,25 @@ def test_augment_is_seeded_and_shape_preserving() -> None:
     b = augment(x, "crop_flip", torch.Generator().manual_seed(1), pad=2)
     assert a.shape == x.shape
     assert torch.equal(a, b)
+
+
+def _augment_per_image(x: torch.Tensor, mode: str, generator: torch.Generator, pad: int = 4):  # type: ignore[no-untyped-def]
+    """The per-image reference (torchvision's RandomCrop + RandomHorizontalFlip, one by one)."""
+    b, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
+    shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator).tolist()
+    out = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(shifts)])
+    if mode == "crop_flip":
+        flip = torch.rand(b, generator=generator) < 0.5
+        out[flip] = out[flip].flip(-1)
+    return out
+
+
+def test_batched_augment_equals_the_per_image_reference() -> None:
+    # one gather (so it runs on a GPU without per-image kernels) draws the same numbers from the
+    # generator and gives exactly the per-image crops and flips: seeded CPU runs are unchanged
+    x = torch.randn(32, 3, 12, 10, generator=torch.Generator().manual_seed(0))
+    for mode in ("crop", "crop_flip"):
+        g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+        assert torch.equal(augment(x, mode, g1), _augment_per_image(x, mode, g2))
+        assert torch.equal(g1.get_state(), g2.get_state())

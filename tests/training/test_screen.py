@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from model_store import ModelStore
 from tests.training._tiny_model import train_tiny
 from training import screen as screen_module
+from training.cli import main as training_main
 from training.data import Dataset, LabeledImages
 from training.eval_metrics import dataset_for
 from training.ood_sets import OOD_SET_NAMES
@@ -64,3 +68,35 @@ def test_screen_cli_prints_one_row_per_model(
 
 def test_the_screen_ood_sets_differ_from_the_reports() -> None:
     assert screen_module.SCREEN_OOD_SEED != 0  # evaluate's default --seed
+
+
+def test_screen_scores_an_ood_folder_given_with_ood(
+    store: ModelStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "blocks"
+    folder.mkdir()
+    for k in range(6):  # 8x8 greyscale squares, half black and half white
+        pixels = np.zeros((8, 8), dtype=np.uint8)
+        pixels[:, : k + 1] = 255
+        Image.fromarray(pixels, "L").save(folder / f"{k}.png")
+    args = ["long", "--store", str(store.root), "--ood", f"blocks={folder}"]
+    assert screen_module.main(args) == 0
+    assert "blocks" in capsys.readouterr().out
+    loaded = store.load("long")
+    row = screen_model(loaded, dataset_for(loaded.manifest), ood_folders={"blocks": folder})
+    assert set(row["auroc"]) == {*OOD_SET_NAMES, "blocks"}
+
+
+def test_ood_folder_mistakes_are_one_line_errors(
+    store: ModelStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:  # argparse: usage and one error line
+        training_main(["screen", "long", "--store", str(store.root), "--ood", "noequals"])
+    assert exit_info.value.code == 2
+    assert "expected NAME=FOLDER" in capsys.readouterr().err.splitlines()[-1]
+    missing = tmp_path / "missing"
+    code = training_main(["screen", "long", "--store", str(store.root), "--ood", f"x={missing}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --ood:")
+    assert err.count("\n") == 1

@@ -118,3 +118,28 @@ def test_guard_checks() -> None:
     trip = guard.check_validation(5, 0.5)
     assert trip is not None
     assert "collapsed" in trip.reason
+
+
+def test_a_jem_resumed_from_its_baseline_at_px_start_is_the_jem_run(
+    tmp_path: Path, one_thread: None
+) -> None:
+    # the emoji recipe's shortcut (docs/emoji.md): before px_start a JEM run is its baseline's run,
+    # so the JEM can continue the baseline's checkpoint at px_start, bit for bit
+    store = ModelStore(tmp_path)
+    jem = tiny_config("grad_penalty=0", "px_start=4", "buffer_init=gaussian", name="emoji-jem")
+    base = tiny_config(
+        "grad_penalty=0", "px_start=4", "buffer_init=gaussian", "px_weight=0", "energy_reg=0"
+    )
+    for config in (jem, base):
+        config.dataset, config.data_root = "digits", None
+        config.backbone_kwargs, config.augment = {"width": 4}, "crop_flip"
+    base.keep_checkpoints_final = 1  # keep the step-4 checkpoint
+    Trainer(base, name="base", store=store, progress=False).fit()
+    resumed = Trainer(jem, name="resumed", store=store, progress=False)
+    resumed.restore("base:1")  # the checkpoint at step 4
+    resumed.fit()
+    straight = Trainer(jem, name="straight", store=store, progress=False)
+    straight.fit()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert torch.equal(straight.buffer.x, resumed.buffer.x)
