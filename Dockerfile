@@ -1,31 +1,56 @@
-# syntax=docker/dockerfile:1
 #
-# Two images from one file:
-#   docker build -t jem-serve .                  CPU serving image (the default, last stage)
-#   docker build --build-arg SERVE_EXTRAS=grpc -t jem-serve .   ... with gRPC (JEM_GRPC_PORT)
-#   docker build --target train -t jem-train .   GPU training image on a CUDA PyTorch base
+# The CPU serving image:   docker build -t jem-serve .
+#   with gRPC (JEM_GRPC_PORT):   docker build --build-arg SERVE_EXTRAS=grpc -t jem-serve .
+# GPU training has its own file, deploy/train.Dockerfile: with the classic builder (Debian's
+# docker.io, docker-compose 1.29) every stage before the target is built, so a CUDA stage in
+# this file would be built, or pulled, on the way to the serving image.
 #
-# Layers go from least to most often changed: the CPU torch wheel, the service's dependencies
+# No `# syntax=` line: BuildKit would fetch that front-end image from a registry first, and
+# nothing here needs more than its built-in front end. tests/docker builds it with the classic
+# builder (Debian's docker.io 20.10, no buildx).
+#
+# Build arguments (defaults are the public sources; docs/deployment.md shows offline builds):
+#   PYTHON_IMAGE      base image with Python 3.11 (deploy/docker/debian-base.sh makes one
+#                     from Debian packages where no registry is reachable)
+#   TORCH_VERSION     the CPU wheel's exact version, local label included ("+cpu"), so that
+#                     no index can substitute a CUDA build
+#   TORCH_INDEX_URL   the index torch and its own dependencies come from
+#   TORCH_FIND_LINKS  also look for the wheel here (pip --find-links: a directory inside the
+#                     build, or a page such as http://127.0.0.1:8765/ with
+#                     `docker build --network host`); TORCH_INDEX_URL then only needs to
+#                     hold torch's dependencies (a PyPI mirror, or https://pypi.org/simple)
+#
+# Layers go from least to most often changed: the torch wheel, the service's dependencies
 # (read from pyproject.toml alone), then the code, then the shipped model.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-ARG CUDA_IMAGE=pytorch/pytorch:2.7.1-cuda12.8-cudnn9-runtime
-ARG TORCH_VERSION=2.13.0
 
 # ---------------------------------------------------------------------------------------------
 # deps: a virtual environment with CPU-only torch and the service's runtime dependencies.
 FROM ${PYTHON_IMAGE} AS deps
-ARG TORCH_VERSION
+ARG TORCH_VERSION=2.13.0+cpu
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_FIND_LINKS=
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 # The CPU index first and alone: from PyPI, torch resolves to the multi-GB CUDA build. A layer
-# of its own so that editing pyproject.toml does not download torch again.
-# hadolint ignore=DL3059
-RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu
+# of its own so that editing pyproject.toml does not download torch again. Then out go what
+# only building or testing torch needs (~200 MB): C++ headers, CMake files, C++ test binaries,
+# protoc; torch_shm_manager stays (tensor sharing between processes).
+# DL3013: hadolint reads the optional --find-links expansion as an unpinned package.
+# SC2086: that expansion is unquoted on purpose, to give pip two words or none.
+# hadolint ignore=DL3013,DL3059,SC2086
+RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}" \
+        ${TORCH_FIND_LINKS:+--find-links "${TORCH_FIND_LINKS}"} \
+    && rm -rf /opt/venv/lib/python3*/site-packages/torch/include \
+        /opt/venv/lib/python3*/site-packages/torch/share \
+        /opt/venv/lib/python3*/site-packages/torch/test \
+    && find /opt/venv/lib/python3*/site-packages/torch/bin -mindepth 1 \
+        ! -name torch_shm_manager -delete
 WORKDIR /src
 COPY pyproject.toml ./
 # Only [project].dependencies: the serving image needs no training, vision or dev extras.
@@ -35,50 +60,24 @@ RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb')
     && pip install --no-cache-dir -r requirements.txt
 
 # ---------------------------------------------------------------------------------------------
-# build: the project itself, installed without touching the dependency layer.
+# build: the three packages the service imports, whole (code and package data), compiled to
+# bytecode once here because the serving container's root filesystem is read-only.
+# No training/, tests/ or bench/: they never reach the image.
 FROM deps AS build
-COPY README.md ./
-COPY jem ./jem
-COPY model_store ./model_store
-COPY service ./service
-COPY training ./training
-RUN pip install --no-cache-dir --no-deps . \
-    && python -c "import jem, model_store, service"
-
-# ---------------------------------------------------------------------------------------------
-# train: GPU training on the CUDA PyTorch base (torch comes with the base image).
-#   docker run --gpus all -v jem-models:/app/model_store/models jem-train \
-#     torchrun --standalone --nproc_per_node 4 -m training train --preset NAME
-FROM ${CUDA_IMAGE} AS train
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    JEM_MODEL_STORE=/app/model_store/models
 WORKDIR /app
-COPY pyproject.toml ./
-# Dependencies with the train and vision extras first; torch is already in the base image and
-# pip keeps it, as it satisfies "torch>=2.3".
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['train'] + p['optional-dependencies']['vision']))" > requirements.txt \
-    && pip install --no-cache-dir -r requirements.txt
-COPY README.md ./
 COPY jem ./jem
 COPY model_store ./model_store
 COPY service ./service
-COPY training ./training
-RUN pip install --no-cache-dir --no-deps . \
-    && groupadd --gid 10001 jem \
-    && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin jem \
-    && mkdir -p /app/model_store/models /app/runs /app/data \
-    && chown -R jem:jem /app/model_store/models /app/runs /app/data
-USER 10001:10001
-CMD ["python", "-m", "training", "--help"]
+RUN rm -rf model_store/models \
+    && python -m compileall -q --invalidation-mode unchecked-hash jem model_store service \
+    && python -c "import service.app"
 
 # ---------------------------------------------------------------------------------------------
-# serve: the slim runtime image. No compiler, no pip cache, no source tree, a non-root user.
+# serve: the slim runtime image. No compiler, no pip cache, no build tree, a non-root user.
 FROM ${PYTHON_IMAGE} AS serve
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     JEM_MODEL_STORE=/app/model_store/models \
@@ -88,16 +87,18 @@ ENV VIRTUAL_ENV=/opt/venv \
     JEM_TORCH_THREADS=1 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/jem-metrics
 RUN groupadd --gid 10001 jem \
-    && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin jem \
-    && mkdir -p /app/model_store/models /tmp/jem-metrics \
-    && chown -R jem:jem /app /tmp/jem-metrics
-COPY --from=build /opt/venv /opt/venv
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /app --shell /usr/sbin/nologin jem \
+    && mkdir -p /tmp/jem-metrics \
+    && chown jem:jem /tmp/jem-metrics
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=build /app /app
 # The shipped default model. Mount a volume on JEM_MODEL_STORE (or point it elsewhere) to serve
 # your own; an empty named volume is seeded with these files on first use.
-COPY --chown=jem:jem model_store/models /app/model_store/models
+COPY --chown=10001:10001 model_store/models /app/model_store/models
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
-HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+# The one health check of the image (compose uses it as is): ready = models loaded and warm.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('JEM_PORT', '8000') + '/readyz', timeout=4)"]
 CMD ["python", "-m", "service"]

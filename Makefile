@@ -21,21 +21,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) system-deps
 
-# Real Prometheus (server + promtool) and docker-compose (to validate the compose file) for the
-# deployment checks; Chromium (driven by Playwright, and its WebDriver) for the browser tests;
-# handwriting-like fonts for the photographed/drawn digits test set (tests/rendered_digits.py); the
-# colour emoji font and Unicode's emoji-test.txt for the emoji data set (`python -m training data
-# emoji`). Debian packages; needs root, as CI and the dev machines are.
+# Real Prometheus (server + promtool), a Docker engine (dockerd, started by tests/docker when
+# none runs), docker-compose 1.29 and mmdebstrap (a base image from Debian packages where no
+# registry answers) for the deployment checks; Chromium (driven by Playwright, and its
+# WebDriver) for the browser tests; handwriting-like fonts for the photographed/drawn digits
+# test set (tests/rendered_digits.py); the colour emoji font and Unicode's emoji-test.txt for
+# the emoji data set (`python -m training data emoji`). Debian packages; needs root, as CI and
+# the dev machines are.
+SYSTEM_TOOLS := promtool prometheus docker-compose dockerd mmdebstrap chromium chromedriver
+SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap chromium chromium-driver fonts-noto-color-emoji unicode-data
 FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript
 EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 EMOJI_TEST := /usr/share/unicode/emoji/emoji-test.txt
 system-deps:
-	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v docker-compose >/dev/null \
-		|| ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null \
-		|| [ ! -f $(EMOJI_FONT) ] || [ ! -f $(EMOJI_TEST) ]; then \
+	@for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	for file in $(EMOJI_FONT) $(EMOJI_TEST); do [ -f $$file ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends prometheus docker-compose chromium chromium-driver fonts-noto-color-emoji unicode-data >/dev/null; \
-		else echo "system-deps: run as root (or install prometheus, docker-compose, chromium, chromium-driver, fonts-noto-color-emoji, unicode-data) for the deployment, browser and emoji checks"; fi; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+		else echo "system-deps: run as root (or install $(SYSTEM_PACKAGES)) for the deployment, browser and emoji checks"; fi; \
 	fi
 	@if ! dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ]; then \

@@ -2,7 +2,9 @@
 
 Serves with uvicorn. Every option defaults to its `JEM_*` environment variable (see
 docs/service.md); `--store` and `--model` are handed to the app (every worker) as
-`JEM_MODEL_STORE` and `JEM_MODELS`.
+`JEM_MODEL_STORE` and `JEM_MODELS`. Exit status 3 (uvicorn's STARTUP_FAILURE) when the
+server, or with --workers any worker, fails to start, e.g. on a broken model store
+(JEM_EXIT_ON_LOAD_ERROR): a container then stops at once, failed.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from service.device import Placement
 from service.logs import log_config
@@ -90,6 +95,41 @@ def _prepare_multiprocess_dir(workers: int) -> None:
             stale.unlink()
 
 
+def _serve(config: uvicorn.Config) -> int:
+    """Run the server as `uvicorn.run` does; return the process's exit status.
+
+    uvicorn's supervisor stops every worker once one fails its startup, but then returns as
+    after a SIGTERM, so the parent would exit 0. Here a failed start gives STARTUP_FAILURE.
+    """
+    if config.workers == 1:
+        server = uvicorn.Server(config)
+        server.run()  # a failed startup exits STARTUP_FAILURE from inside
+        return 0 if server.started else STARTUP_FAILURE
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    stop = threading.Event()
+    closer = threading.Thread(target=_close_worker_pipe_ends, args=(supervisor, stop), daemon=True)
+    closer.start()
+    try:
+        supervisor.run()
+    finally:
+        stop.set()
+    failed = any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes)
+    return STARTUP_FAILURE if failed else 0
+
+
+def _close_worker_pipe_ends(supervisor: Multiprocess, stop: threading.Event) -> None:
+    """Close the parent's copy of each started worker's end of its health-check pipe.
+
+    uvicorn's parent keeps both ends open, so a ping sent to a worker that is exiting (a failed
+    startup) never sees end-of-file and waits out JEM_WORKER_HEALTHCHECK_TIMEOUT_S (60 s)
+    before the parent notices. The worker holds its own copy from the moment it has a pid.
+    """
+    while not stop.wait(0.2):
+        for worker in list(supervisor.processes):
+            if worker.pid is not None:
+                worker.child_conn.close()  # idempotent
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = Settings()  # fail fast on a bad JEM_* variable, before forking workers
     args = _parser(settings).parse_args(argv)
@@ -109,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     # the app (in every worker) enforces the limit, so that probes stay exempt: hand it the flag
     os.environ["JEM_LIMIT_CONCURRENCY"] = str(args.limit_concurrency)
     os.environ.setdefault("JEM_GRPC_HOST", args.host)  # gRPC binds where HTTP does, by default
-    uvicorn.run(
+    config = uvicorn.Config(
         "service.asgi:app",
         host=args.host,
         port=args.port,
@@ -132,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         server_header=False,
         root_path=args.root_path,
     )
+    raise SystemExit(_serve(config))
 
 
 if __name__ == "__main__":

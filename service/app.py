@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,6 +48,9 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.exit_on_load_error:
+            # Before the server listens: a raise here is uvicorn's startup failure (exit 3).
+            await asyncio.to_thread(runtime.check_models)
         runtime.start()
         try:
             async with serve_grpc(runtime):  # JEM_GRPC_PORT; stopped before the batchers drain

@@ -20,10 +20,14 @@ from service.predictor import GenerationLimits, Predictor
 from service.schemas import ScoreVerdict
 from service.settings import Settings
 
-__all__ = ["Runtime"]
+__all__ = ["ModelsUnavailable", "Runtime"]
 
 logger = logging.getLogger("service.runtime")
 Outputs = dict[str, torch.Tensor]
+
+
+class ModelsUnavailable(RuntimeError):  # noqa: N818 (reads as the condition, like NotReady)
+    """A model to serve is missing or damaged at startup (JEM_EXIT_ON_LOAD_ERROR)."""
 
 
 class Runtime:
@@ -59,6 +63,24 @@ class Runtime:
         self._loader: asyncio.Task[None] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
+
+    def check_models(self) -> None:
+        """Fail fast on a broken store: every model to serve resolves, its manifest parses and,
+        with JEM_VERIFY_CHECKSUMS, each file's size and sha256 match (no weights are built).
+
+        Raises:
+            ModelsUnavailable: the first model that fails, with the store's reason (logged).
+        """
+        for ref in self.settings.models:
+            try:
+                if self.settings.verify_checksums:
+                    self.store.verify(ref)
+                else:
+                    self.store.manifest(ref)
+            except (StoreError, OSError) as exc:
+                reason = f"model {ref!r} cannot be served: {exc}"
+                logger.error(reason, extra={"model": ref})
+                raise ModelsUnavailable(reason) from None
 
     def start(self) -> None:
         """Load, verify and warm up the models in the background; /readyz says when done."""

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         default=None, description="Store root; default <repo>/model_store/models."
     )
     verify_checksums: bool = True
+    exit_on_load_error: bool = Field(
+        default=True,
+        description="Check every model (found, checksums) before listening; a failure ends "
+        "the process (exit 3). False: stay up, unready, the reason on /readyz.",
+    )
     warmup: bool = True
 
     # Device (service/device.py)

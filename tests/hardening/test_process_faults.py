@@ -20,7 +20,7 @@ import pytest
 
 from model_store import ModelStore, StoreError
 from tests.hardening.conftest import Digits
-from tests.service_process import REPO, run_service
+from tests.service_process import REPO, load_scaled, run_service, seconds_to_notice_failure
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -104,6 +104,25 @@ def test_sigterm_drains_in_flight_requests(
     assert code in (0, -signal.SIGTERM), code
     records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert any(r.get("msg") == "stopped" for r in records)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_broken_store_ends_the_process_with_status_3(tmp_path: Path, workers: str) -> None:
+    """A failed start exits non-zero at once, also with --workers (uvicorn's parent would exit
+    0, after waiting out its 60 s health-check ping): what a container needs to fail fast."""
+    empty = tmp_path / "empty-store"
+    empty.mkdir()
+    env = {**os.environ, "JEM_MODEL_STORE": str(empty), "JEM_MODELS": "digits-jem"}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
+    command = [sys.executable, "-m", "service", "--port", "0", "--workers", workers]
+    start = time.monotonic()
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - start
+    print(f"\nbroken store, {workers} worker(s): exit {done.returncode} after {seconds:.1f} s")
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert "model 'digits-jem' cannot be served: no model named 'digits-jem'" in done.stderr
+    # uvicorn's parent alone would wait out its 60 s health-check ping here
+    assert seconds_to_notice_failure(done.stderr) < load_scaled(10), done.stderr[-3000:]
 
 
 # ---- training killed at random points -----------------------------------------------------------

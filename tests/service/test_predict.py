@@ -253,8 +253,19 @@ async def test_health_ready_and_request_ids(client: httpx.AsyncClient) -> None:
     assert junk.headers["x-request-id"] != "bad id\twith spaces"
 
 
+async def test_a_missing_model_fails_the_startup(tmp_path: Path) -> None:
+    """JEM_EXIT_ON_LOAD_ERROR (default): the lifespan fails before the server would listen."""
+    from service import create_app
+    from service.runtime import ModelsUnavailable
+
+    app = create_app(make_settings(tmp_path, models=["missing"]))
+    with pytest.raises(ModelsUnavailable, match="model 'missing' cannot be served: no model"):
+        async with app.router.lifespan_context(app):
+            pass
+
+
 async def test_readyz_reports_why_not_ready(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, models=["missing"])
+    settings = make_settings(tmp_path, models=["missing"], exit_on_load_error=False)
     from service import create_app
 
     app = create_app(settings)
@@ -291,3 +302,22 @@ async def test_openapi_documents_inputs_and_outputs(client: httpx.AsyncClient) -
     assert "higher = more likely out-of-distribution" in ood_doc
     assert {"/healthz", "/readyz", "/metrics", "/v1/models", "/v1/models/{model}"} <= set(paths)
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_a_damaged_model_file_fails_the_startup(store_root: Path, tmp_path: Path) -> None:
+    """One flipped byte in the weights: the startup check's checksum stops the process."""
+    import shutil
+
+    from service import create_app
+    from service.runtime import ModelsUnavailable
+
+    store = tmp_path / "store"
+    shutil.copytree(store_root, store)
+    weights = store / "served" / "1" / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    app = create_app(make_settings(store, models=["served"]))
+    with pytest.raises(ModelsUnavailable, match=r"'served' cannot be served: .*sha256"):
+        async with app.router.lifespan_context(app):
+            pass

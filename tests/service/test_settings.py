@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import uvicorn
 from pydantic import ValidationError
 
 from service.__main__ import _parser, _prepare_multiprocess_dir
@@ -82,12 +83,14 @@ def test_store_and_models_on_the_command_line(
     # set first, so that monkeypatch restores them after main() overwrites them
     monkeypatch.setenv("JEM_MODEL_STORE", "/elsewhere")
     monkeypatch.setenv("JEM_MODELS", "other")
-    ran: dict[str, object] = {}
-    monkeypatch.setattr(cli.uvicorn, "run", lambda app, **kw: ran.update(app=app, **kw))
-    cli.main(
-        ["--store", str(tmp_path), "--model", "mine:2", "--model", "digits-jem", "--port", "1"]
-    )
+    served: list[uvicorn.Config] = []
+    monkeypatch.setattr(cli, "_serve", lambda config: served.append(config) or 0)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(
+            ["--store", str(tmp_path), "--model", "mine:2", "--model", "digits-jem", "--port", "1"]
+        )
+    assert exited.value.code == 0
     settings = Settings()
     assert settings.model_store == tmp_path
     assert settings.models == ["mine:2", "digits-jem"]
-    assert ran["port"] == 1
+    assert served[0].port == 1
