@@ -263,14 +263,17 @@ async def test_api_keys_never_logged_or_echoed(store_root: Path) -> None:
 
 
 def test_uvicorn_runs_with_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    captured: dict[str, Any] = {}
-    monkeypatch.setattr(service_main.uvicorn, "run", lambda app, **kw: captured.update(kw, app=app))
+    served: list[uvicorn.Config] = []
+    # main() builds a uvicorn.Config (so uvicorn accepts every option the service passes) and
+    # hands it to _serve, which would start the server
+    monkeypatch.setattr(service_main, "_serve", lambda config: served.append(config) or 0)
     for var in ("JEM_LIMIT_CONCURRENCY", "JEM_TIMEOUT_KEEP_ALIVE_S", "JEM_GRACEFUL_SHUTDOWN_S"):
         monkeypatch.setenv(var, "1")  # recorded, so that what main() sets is undone afterwards
         monkeypatch.delenv(var)
-    service_main.main(["--port", "0"])
-    app = captured.pop("app")
-    config = uvicorn.Config(app, **captured)  # uvicorn accepts every option the service passes
+    with pytest.raises(SystemExit) as exited:
+        service_main.main(["--port", "0"])
+    assert exited.value.code == 0
+    (config,) = served
     # the app limits requests in progress (probes exempt), not uvicorn, and gets the flag's value
     assert config.limit_concurrency is None
     assert 0 < int(os.environ["JEM_LIMIT_CONCURRENCY"]) <= 4096
