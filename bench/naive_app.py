@@ -89,19 +89,20 @@ def __getattr__(name: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve this app with exactly the uvicorn options of `python -m service`."""
+    """Serve this app with exactly the uvicorn options (and supervisor) of `python -m service`."""
     from service import __main__ as service_main
 
-    real_run = uvicorn.run
+    real_serve = service_main._serve
 
-    def run(_app: object, **options: Any) -> None:
-        real_run("bench.naive_app:app", **options)
+    def serve(config: uvicorn.Config) -> int:
+        config.app = "bench.naive_app:app"  # loaded by uvicorn (in each worker) from here on
+        return real_serve(config)
 
-    uvicorn.run = run  # type: ignore[assignment]
+    service_main._serve = serve  # type: ignore[assignment]
     try:
         service_main.main(argv)
     finally:
-        uvicorn.run = real_run
+        service_main._serve = real_serve  # type: ignore[assignment]
 
 
 if __name__ == "__main__":
