@@ -35,7 +35,7 @@ class TrainConfig:
     split_seed: int = 0
     val_fraction: float = 0.2
     test_fraction: float = 0.2
-    augment: Literal["none", "crop", "crop_flip"] = "none"
+    augment: Literal["none", "crop", "crop_flip", "affine_flip"] = "none"
     data_noise: float = 0.03  # Gaussian noise added to data inputs (JEM: sigma = 0.03)
     # folder data only: how every image is converted (stored in the manifest's input spec, and
     # applied the same way by the service to uploads)

@@ -4,12 +4,20 @@ Saved: the optimiser, every generator the loop draws from (the run's two, torch'
 numpy's, python's), the step, the guard's learning-rate scale and history, and the time spent so
 far. The learning-rate schedule needs nothing else: it is a pure function of the step and that
 scale. Weights and the replay buffer travel as the version's own weights/buffer files.
+
+The resumed run's config (the checkpoint's, with any ``--set`` overrides) decides where fresh
+chains start: when its buffer init (``buffer_init``) differs from the checkpoint's, restarts come
+from the new one, and chains the checkpoint never advanced (a baseline's, or a JEM's before
+``px_start``) are redrawn from it exactly as a fresh run draws them, so a baseline resumed at
+``px_start`` with another init is that init's JEM run.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
+
+import torch
 
 from model_store import ModelRef
 from training.batches import derive_seed
@@ -49,7 +57,7 @@ def capture_state(t: Trainer, elapsed: float) -> TrainingState:
 
 def restore_state(t: Trainer, ref: str) -> ModelRef:
     """Load checkpoint ``ref`` into ``t``: weights, optimiser, buffer, generators, step."""
-    mref, _, meta, tensors, weights = load_training_state(t.store, ref)
+    mref, saved, meta, tensors, weights = load_training_state(t.store, ref)
     t.model.load_state_dict(weights)
     optimizer_from_flat(t.optimizer, tensors, meta["optimizer"])
     rng_from_flat({"main": t.gen, "buffer": t.buffer_gen}, tensors, meta["rng"])
@@ -57,6 +65,7 @@ def restore_state(t: Trainer, ref: str) -> ModelRef:
         t.gen.manual_seed(derive_seed(t.config.seed, t.info.rank, meta["step"], 0))
         t.buffer_gen.manual_seed(derive_seed(t.config.seed, t.info.rank, meta["step"], 1))
     t.buffer.load_state_dict(t.store.read_tensors(mref, "buffer"))
+    _apply_buffer_init(t, advanced=saved.px_weight > 0 and int(meta["step"]) > saved.px_start)
     if t.cuda is not None:  # device streams are not saved: derived from the resumed step
         t.cuda.reseed(int(meta["step"]))
     t.step = int(meta["step"])
@@ -67,3 +76,19 @@ def restore_state(t: Trainer, ref: str) -> ModelRef:
     t.elapsed_before = float(meta["elapsed_s"])
     log.info("resumed %s at step %d of %d", mref, t.step, t.total)
     return mref
+
+
+def _apply_buffer_init(t: Trainer, advanced: bool) -> None:
+    """Restart chains from the resumed config's init (``t.init``), not the checkpoint's."""
+    t.buffer.reinit_freq = t.config.reinit_freq
+    old, new = t.buffer.init.state_dict(), t.init.state_dict()
+    if old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old):
+        return
+    t.buffer.init = t.init
+    if advanced:
+        log.info("buffer init is now %s: restarts come from it", t.config.buffer_init)
+        return
+    # never advanced: draw the chains as a fresh run does (Trainer.__init__'s buffer stream)
+    t.buffer_gen.manual_seed(derive_seed(t.config.seed, t.info.rank, 0, 1))
+    t.buffer.x = t.init.sample(t.buffer.capacity, t.buffer.shape, t.buffer.labels, t.buffer_gen)
+    log.info("buffer init is now %s: the chains were redrawn from it", t.config.buffer_init)

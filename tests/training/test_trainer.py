@@ -120,13 +120,15 @@ def test_guard_checks() -> None:
     assert "collapsed" in trip.reason
 
 
+@pytest.mark.parametrize("jem_init", ["gaussian", "uniform"])
 def test_a_jem_resumed_from_its_baseline_at_px_start_is_the_jem_run(
-    tmp_path: Path, one_thread: None
+    tmp_path: Path, one_thread: None, jem_init: str
 ) -> None:
     # the emoji recipe's shortcut (docs/emoji.md): before px_start a JEM run is its baseline's run,
-    # so the JEM can continue the baseline's checkpoint at px_start, bit for bit
+    # so the JEM can continue the baseline's checkpoint at px_start, bit for bit; also with another
+    # buffer init (--resume with --set buffer_init=uniform), whose chains are then redrawn
     store = ModelStore(tmp_path)
-    jem = tiny_config("grad_penalty=0", "px_start=4", "buffer_init=gaussian", name="emoji-jem")
+    jem = tiny_config("grad_penalty=0", "px_start=4", f"buffer_init={jem_init}", name="emoji-jem")
     base = tiny_config(
         "grad_penalty=0", "px_start=4", "buffer_init=gaussian", "px_weight=0", "energy_reg=0"
     )
@@ -143,3 +145,4 @@ def test_a_jem_resumed_from_its_baseline_at_px_start_is_the_jem_run(
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert torch.equal(straight.buffer.x, resumed.buffer.x)
+    assert type(resumed.buffer.init) is type(straight.buffer.init)
