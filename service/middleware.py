@@ -213,8 +213,9 @@ class ConcurrencyLimitMiddleware:
 
 
 class HeaderLimitMiddleware:
-    """431 when the request line and headers exceed `max_bytes`. h11's own cap only applies to
-    headers that arrive in pieces: a block that comes in one read (up to 256 KiB) passes it."""
+    """431 when the request line and headers exceed `max_bytes`. The HTTP protocol's own cap
+    (service.server.protocol) only applies to a head still incomplete after a read: a block that
+    comes complete in one read (up to 256 KiB) passes it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
