@@ -47,7 +47,9 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_predictor(model: str, runtime: RuntimeDep) -> Predictor:
+async def get_predictor(model: str, request: Request) -> Predictor:
+    # not through RuntimeDep: each dependency costs FastAPI's solver a few % of a small request
+    runtime: Runtime = request.app.state.runtime
     return runtime.predictor(model)
 
 
@@ -147,13 +149,13 @@ def _timing(*timings: Any) -> Timing:
 async def predict(
     request: Request,
     predictor: PredictorDep,
-    runtime: RuntimeDep,
     ood: Annotated[
         Literal["energy", "full"], Query(description="'full' adds the grad-norm score.")
     ] = "energy",
     top_k: Annotated[int, Query(ge=1, description="Classes listed per image.")] = 3,
     normalize: NormalizeQuery = True,
 ) -> Response:
+    runtime: Runtime = request.app.state.runtime  # as get_runtime, without a dependency
     if top_k > runtime.settings.max_top_k:
         raise InvalidParameters(f"top_k {top_k} > {runtime.settings.max_top_k} (JEM_MAX_TOP_K)")
     x = await read_batch(request, _spec(predictor, normalize), runtime.settings)
@@ -188,8 +190,9 @@ async def predict(
     summary="Every OOD score (higher = more likely out-of-distribution) and a combined verdict",
 )
 async def ood(
-    request: Request, predictor: PredictorDep, runtime: RuntimeDep, normalize: NormalizeQuery = True
+    request: Request, predictor: PredictorDep, normalize: NormalizeQuery = True
 ) -> Response:
+    runtime: Runtime = request.app.state.runtime
     x = await read_batch(request, _spec(predictor, normalize), runtime.settings)
     (out, t1), (grad, t2) = await asyncio.gather(
         runtime.classify(predictor, x), runtime.grad(predictor, x)
