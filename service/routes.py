@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from PIL.Image import Image
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from jem import InputSpec
 from jem.imaging import labelled_grid
@@ -168,18 +169,18 @@ async def predict(
         out, t1 = await runtime.classify(predictor, x)
         grad, timing = None, _timing(t1)
     predictions = predictor.predictions(out, grad, top_k)
-    verdicts = {score: [p.ood[score] for p in predictions] for score in predictions[0].ood}
-    runtime.observe(predictor.name, [p.energy for p in predictions], verdicts)
-    return _json(
-        PredictResponse(
-            model=predictor.name,
-            version=predictor.version,
-            calibrated=predictor.calibrated,
-            temperature=predictor.temperature,
-            predictions=predictions,
-            timing=timing,
-        )
-    )
+    verdicts = {score: [p["ood"][score] for p in predictions] for score in predictions[0]["ood"]}
+    runtime.observe(predictor.name, [p["energy"] for p in predictions], verdicts)
+    # PredictResponse's fields, in its order (tests/service/test_predict.py checks the two agree)
+    body = {
+        "model": predictor.name,
+        "version": predictor.version,
+        "calibrated": predictor.calibrated,
+        "temperature": predictor.temperature,
+        "predictions": predictions,
+        "timing": timing,
+    }
+    return Response(to_json(body, inf_nan_mode="null"), media_type="application/json")
 
 
 @v1_router.post(
