@@ -114,7 +114,10 @@ class MicroBatcher:
         self._metrics.queue_depth.labels(self.model).set(self.depth)
         self._arrived.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future), self.timeout_s)
+            # the future itself is awaited: cancelled on timeout or when the client goes away,
+            # and the worker skips cancelled items (no shield, no wait_for task per request)
+            async with asyncio.timeout(self.timeout_s):
+                return await item.future
         except TimeoutError:
             raise DeadlineExceeded(
                 f"request not finished within {self.timeout_s:g} s (JEM_REQUEST_TIMEOUT_S): "
