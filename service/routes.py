@@ -172,7 +172,13 @@ async def predict(
         out, t1 = await runtime.classify(predictor, x)
         grad, timing = None, _timing(t1)
     predictions = predictor.predictions(out, grad, top_k)
-    verdicts = {score: [p["ood"][score] for p in predictions] for score in predictions[0]["ood"]}
+    verdicts = {
+        score: (
+            [p["ood"][score]["score"] for p in predictions],
+            [p["ood"][score]["flagged"] for p in predictions],
+        )
+        for score in predictions[0]["ood"]
+    }
     runtime.observe(predictor.name, [p["energy"] for p in predictions], verdicts)
     # PredictResponse's fields, in its order (tests/service/test_predict.py checks the two agree)
     body = {
@@ -202,7 +208,13 @@ async def ood(
         runtime.classify(predictor, x), runtime.grad(predictor, x)
     )
     results = predictor.ood_results(out, grad)
-    verdicts = {score: [r.scores[score] for r in results] for score in results[0].scores}
+    verdicts = {
+        score: (
+            [r.scores[score].score for r in results],
+            [r.scores[score].flagged for r in results],
+        )
+        for score in results[0].scores
+    }
     runtime.observe(predictor.name, [r.scores["energy"].score for r in results], verdicts)
     return _json(
         OODResponse(

@@ -17,7 +17,6 @@ from service.errors import InvalidParameters, NotReady, ReloadRefused, UnknownMo
 from service.generation import GenerationPool
 from service.metrics import Metrics
 from service.predictor import GenerationLimits, Predictor
-from service.schemas import ScoreVerdict
 from service.settings import Settings
 
 __all__ = ["ModelsUnavailable", "Runtime"]
@@ -268,19 +267,24 @@ class Runtime:
         return batcher
 
     def observe(
-        self, model: str, energies: list[float], verdicts: dict[str, list[ScoreVerdict]]
+        self,
+        model: str,
+        energies: list[float],
+        verdicts: dict[str, tuple[list[float], list[bool | None]]],
     ) -> None:
+        """Count a request's images: energies, and per OOD score its values and verdicts
+        (None: uncalibrated)."""
         m = self.metrics
         m.images.labels(model).inc(len(energies))
         # each child looked up once per request, counters bumped once: .labels() takes a lock
         energy = m.energy.labels(model)
         for value in energies:
             energy.observe(value)
-        for score, items in verdicts.items():
+        for score, (values, flags) in verdicts.items():
             histogram = m.ood_score.labels(model, score)
-            for v in items:
-                histogram.observe(v.score)
-            checked = [v.flagged for v in items if v.flagged is not None]
+            for value in values:
+                histogram.observe(value)
+            checked = [flag for flag in flags if flag is not None]
             if checked:
                 m.ood_checks.labels(model, score).inc(len(checked))
                 if any(checked):
