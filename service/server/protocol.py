@@ -68,7 +68,7 @@ class JemHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
-        # uvicorn calls this from its `except httptools.HttpParserError`, the error current
+        # a request httptools cannot parse (data_received below; uvicorn's own calls it too)
         self._refuse(400, "bad_request", f"invalid HTTP/1.1 request ({msg})")
 
     def data_received(self, data: bytes) -> None:
