@@ -11,7 +11,7 @@ import torch
 
 from model_store import ModelStore, StoreError
 from model_store.names import parse_ref
-from service.batching import BatchTiming, MicroBatcher
+from service.batching import BatchTiming, InFlight, MicroBatcher
 from service.device import Placement
 from service.errors import InvalidParameters, NotReady, ReloadRefused, UnknownModel
 from service.generation import GenerationPool
@@ -33,6 +33,7 @@ class Runtime:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
+        self.in_flight = InFlight()  # counted by the HTTP middleware and the gRPC server
         self.store = ModelStore(settings.model_store)
         # ValueError at construction (before any model loads) for a device that is not here
         self.placement = Placement.resolve(
@@ -143,6 +144,7 @@ class Runtime:
                 timeout_s=s.request_timeout_s,
                 retry_after_s=s.retry_after_s,
                 stack=predictor.placement.stack,
+                in_flight=self.in_flight,
             )
             batcher.start()
             batchers[predictor] = batcher
