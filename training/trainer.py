@@ -40,6 +40,7 @@ from training.build import (
 from training.checkpoint import manifest_draft, prune_checkpoints, save_version
 from training.config import TrainConfig
 from training.data import Dataset, FolderOptions, LabeledImages, load_dataset
+from training.datasets.rendered_digits import add_to_training_split
 from training.distributed import DistInfo, all_agree, barrier, setup
 from training.estimate import estimate_run
 from training.guard import DivergenceGuard, TrainingDiverged, Trip
@@ -88,6 +89,10 @@ class Trainer:
             test_fraction=config.test_fraction,
             folder=FolderOptions.from_config(config.to_dict()),
         )
+        if config.extra_train and data is None:
+            self.data = add_to_training_split(
+                self.data, config.extra_train_per_class, config.extra_train_seed
+            )
         self.total = config.total_iterations(len(self.data.train))
         self.device = self.info.device
         # the same initial weights on every rank (DDP broadcasts rank 0's anyway)
