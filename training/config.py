@@ -38,10 +38,12 @@ class TrainConfig:
     augment: Literal["none", "crop", "crop_flip"] = "none"
     data_noise: float = 0.03  # Gaussian noise added to data inputs (JEM: sigma = 0.03)
     # extra images for the train split only (validation and test stay the data set's own):
-    # "rendered-digits-v1" (training/datasets/rendered_digits.py), N per class, seeded
+    # "rendered-digits-v1" (training/datasets/rendered_digits.py), N per class, seeded; the data
+    # set's own training images repeated `extra_train_real_repeat` times so they are not swamped
     extra_train: Literal["", "rendered-digits-v1"] = ""
     extra_train_per_class: int = 0
     extra_train_seed: int = 0
+    extra_train_real_repeat: int = 1
     # folder data only: how every image is converted (stored in the manifest's input spec, and
     # applied the same way by the service to uploads)
     image_size: tuple[int, ...] = (32, 32)  # (height, width), or one number for a square
@@ -115,6 +117,8 @@ class TrainConfig:
             problems.append("px_weight, energy_reg and grad_penalty must be >= 0")
         if self.extra_train and self.extra_train_per_class < 1:
             problems.append("extra_train needs extra_train_per_class >= 1")
+        if self.extra_train_real_repeat < 1:
+            problems.append("extra_train_real_repeat must be >= 1")
         if self.guard_retries < 0:
             problems.append("guard_retries must be >= 0")
         self.image_size = tuple(int(v) for v in self.image_size)

@@ -91,7 +91,10 @@ class Trainer:
         )
         if config.extra_train and data is None:
             self.data = add_to_training_split(
-                self.data, config.extra_train_per_class, config.extra_train_seed
+                self.data,
+                config.extra_train_per_class,
+                config.extra_train_seed,
+                real_repeat=config.extra_train_real_repeat,
             )
         self.total = config.total_iterations(len(self.data.train))
         self.device = self.info.device

@@ -102,13 +102,19 @@ def test_only_the_training_split_grows(
         assert torch.equal(getattr(extended, part).images, getattr(digits, part).images)
         assert torch.equal(getattr(extended, part).labels, getattr(digits, part).labels)
     assert extended.split["indices_sha256"] == digits.split["indices_sha256"]
-    assert extended.split["extra_train"] == three.record
+    assert extended.split["extra_train"] == {**three.record, "real_repeat": 1}
     # cached beside its record; a cached larger build serves a smaller one without rendering
     assert json.loads((tmp_path / f"{NAME}-3-3.json").read_text()) == three.record
     monkeypatch.setattr(rendered_digits, "build_rendered_digits", None)
     again = load_rendered_digits(2, seed=3, cache=tmp_path)
     assert np.array_equal(again.images, three.prefix(2).images)
     assert again.record == three.prefix(2).record
+    # the data set's own images repeated, so many rendered ones do not swamp them
+    doubled = add_to_training_split(digits, 2, seed=3, cache=tmp_path, real_repeat=2)
+    assert len(doubled.train) == 2 * len(digits.train) + 20
+    assert torch.equal(
+        doubled.train.images[len(digits.train) : 2 * len(digits.train)], digits.train.images
+    )
 
 
 def test_other_data_sets_and_bad_settings_are_refused(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from scipy import ndimage
 
 from jem.normalize import normalize
 from training.data import DIGITS_SPEC, Dataset, DatasetError, LabeledImages
@@ -97,6 +98,23 @@ FONTS: dict[str, tuple[str, ...]] = {
     ),
     "fonts-klee": (f"{_TT}/klee/KleeOne-Regular.ttf", f"{_TT}/klee/KleeOne-SemiBold.ttf"),
     "fonts-leckerli-one": (f"{_TT}/leckerli-one/LeckerliOne-Regular.ttf",),
+    "fonts-sjfonts": (f"{_TT}/sjfonts/Delphine.ttf", f"{_TT}/sjfonts/SteveHand.ttf"),
+    "fonts-yusei-magic": (f"{_TT}/yusei-magic/YuseiMagic-Regular.ttf",),
+    "fonts-tomsontalks": (f"{_TT}/tomsontalks/TomsonTalks.ttf",),
+    "fonts-nanum-extra": (
+        f"{_TT}/nanum/NanumPen.ttf",
+        f"{_TT}/nanum/NanumBrush.ttf",
+        f"{_TT}/nanum/NanumBarunpenR.ttf",
+    ),
+    "fonts-seto": (f"{_TT}/seto/setofont.ttf",),
+    "fonts-kiloji": (f"{_TT}/kiloji/kiloji.ttf", f"{_TT}/kiloji/kiloji_b.ttf"),
+    "fonts-havana": (f"{_OT}/havana/Havana-Regular.otf",),
+    "fonts-dustin": (
+        f"{_TT}/dustin/Domestic_Manners.ttf",
+        f"{_TT}/dustin/It_wasn_t_me.ttf",
+        f"{_TT}/dustin/Junkyard.ttf",
+        f"{_TT}/dustin/Dustismo.ttf",
+    ),
 }
 
 
@@ -138,11 +156,27 @@ def _glyph(font: ImageFont.FreeTypeFont, digit: int, stroke: int) -> Image.Image
     return mask
 
 
+def _elastic(mask: Image.Image, rng: np.random.Generator, strength: float) -> Image.Image:
+    """Simard et al.'s (2003) elastic distortion, the classic stand-in for the wobble of a hand:
+    a random displacement field smoothed over 12% of the glyph, its standard deviation
+    ``strength`` times the glyph's size."""
+    ink = np.asarray(mask, dtype=np.float64)
+    size = max(ink.shape)
+    fields = [ndimage.gaussian_filter(rng.uniform(-1, 1, ink.shape), 0.12 * size) for _ in "xy"]
+    rows, cols = np.meshgrid(np.arange(ink.shape[0]), np.arange(ink.shape[1]), indexing="ij")
+    coords = [
+        grid + field * (strength * size / max(float(field.std()), 1e-9))
+        for grid, field in zip((rows, cols), fields, strict=True)
+    ]
+    warped = ndimage.map_coordinates(ink, coords, order=1, mode="constant")
+    return Image.fromarray(np.clip(np.round(warped), 0, 255).astype(np.uint8), "L")
+
+
 def render_one(rng: np.random.Generator, font_path: str, digit: int) -> Image.Image:
     """One digit image, 60..250 px, either polarity, as a camera or a drawing app gives it."""
     height = int(rng.integers(32, 120))
     font = ImageFont.truetype(font_path, size=height)
-    mask = _glyph(font, digit, int(rng.integers(0, max(1, height // 14) + 1)))
+    mask = _glyph(font, digit, int(rng.integers(0, height // 20 + 1)))
     w, h = mask.size
     stretch = float(rng.uniform(0.8, 1.2))  # narrower or wider hands
     shear = float(rng.uniform(-0.25, 0.25))  # slant, either way
@@ -153,6 +187,7 @@ def render_one(rng: np.random.Generator, font_path: str, digit: int) -> Image.Im
         resample=Image.Resampling.BILINEAR,
     )
     mask = mask.rotate(float(rng.uniform(-15, 15)), resample=Image.Resampling.BILINEAR)
+    mask = _elastic(mask, rng, float(rng.uniform(0.0, 0.03)))
     box = mask.getbbox()
     if box is not None:
         mask = mask.crop(box)
@@ -162,7 +197,8 @@ def render_one(rng: np.random.Generator, font_path: str, digit: int) -> Image.Im
         np.asarray(mask, dtype=np.float64) / 255.0
     )
     ink_image = Image.fromarray(np.round(canvas * 255).astype(np.uint8), "L")
-    ink = np.asarray(ink_image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 2)))))
+    blur = ImageFilter.GaussianBlur(float(rng.uniform(0.0, 0.03)) * height)
+    ink = np.asarray(ink_image.filter(blur))
     ink = ink.astype(np.float64) / 255.0
     if rng.random() < 0.5:  # dark ink on paper lit unevenly
         paper = rng.uniform(170, 245) + np.linspace(0, 1, ink.shape[1])[None] * rng.uniform(-30, 30)
@@ -261,22 +297,30 @@ def load_rendered_digits(
 
 
 def add_to_training_split(
-    dataset: Dataset, per_class: int, seed: int = 0, cache: Path | None = None
+    dataset: Dataset,
+    per_class: int,
+    seed: int = 0,
+    cache: Path | None = None,
+    *,
+    real_repeat: int = 1,
 ) -> Dataset:
     """``dataset`` (scikit-learn's digits) with rendered digits appended to its train split only;
-    validation and test are untouched, and so is the split's fingerprint. The record goes to
+    validation and test are untouched, and so is the split's fingerprint. The data set's own
+    training images are repeated ``real_repeat`` times (so an epoch, and a batch on average,
+    holds them in that proportion to the rendered ones). The record goes to
     ``dataset.split["extra_train"]`` (and so into the manifest). DatasetError for another data
     set or missing fonts.
     """
     if dataset.spec.normalization != DIGITS_SPEC.normalization or dataset.spec.height != 8:
         raise DatasetError(f"{NAME} extends the 8x8 digits data set only, not {dataset.name!r}")
     extra = load_rendered_digits(per_class, seed, cache)
+    real = dataset.train
     train = LabeledImages(
-        torch.cat([dataset.train.images, torch.from_numpy(extra.images)]),
-        torch.cat([dataset.train.labels, torch.from_numpy(extra.labels)]),
-        dataset.train.spec,
+        torch.cat([real.images.repeat(real_repeat, 1, 1, 1), torch.from_numpy(extra.images)]),
+        torch.cat([real.labels.repeat(real_repeat), torch.from_numpy(extra.labels)]),
+        real.spec,
     )
-    split = {**dataset.split, "extra_train": extra.record}
+    split = {**dataset.split, "extra_train": {**extra.record, "real_repeat": real_repeat}}
     return Dataset(
         dataset.name, train, dataset.val, dataset.test, dataset.class_names, dataset.spec, split
     )
