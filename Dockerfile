@@ -92,7 +92,7 @@ RUN groupadd --gid 10001 jem \
     && chown jem:jem /tmp/jem-metrics
 COPY --from=deps /opt/venv /opt/venv
 COPY --from=build /app /app
-# The shipped default model. Mount a volume on JEM_MODEL_STORE (or point it elsewhere) to serve
+# The shipped default models. Mount a volume on JEM_MODEL_STORE (or point it elsewhere) to serve
 # your own; an empty named volume is seeded with these files on first use.
 COPY --chown=10001:10001 model_store/models /app/model_store/models
 WORKDIR /app

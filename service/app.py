@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.errors import install_error_handlers
+from service.head import HeadMiddleware
 from service.metrics import Metrics
 from service.middleware import (
     BodyLimitMiddleware,
@@ -17,7 +18,7 @@ from service.middleware import (
     HeaderLimitMiddleware,
     RequestContextMiddleware,
 )
-from service.routes import ops_router, v1_router
+from service.routes import admin_router, ops_router, v1_router
 from service.runtime import Runtime
 from service.schemas import PredictJSON
 from service.settings import Settings
@@ -72,9 +73,11 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(v1_router)
+    app.include_router(admin_router)
     app.include_router(ops_router)
     app.include_router(v2_router)
     install_ui(app)
+    app.add_middleware(HeadMiddleware)  # innermost (see its docstring)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,

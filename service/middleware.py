@@ -21,6 +21,7 @@ from service.metrics import Metrics
 
 __all__ = [
     "CLIENT_CLOSED_REQUEST",
+    "MODEL_READY_PATH",
     "PROBE_PATHS",
     "BodyLimitMiddleware",
     "ConcurrencyLimitMiddleware",
@@ -33,8 +34,10 @@ __all__ = [
 CLIENT_CLOSED_REQUEST = 499
 
 # Liveness, readiness and scrapes: answered however many requests are in progress (the
-# KServe v2 health paths too, for the protocol's own probes).
+# KServe v2 health paths too, for the protocol's own probes)...
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
+# ... and the v2 model readiness probe, of a model or of one of its versions.
+MODEL_READY_PATH = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/ready")
 
 access_log = logging.getLogger("service.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
@@ -169,23 +172,32 @@ class ConcurrencyLimitMiddleware:
     uvicorn's own `limit_concurrency` counts every open connection, idle and stalled ones too,
     answers plain text and refuses health probes like any other request: once slow or stalled
     clients hold the slots, Kubernetes restarts a healthy pod. Here probes and scrapes
-    (`exempt`) are never refused, and the refusal has the API's error shape.
+    (`exempt`, and paths `exempt_pattern` matches in full) are never refused, and the refusal
+    has the API's error shape.
     """
 
     def __init__(
-        self, app: ASGIApp, limit: int, retry_after_s: int, exempt: Collection[str] = PROBE_PATHS
+        self,
+        app: ASGIApp,
+        limit: int,
+        retry_after_s: int,
+        exempt: Collection[str] = PROBE_PATHS,
+        exempt_pattern: re.Pattern[str] | None = MODEL_READY_PATH,
     ) -> None:
         self.app = app
         self.limit = limit
         self.retry_after = str(retry_after_s).encode()
         self.exempt = frozenset(exempt)
+        self.exempt_pattern = exempt_pattern
         self.in_progress = 0
 
     def _is_exempt(self, scope: Scope) -> bool:
         path, root = scope["path"], scope.get("root_path", "")
         if root and path.startswith(root):  # uvicorn --root-path prefixes every path with it
             path = path[len(root) :]
-        return path in self.exempt
+        if path in self.exempt:
+            return True
+        return self.exempt_pattern is not None and self.exempt_pattern.fullmatch(path) is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._is_exempt(scope):

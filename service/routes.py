@@ -34,7 +34,7 @@ from service.schemas import (
     Timing,
 )
 
-__all__ = ["ops_router", "v1_router"]
+__all__ = ["admin_router", "ops_router", "v1_router"]
 
 
 # Dependencies are `async def` although they never await: FastAPI runs a plain `def` dependency
@@ -91,15 +91,18 @@ _INPUT_ERRORS: dict[int | str, dict[str, Any]] = {
     ]
 }
 
-v1_router = APIRouter(
-    prefix="/v1",
-    dependencies=[Depends(require_api_key)],
-    tags=["models"],
-    responses={
+_V1: dict[str, Any] = {
+    "prefix": "/v1",
+    "dependencies": [Depends(require_api_key)],
+    "responses": {
         401: {"description": "No API key (when JEM_API_KEYS is set).", **_ERROR},
         403: {"description": "Wrong API key.", **_ERROR},
     },
-)
+}
+# Two routers, one tag each: FastAPI adds a route's tags to its router's, and Swagger UI lists
+# an operation once under every tag it has.
+v1_router = APIRouter(**_V1, tags=["models"])
+admin_router = APIRouter(**_V1, tags=["admin"])
 ops_router = APIRouter(tags=["operations"])
 
 
@@ -314,7 +317,7 @@ async def generate(
     return _json(response)
 
 
-@v1_router.post(
+@admin_router.post(
     "/admin/models/{model}/reload",
     response_model=ReloadResponse,
     responses={
@@ -327,7 +330,6 @@ async def generate(
         422: {"description": "A ref of another model, or not a valid reference.", **_ERROR},
         503: {"description": "Not ready yet.", **_ERROR},
     },
-    tags=["admin"],
     summary="Swap in another version of a served model, after checksums and a test forward pass",
 )
 async def reload_model(

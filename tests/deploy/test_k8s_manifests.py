@@ -78,6 +78,21 @@ def test_probes_hit_readiness_and_liveness() -> None:
     assert int(env["JEM_TORCH_THREADS"]) == int(container["resources"]["limits"]["cpu"])
 
 
+def test_pods_serve_the_service_defaults_shipped_in_the_image() -> None:
+    """The Deployment serves what `python -m service` serves, from the store the image ships."""
+    from model_store import ModelStore
+    from service.settings import Settings
+
+    container = kind("deployment.yaml", "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    defaults = Settings.model_fields["models"].get_default(call_default_factory=True)
+    served = env["JEM_MODELS"].split(",") if "JEM_MODELS" in env else defaults
+    assert served == defaults
+    shipped = ModelStore(ROOT / "model_store" / "models")  # the store the Dockerfile copies
+    for ref in served:
+        assert shipped.resolve(ref).name == ref
+
+
 def test_every_probe_is_exempt_from_the_request_limit() -> None:
     """Probes of Kubernetes, Compose and the image answer however many requests are in
     progress (JEM_LIMIT_CONCURRENCY): a pod saturated by slow clients is not restarted."""

@@ -37,6 +37,16 @@ BODY_TIMEOUT_S = 2.0  # JEM_BODY_TIMEOUT_S
 HEADER_TIMEOUT_S = 2.0  # JEM_HEADER_TIMEOUT_S
 CLAIMED = 100_000  # Content-Length of the uploads that never finish
 PREDICT = "/v1/models/served/predict"
+# Kubernetes' and KServe v2's probes, the scrape, and v2 model readiness (of a version too)
+PROBES = (
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/v2/models/served/ready",
+    "/v2/models/served/versions/1/ready",
+)
 
 
 @pytest.fixture(scope="module")
@@ -206,9 +216,14 @@ def test_probes_answer_while_every_request_slot_is_taken(server: Server, digits:
     try:
         time.sleep(0.5)  # LIMIT of them hold a slot; the rest were refused
         with httpx.Client(base_url=server.url, timeout=5) as c:
-            for probe in ("/healthz", "/readyz", "/metrics"):
+            for probe in PROBES:
                 r = c.get(probe)
                 assert r.status_code == 200, (probe, r.status_code, r.text)
+                # HEAD too (load balancers' checks): the GET's headers, no body
+                head = c.head(probe)
+                assert head.status_code == 200, (probe, head.status_code)
+                assert head.content == b"", probe
+                assert int(head.headers["content-length"]) > 0, probe
             r = c.post(PREDICT, files=[("files", ("0.png", png_bytes(digits.test_u8[0])))])
             assert r.status_code == 503, r.text
             assert r.json()["error"]["code"] == "overloaded"

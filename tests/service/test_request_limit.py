@@ -1,5 +1,6 @@
 """ConcurrencyLimitMiddleware on its own: requests beyond the limit get 503 `overloaded` with
-Retry-After in the error shape; probes and scrapes pass, also under a --root-path prefix."""
+Retry-After in the error shape; probes (v2 model readiness too) and scrapes pass, also under a
+--root-path prefix."""
 
 from __future__ import annotations
 
@@ -12,6 +13,17 @@ from starlette.types import Message, Receive, Scope, Send
 from service.middleware import PROBE_PATHS, ConcurrencyLimitMiddleware
 
 pytestmark = pytest.mark.anyio
+
+# KServe v2 model readiness, of a model and of one of its versions: probes too.
+MODEL_READY_PROBES = {"/v2/models/served/ready", "/v2/models/served/versions/2/ready"}
+NOT_PROBES = (
+    "/v2/models/served/infer",
+    "/v2/models/served",
+    "/v2/models/served/versions/2/infer",
+    "/v2/models/served/ready/infer",
+    "/v2/models/a/b/ready",
+    "/v1/models/served/ready",
+)
 
 
 async def _request(app: ConcurrencyLimitMiddleware, path: str, root: str = "") -> list[Message]:
@@ -45,10 +57,12 @@ async def test_requests_beyond_the_limit_get_503_and_probes_pass() -> None:
     assert refused[0]["status"] == 503
     assert (b"retry-after", b"3") in refused[0]["headers"]
     assert json.loads(refused[1]["body"])["error"]["code"] == "overloaded"
-    for path in sorted(PROBE_PATHS):
+    for path in sorted(PROBE_PATHS | MODEL_READY_PROBES):
         for root in ("", "/jem"):
             assert (await _request(app, path, root))[0]["status"] == 200, (root, path)
     assert (await _request(app, "/jem/healthz"))[0]["status"] == 503  # not a probe without root
+    for path in NOT_PROBES:
+        assert (await _request(app, path))[0]["status"] == 503, path
     release.set()
     assert [r[0]["status"] for r in await asyncio.gather(*holders)] == [200, 200]
     assert app.in_progress == 0
