@@ -130,3 +130,31 @@ def test_other_data_sets_and_bad_settings_are_refused(tmp_path: Path) -> None:
         TrainConfig(extra_train="rendered-digits-v1")
     with pytest.raises(ValueError, match="per_class"):
         build_rendered_digits(0)
+
+
+def test_a_run_trains_on_them_and_records_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_store import ModelStore
+    from tests.training._tiny import tiny_config
+    from training.trainer import Trainer
+
+    monkeypatch.chdir(tmp_path)  # the cache goes to ./data/cache
+    config = tiny_config(
+        "extra_train=rendered-digits-v1",
+        "extra_train_per_class=1",
+        "extra_train_real_repeat=2",
+        "estimate_iters=0",
+    )
+    trainer = Trainer(config, name="r", store=ModelStore(tmp_path / "store"), progress=False)
+    digits = load_dataset("digits")
+    assert len(trainer.data.train) == 2 * len(digits.train) + 10
+    assert torch.equal(trainer.data.test.images, digits.test.images)
+    ref = trainer.fit().ref
+    assert ref is not None
+    split = ModelStore(tmp_path / "store").manifest(ref).training["split"]
+    assert split["sizes"]["train"] == len(digits.train)  # the data set's own split, as before
+    assert split["indices_sha256"] == digits.split["indices_sha256"]
+    assert (split["extra_train"]["name"], split["extra_train"]["count"]) == (NAME, 10)
+    assert split["extra_train"]["real_repeat"] == 2
+    assert (tmp_path / "data" / "cache" / f"{NAME}-1-0.npz").is_file()
