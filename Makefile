@@ -25,9 +25,9 @@ install: $(STAMP) system-deps
 # none runs), docker-compose 1.29 and mmdebstrap (a base image from Debian packages where no
 # registry answers) for the deployment checks; Chromium (driven by Playwright, and its
 # WebDriver) for the browser tests; handwriting-like fonts for the photographed/drawn digits
-# test set (tests/rendered_digits.py) and other fonts for the digits models' training data; the colour emoji font and Unicode's emoji-test.txt for
-# the emoji data set (`python -m training data emoji`). Debian packages; needs root, as CI and
-# the dev machines are.
+# test set (tests/rendered_digits.py) and other fonts for the digits models' training data; the
+# colour emoji font and Unicode's emoji-test.txt for the emoji data set (`python -m training data
+# emoji`). Debian packages; needs root, as CI and the dev machines are.
 SYSTEM_TOOLS := promtool prometheus docker-compose dockerd mmdebstrap chromium chromedriver
 SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap chromium chromium-driver fonts-noto-color-emoji unicode-data
 FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript \

@@ -2,10 +2,11 @@
 training data for the 8x8 digits models (``extra_train=rendered-digits-v1``).
 
 scikit-learn's digits are the hands of 43 NIST writers; people photograph and draw digits in
-other hands. This source draws each digit 0..9 in 35 faces from 17 Debian font packages
+other hands. This source draws each digit 0..9 in 46 faces from 25 Debian font packages
 (handwriting-like and ordinary), with per-image variation that normalisation cannot undo or that
-tests it: size, stroke width, rotation (+-15 degrees), slant, width, position, blur, sensor noise,
-JPEG compression, and both polarities (dark ink on light paper, light strokes on a dark canvas).
+tests it: size, stroke width, slant, width, rotation (+-15 degrees), elastic distortion (the
+wobble of a hand), position, blur, sensor noise, JPEG compression, and both polarities (dark ink
+on light paper, light strokes on a dark canvas).
 Every image then goes through the ``digits-v1`` normalisation (`jem.normalize.normalize`), the
 function `jem.imaging.to_pixels` applies to a greyscale request under 512 px, which these images
 are (tests/training check that the pixels are the service's): 8x8 block counts on the data set's
@@ -173,7 +174,8 @@ def _elastic(mask: Image.Image, rng: np.random.Generator, strength: float) -> Im
 
 
 def render_one(rng: np.random.Generator, font_path: str, digit: int) -> Image.Image:
-    """One digit image, 60..250 px, either polarity, as a camera or a drawing app gives it."""
+    """One digit image (greyscale, about 40..300 px a side), either polarity, as a camera or a
+    drawing app gives it."""
     height = int(rng.integers(32, 120))
     font = ImageFont.truetype(font_path, size=height)
     mask = _glyph(font, digit, int(rng.integers(0, height // 20 + 1)))
@@ -272,9 +274,9 @@ def load_rendered_digits(
     per_class: int, seed: int = 0, cache: Path | None = None
 ) -> RenderedDigits:
     """`build_rendered_digits`, kept in ``cache`` (default ``data/cache``) as an .npz beside its
-    record: rendering and normalising costs about 0.1 s an image on one core. A cached build of
-    as many or more images per class with the same seed serves (its prefix), but only while its
-    record's font hashes match the installed files."""
+    record: rendering and normalising costs about 30 ms an image on one core (6,000 in three
+    minutes). A cached build of as many or more images per class with the same seed serves (its
+    prefix), but only while its record's font hashes match the installed files."""
     cache = cache if cache is not None else Path("data/cache")
     fonts = {pkg: {Path(p).name: _sha256(p) for p in paths} for pkg, paths in FONTS.items()}
     for record_path in sorted(cache.glob(f"{NAME}-*-{seed}.json")):
