@@ -81,7 +81,8 @@ proto: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)
 
-# Reproduces the shipped default models (see README: "The embedded default").
+# Reproduces the shipped default models (see README: "The embedded default"); the first run
+# renders their extra training digits into data/cache/ (about 2 minutes; docs/training.md).
 train-default: $(STAMP)
 	$(BIN)/python -m training train --preset digits-baseline
 	$(BIN)/python -m training train --preset digits-jem
