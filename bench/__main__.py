@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=[*PEER_KEYS, "none"],
         help="with --peers: only these peers (repeat); 'none': this service alone",
     )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="with --peers: also serve the service from this checkout (e.g. a `git worktree` "
+        "of the commit before a change), interleaved with the rest: a before/after in one run",
+    )
     return p
 
 
@@ -251,6 +258,7 @@ def peers(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
         peers=tuple(PEER_KEYS[k] for k in keys if k != "none"),
+        baseline=str(args.baseline.resolve()) if args.baseline is not None else None,
     )
     data = load_digits_dataset(seed=0)
     with tempfile.TemporaryDirectory(prefix="jem-bench-peers-") as tmp:

@@ -29,6 +29,7 @@ import numpy as np
 
 from bench.loadgen import Body, multipart_body, npy_body, pixels_body, png_bytes, run_load
 from bench.models import digit_images, locate_model
+from bench.peers.harness import tree_cpu_s
 from bench.servers import serve
 from training.data import load_digits_dataset
 
@@ -74,6 +75,7 @@ async def _run(
             print(f"round {round_ + 1}/{args.rounds}", flush=True)
             for case, body, concurrency in cases:
                 for name, server in servers:
+                    cpu0 = tree_cpu_s(server.pid)
                     r = await run_load(
                         server.url,
                         path,
@@ -86,17 +88,24 @@ async def _run(
                         unsupported.add((case, name))  # an older checkout without this input
                     elif r.errors:
                         raise RuntimeError(f"{name} {case}: {r.errors} errors {r.error_statuses}")
+                    cpu_ms = (tree_cpu_s(server.pid) - cpu0) * 1000 / max(1, r.sent)
                     results.setdefault((case, name), []).append(
-                        (r.images_per_s, r.p50_ms, r.p99_ms)
+                        (r.images_per_s, r.p50_ms, r.p99_ms, cpu_ms)
                     )
-    print("\n| case | variant | images/s | p50 ms | p99 ms |\n|---|---|---:|---:|---:|")
+    print(
+        "\n| case | variant | images/s | p50 ms | p99 ms | server CPU ms/request |"
+        "\n|---|---|---:|---:|---:|---:|"
+    )
     for (case, name), runs in results.items():
         if (case, name) in unsupported:
             print(f"| {case} | {name} | (not supported: 415) | | |")
             continue
-        med = [statistics.median(run[i] for run in runs) for i in range(3)]
-        print(f"| {case} | {name} | {med[0]:,.0f} | {med[1]:.2f} | {med[2]:.2f} |")
-    print(f"\nmedians of {args.rounds} interleaved rounds of {args.seconds:g} s each")
+        med = [statistics.median(run[i] for run in runs) for i in range(4)]
+        print(f"| {case} | {name} | {med[0]:,.0f} | {med[1]:.2f} | {med[2]:.2f} | {med[3]:.2f} |")
+    print(
+        f"\nmedians of {args.rounds} interleaved rounds of {args.seconds:g} s each; server CPU: "
+        "the process tree's CPU time over the requests sent (warm-up included)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageCms, ImageDraw, ImageFont, ImageOps
+from PIL import ExifTags, Image, ImageCms, ImageDraw, ImageFont, ImageOps
 
 from jem.normalize import normalize
 from jem.preprocess import InputSpec
@@ -110,7 +110,11 @@ def _standard(image: Image.Image) -> Image.Image:
             f"this {image.format} file holds more than one frame (an animation or several "
             "pages); send one still image"
         )
-    image = ImageOps.exif_transpose(image) or image  # a phone photo's EXIF orientation
+    # a phone photo's EXIF orientation (2..8: flipped or turned). Asked first: exif_transpose
+    # copies an image that needs none, a tenth of a small PNG's decoding time
+    image.load()  # a PNG's eXIf chunk may follow its pixels
+    if image.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9):
+        image = ImageOps.exif_transpose(image)
     if image.mode in _WIDE_INTEGER:
         return _wide_integer(image)
     if image.mode == "F":

@@ -6,6 +6,7 @@ a differently scaled input at serving time than it saw in training.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -117,31 +118,52 @@ def parse_background(value: str) -> tuple[int, int, int]:
     raise ValueError(f"background must be 'auto', 'white', 'black' or '#rrggbb', got {value!r}")
 
 
+def _scale(x: Tensor, value_range: tuple[float, float]) -> Tensor:
+    """float32 values 0..255 -> the model's value range (the contract's arithmetic)."""
+    lo, hi = value_range
+    if (lo, hi) == (-1.0, 1.0):
+        return x / 127.5 - 1.0
+    return lo + x / 255.0 * (hi - lo)
+
+
+@functools.cache
+def _lookup(value_range: tuple[float, float]) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """The float32 value of each uint8 value 0..255, by the same torch ops as a tensor input.
+
+    The ops are elementwise, so a look-up gives bit-identical values; for a small batch (one
+    digit) it costs a fraction of the four torch dispatches (py-spy: 4% of a single-image
+    request's CPU time went to them, docs/benchmarks-peers.md).
+    """
+    table = _scale(torch.arange(256, dtype=torch.float32), value_range).numpy()
+    table.setflags(write=False)
+    return table
+
+
 def uint8_to_tensor(arr: np.ndarray[Any, Any] | Tensor, spec: InputSpec) -> Tensor:
     """(B,H,W,C), (H,W,C) or (H,W) uint8 -> float32 (B,C,H,W) with x = u8 / 127.5 - 1.
 
     For a non-default `spec.value_range` (lo, hi) the map is lo + u8 / 255 * (hi - lo).
     """
-    t = torch.from_numpy(np.ascontiguousarray(arr)) if isinstance(arr, np.ndarray) else arr
-    if t.dtype != torch.uint8:
-        raise TypeError(f"expected a uint8 image array, got dtype {t.dtype}")
-    if t.ndim == 2:
-        t = t.unsqueeze(-1)
-    if t.ndim == 3:
-        t = t.unsqueeze(0)
-    if t.ndim != 4:
-        raise ValueError(f"expected (B,H,W,C), (H,W,C) or (H,W), got shape {tuple(t.shape)}")
-    _, h, w, c = t.shape
+    is_uint8 = arr.dtype == np.uint8 if isinstance(arr, np.ndarray) else arr.dtype == torch.uint8
+    if not is_uint8:
+        raise TypeError(f"expected a uint8 image array, got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4:
+        raise ValueError(f"expected (B,H,W,C), (H,W,C) or (H,W), got shape {tuple(arr.shape)}")
+    _, h, w, c = arr.shape
     if (c, h, w) != spec.shape:
         raise ValueError(
             f"image of shape HWC={(h, w, c)} does not match the model's input "
             f"HWC={(spec.height, spec.width, spec.channels)}; resize/convert it first"
         )
-    x = t.permute(0, 3, 1, 2).to(torch.float32)
-    lo, hi = spec.value_range
-    if (lo, hi) == (-1.0, 1.0):
-        return (x / 127.5 - 1.0).contiguous()
-    return (lo + x / 255.0 * (hi - lo)).contiguous()
+    if isinstance(arr, np.ndarray):  # the uint8 values in NCHW order, then looked up
+        return torch.from_numpy(
+            _lookup(spec.value_range)[np.ascontiguousarray(arr.transpose(0, 3, 1, 2))]
+        )
+    return _scale(arr.permute(0, 3, 1, 2).to(torch.float32), spec.value_range).contiguous()
 
 
 def tensor_to_uint8(x: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:

@@ -23,7 +23,7 @@ from uvicorn.supervisors import Multiprocess
 
 from service.device import Placement
 from service.logs import log_config
-from service.server.protocol import JemH11Protocol
+from service.server.protocol import JemHttpToolsProtocol
 from service.settings import ROOT_PATH_PATTERN, Settings
 
 __all__ = ["main"]
@@ -164,10 +164,9 @@ def main(argv: list[str] | None = None) -> None:
         # uvicorn kills a worker that misses a 5 s ping by default; importing torch in a fresh
         # worker on a busy or CPU-limited host takes longer, and --workers N never came up
         timeout_worker_healthcheck=settings.worker_healthcheck_timeout_s,
-        # h11 caps the request line + headers (httptools has no setting for it); the subclass
-        # answers its errors as JSON and times out request heads (JEM_HEADER_TIMEOUT_S)
-        http=JemH11Protocol,
-        h11_max_incomplete_event_size=settings.max_header_bytes,
+        # httptools (C) with the request line + headers capped (JEM_MAX_HEADER_BYTES) and timed
+        # (JEM_HEADER_TIMEOUT_S), its errors answered as JSON (service/server/protocol.py)
+        http=JemHttpToolsProtocol,
         proxy_headers=False,
         server_header=False,
         root_path=args.root_path,

@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
         ConcurrencyLimitMiddleware,
         limit=settings.limit_concurrency,
         retry_after_s=settings.retry_after_s,
+        counter=runtime.in_flight,
     )
     app.add_middleware(
         RequestContextMiddleware,

@@ -4,8 +4,9 @@ A bounded asyncio queue per (model, kind); one worker task takes the first waiti
 gathers more until the batch holds `max_batch_size` images or `max_wait_s` has passed, and runs
 the model in its own thread so the event loop keeps serving. The wait is adaptive: it applies only
 while traffic is concurrent (the previous batch gathered more than one request), so a lone
-client never waits for company that is not coming. Requests carry a deadline: expired
-ones are dropped before compute.
+client never waits for company that is not coming; and it ends as soon as the batch holds every
+request the server has in progress (`InFlight`), so eight clients do not wait out the whole
+window for a ninth. Requests carry a deadline: expired ones are dropped before compute.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from service.errors import DeadlineExceeded, NotReady, Overloaded
 from service.metrics import Metrics
 
-__all__ = ["BatchFn", "BatchTiming", "MicroBatcher"]
+__all__ = ["BatchFn", "BatchTiming", "InFlight", "MicroBatcher"]
 
 BatchFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 StackFn = Callable[[list[torch.Tensor]], torch.Tensor]
@@ -30,6 +31,14 @@ StackFn = Callable[[list[torch.Tensor]], torch.Tensor]
 
 def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+@dataclass
+class InFlight:
+    """Requests in progress in this process that may reach a batcher (HTTP requests other than
+    probes, gRPC inference calls): counted by `ConcurrencyLimitMiddleware` and the gRPC server."""
+
+    value: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,9 +74,11 @@ class MicroBatcher:
         timeout_s: float,
         retry_after_s: int = 1,
         stack: StackFn = _cat,
+        in_flight: InFlight | None = None,
     ) -> None:
         self._fn = fn
         self._stack = stack  # e.g. into pinned memory for a CUDA device (service.device)
+        self._in_flight = in_flight
         self.model = model
         self.kind = kind
         self._metrics = metrics
@@ -114,7 +125,10 @@ class MicroBatcher:
         self._metrics.queue_depth.labels(self.model).set(self.depth)
         self._arrived.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future), self.timeout_s)
+            # the future itself is awaited: cancelled on timeout or when the client goes away,
+            # and the worker skips cancelled items (no shield, no wait_for task per request)
+            async with asyncio.timeout(self.timeout_s):
+                return await item.future
         except TimeoutError:
             raise DeadlineExceeded(
                 f"request not finished within {self.timeout_s:g} s (JEM_REQUEST_TIMEOUT_S): "
@@ -141,7 +155,7 @@ class MicroBatcher:
                 item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = until - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or self._everyone_here(len(items)):
                     break
                 self._arrived.clear()
                 try:
@@ -156,6 +170,11 @@ class MicroBatcher:
             total += item.size
         self._last_batch_requests = len(items)
         return items
+
+    def _everyone_here(self, requests: int) -> bool:
+        """Whether this batch holds every request in progress: then only a request not yet sent
+        could join it, and waiting for one only delays these."""
+        return self._in_flight is not None and self._in_flight.value <= requests
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

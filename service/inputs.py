@@ -9,8 +9,6 @@ import math
 import numpy as np
 import torch
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from jem import InputSpec
@@ -18,6 +16,7 @@ from service.errors import InvalidInput, TooManyImages, UnsupportedMediaType
 from service.images import decode_base64, decode_image, images_to_tensor, pixels_to_tensor
 from service.schemas import PredictJSON
 from service.settings import Settings
+from service.uploads import read_files
 
 __all__ = ["NPY_CONTENT_TYPE", "read_batch"]
 
@@ -40,29 +39,6 @@ def _too_many(n: int, limit: int) -> TooManyImages:
 def _decode_all(blobs: list[tuple[str, bytes]], spec: InputSpec, max_pixels: int) -> torch.Tensor:
     arrays = [decode_image(data, spec, max_pixels=max_pixels, name=name) for name, data in blobs]
     return images_to_tensor(arrays, spec)
-
-
-async def _multipart(request: Request, settings: Settings) -> list[tuple[str, bytes]]:
-    limit = settings.max_images_per_request
-    try:
-        form = await request.form(max_files=limit, max_fields=limit, max_part_size=1024 * 1024)
-    except HTTPException as exc:
-        if "Too many files" in str(exc.detail):
-            raise TooManyImages(
-                f"more than {limit} files in one request (JEM_MAX_IMAGES_PER_REQUEST): "
-                "split them over several requests"
-            ) from None
-        raise InvalidInput(f"multipart body: {exc.detail}") from None
-    try:
-        blobs: list[tuple[str, bytes]] = []
-        for field, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                blobs.append((f"{field}[{value.filename or len(blobs)}]", await value.read()))
-    finally:
-        await form.close()
-    if not blobs:
-        raise InvalidInput("multipart body holds no files; send images as file parts ('files')")
-    return blobs
 
 
 def _npy(body: bytes, spec: InputSpec, settings: Settings) -> torch.Tensor:
@@ -107,7 +83,8 @@ async def read_batch(request: Request, spec: InputSpec, settings: Settings) -> t
     """The request's images as one (B, C, H, W) tensor in the model's input spec."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        blobs = await _multipart(request, settings)
+        limit = settings.max_images_per_request
+        blobs = await read_files(request, max_files=limit, max_fields=limit)
     elif content_type == "application/json":
         try:
             body = PredictJSON.model_validate_json(await request.body())

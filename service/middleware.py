@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.batching import InFlight
 from service.errors import BodyTimeout, BodyTooLarge, error_body
 from service.logs import request_id_var
 from service.metrics import Metrics
@@ -183,13 +184,20 @@ class ConcurrencyLimitMiddleware:
         retry_after_s: int,
         exempt: Collection[str] = PROBE_PATHS,
         exempt_pattern: re.Pattern[str] | None = MODEL_READY_PATH,
+        counter: InFlight | None = None,
     ) -> None:
         self.app = app
         self.limit = limit
         self.retry_after = str(retry_after_s).encode()
         self.exempt = frozenset(exempt)
         self.exempt_pattern = exempt_pattern
-        self.in_progress = 0
+        # shared with the micro-batchers (service.batching), which stop waiting for more
+        # requests once a batch holds all of them
+        self.counter = counter if counter is not None else InFlight()
+
+    @property
+    def in_progress(self) -> int:
+        return self.counter.value
 
     def _is_exempt(self, scope: Scope) -> bool:
         path, root = scope["path"], scope.get("root_path", "")
@@ -217,16 +225,17 @@ class ConcurrencyLimitMiddleware:
                 protocol_v2=_is_v2(scope),
             )
             return
-        self.in_progress += 1
+        self.counter.value += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_progress -= 1
+            self.counter.value -= 1
 
 
 class HeaderLimitMiddleware:
-    """431 when the request line and headers exceed `max_bytes`. h11's own cap only applies to
-    headers that arrive in pieces: a block that comes in one read (up to 256 KiB) passes it."""
+    """431 when the request line and headers exceed `max_bytes`. The HTTP protocol's own cap
+    (service.server.protocol) only applies to a head still incomplete after a read: a block that
+    comes complete in one read (up to 256 KiB) passes it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app

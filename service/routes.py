@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from PIL.Image import Image
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from jem import InputSpec
 from jem.imaging import labelled_grid
@@ -47,7 +48,9 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_predictor(model: str, runtime: RuntimeDep) -> Predictor:
+async def get_predictor(model: str, request: Request) -> Predictor:
+    # not through RuntimeDep: each dependency costs FastAPI's solver a few % of a small request
+    runtime: Runtime = request.app.state.runtime
     return runtime.predictor(model)
 
 
@@ -150,13 +153,13 @@ def _timing(*timings: Any) -> Timing:
 async def predict(
     request: Request,
     predictor: PredictorDep,
-    runtime: RuntimeDep,
     ood: Annotated[
         Literal["energy", "full"], Query(description="'full' adds the grad-norm score.")
     ] = "energy",
     top_k: Annotated[int, Query(ge=1, description="Classes listed per image.")] = 3,
     normalize: NormalizeQuery = True,
 ) -> Response:
+    runtime: Runtime = request.app.state.runtime  # as get_runtime, without a dependency
     if top_k > runtime.settings.max_top_k:
         raise InvalidParameters(f"top_k {top_k} > {runtime.settings.max_top_k} (JEM_MAX_TOP_K)")
     x = await read_batch(request, _spec(predictor, normalize), runtime.settings)
@@ -169,18 +172,24 @@ async def predict(
         out, t1 = await runtime.classify(predictor, x)
         grad, timing = None, _timing(t1)
     predictions = predictor.predictions(out, grad, top_k)
-    verdicts = {score: [p.ood[score] for p in predictions] for score in predictions[0].ood}
-    runtime.observe(predictor.name, [p.energy for p in predictions], verdicts)
-    return _json(
-        PredictResponse(
-            model=predictor.name,
-            version=predictor.version,
-            calibrated=predictor.calibrated,
-            temperature=predictor.temperature,
-            predictions=predictions,
-            timing=timing,
+    verdicts = {
+        score: (
+            [p["ood"][score]["score"] for p in predictions],
+            [p["ood"][score]["flagged"] for p in predictions],
         )
-    )
+        for score in predictions[0]["ood"]
+    }
+    runtime.observe(predictor.name, [p["energy"] for p in predictions], verdicts)
+    # PredictResponse's fields, in its order (tests/service/test_predict.py checks the two agree)
+    body = {
+        "model": predictor.name,
+        "version": predictor.version,
+        "calibrated": predictor.calibrated,
+        "temperature": predictor.temperature,
+        "predictions": predictions,
+        "timing": timing,
+    }
+    return Response(to_json(body, inf_nan_mode="null"), media_type="application/json")
 
 
 @v1_router.post(
@@ -191,14 +200,21 @@ async def predict(
     summary="Every OOD score (higher = more likely out-of-distribution) and a combined verdict",
 )
 async def ood(
-    request: Request, predictor: PredictorDep, runtime: RuntimeDep, normalize: NormalizeQuery = True
+    request: Request, predictor: PredictorDep, normalize: NormalizeQuery = True
 ) -> Response:
+    runtime: Runtime = request.app.state.runtime
     x = await read_batch(request, _spec(predictor, normalize), runtime.settings)
     (out, t1), (grad, t2) = await asyncio.gather(
         runtime.classify(predictor, x), runtime.grad(predictor, x)
     )
     results = predictor.ood_results(out, grad)
-    verdicts = {score: [r.scores[score] for r in results] for score in results[0].scores}
+    verdicts = {
+        score: (
+            [r.scores[score].score for r in results],
+            [r.scores[score].flagged for r in results],
+        )
+        for score in results[0].scores
+    }
     runtime.observe(predictor.name, [r.scores["energy"].score for r in results], verdicts)
     return _json(
         OODResponse(

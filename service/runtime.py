@@ -11,13 +11,12 @@ import torch
 
 from model_store import ModelStore, StoreError
 from model_store.names import parse_ref
-from service.batching import BatchTiming, MicroBatcher
+from service.batching import BatchTiming, InFlight, MicroBatcher
 from service.device import Placement
 from service.errors import InvalidParameters, NotReady, ReloadRefused, UnknownModel
 from service.generation import GenerationPool
 from service.metrics import Metrics
 from service.predictor import GenerationLimits, Predictor
-from service.schemas import ScoreVerdict
 from service.settings import Settings
 
 __all__ = ["ModelsUnavailable", "Runtime"]
@@ -34,6 +33,7 @@ class Runtime:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
+        self.in_flight = InFlight()  # counted by the HTTP middleware and the gRPC server
         self.store = ModelStore(settings.model_store)
         # ValueError at construction (before any model loads) for a device that is not here
         self.placement = Placement.resolve(
@@ -144,6 +144,7 @@ class Runtime:
                 timeout_s=s.request_timeout_s,
                 retry_after_s=s.retry_after_s,
                 stack=predictor.placement.stack,
+                in_flight=self.in_flight,
             )
             batcher.start()
             batchers[predictor] = batcher
@@ -268,19 +269,24 @@ class Runtime:
         return batcher
 
     def observe(
-        self, model: str, energies: list[float], verdicts: dict[str, list[ScoreVerdict]]
+        self,
+        model: str,
+        energies: list[float],
+        verdicts: dict[str, tuple[list[float], list[bool | None]]],
     ) -> None:
+        """Count a request's images: energies, and per OOD score its values and verdicts
+        (None: uncalibrated)."""
         m = self.metrics
         m.images.labels(model).inc(len(energies))
         # each child looked up once per request, counters bumped once: .labels() takes a lock
         energy = m.energy.labels(model)
         for value in energies:
             energy.observe(value)
-        for score, items in verdicts.items():
+        for score, (values, flags) in verdicts.items():
             histogram = m.ood_score.labels(model, score)
-            for v in items:
-                histogram.observe(v.score)
-            checked = [v.flagged for v in items if v.flagged is not None]
+            for value in values:
+                histogram.observe(value)
+            checked = [flag for flag in flags if flag is not None]
             if checked:
                 m.ood_checks.labels(model, score).inc(len(checked))
                 if any(checked):

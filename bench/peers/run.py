@@ -32,6 +32,8 @@ __all__ = ["ROWS", "PeerPlan", "measure_peers", "peers_markdown"]
 SERVICE = "this service"
 # the same server sent the same PNGs as base64 in JSON, LitServe's way: like for like with it
 SERVICE_BASE64 = "this service, base64 JSON"
+# the service from another checkout (`--baseline DIR`): a before/after measured in the same run
+BASELINE = "this service, baseline"
 SAMPLE_S = 0.25  # memory sampling interval: walking a Ray process tree every 50 ms costs CPU
 MB = 1024 * 1024
 
@@ -61,6 +63,7 @@ class PeerPlan:
     threads: int
     seed: int
     peers: tuple[str, ...]  # names from PEERS; () = this service alone (the smoke run)
+    baseline: str | None = None  # a checkout (holding service/) served as one more server
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,24 @@ async def measure_peers(
             raise RuntimeError(f"the service's base64 JSON answers differ from its uploads': {why}")
         targets = [service, base64]
         samplers = {SERVICE: stack.enter_context(RssSampler(server.pid, SAMPLE_S, tree=True))}
+        if plan.baseline is not None:
+            t0 = time.perf_counter()
+            (logs / "baseline").mkdir()
+            before = stack.enter_context(
+                serve("service", service_env, logs / "baseline", cwd=Path(plan.baseline))
+            )
+            baseline = dataclasses.replace(
+                service,
+                name=BASELINE,
+                url=before.url,
+                pid=before.pid,
+                startup_s=round(time.perf_counter() - t0, 2),
+            )
+            why = _check(reference, baseline)
+            if why:
+                raise RuntimeError(f"the baseline checkout's answers differ: {why}")
+            targets.append(baseline)
+            samplers[BASELINE] = stack.enter_context(RssSampler(before.pid, SAMPLE_S, tree=True))
         for peer in chosen:
             target = _start(stack, peer, bin_dir, source, plan, uploads, sizes, scratch)
             if isinstance(target, str):
@@ -238,7 +259,7 @@ def _rate(r: dict[str, Any]) -> float:
 def peers_markdown(results: dict[str, Any]) -> str:
     """The issue's table: this service, the best peer per row, the ratio; then every server."""
     servers: dict[str, list[dict[str, Any]]] = results["servers"]
-    peers = [n for n in servers if n not in (SERVICE, SERVICE_BASE64)]
+    peers = [n for n in servers if n not in (SERVICE, SERVICE_BASE64, BASELINE)]
     lines = [
         "| row: req/s or images/s (p99 ms) | this service | best peer | ratio |",
         "|---|---|---|---|",
@@ -252,6 +273,16 @@ def peers_markdown(results: dict[str, Any]) -> str:
         else:
             cells = "(no peer measured) | -"
         lines.append(f"| {mine['row']} | {_cell(mine)} | {cells} |")
+    if BASELINE in servers:
+        lines += [
+            "",
+            f"| row | this service | baseline ({results['environment']['plan']['baseline']}) "
+            "| ratio |",
+            "|---|---|---|---|",
+        ]
+        for mine, old in zip(servers[SERVICE], servers[BASELINE], strict=True):
+            ratio = _rate(mine) / _rate(old) if _rate(old) else float("inf")
+            lines.append(f"| {mine['row']} | {_cell(mine)} | {_cell(old)} | {ratio:.2f}x |")
     names = list(servers)
     same = [n for n in names if n != SERVICE_BASE64]  # one process: memory and start-up once
     lines += ["", "| row | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]

@@ -1,3 +1,3 @@
-"""What sits between uvicorn and the app: `protocol.JemH11Protocol` (uvicorn's h11 protocol,
-answering its own errors in the API's shape, with a deadline for request heads) and
+"""What sits between uvicorn and the app: `protocol.JemHttpToolsProtocol` (uvicorn's httptools
+protocol, with a cap and a deadline for request heads, answering its errors in the API's shape) and
 `workers.forget_dead_workers` (the metrics files of worker processes that died)."""

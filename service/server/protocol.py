@@ -1,15 +1,20 @@
-"""uvicorn's h11 protocol with the service's answers where uvicorn has its own.
+"""uvicorn's httptools protocol with the limits and answers the service needs.
 
-- uvicorn answers a request h11 cannot parse with a plain-text 400 (also for a header block over
-  `JEM_MAX_HEADER_BYTES` that arrives in several reads, which h11 hints as 431). Here it is the
-  API's error shape: 400 `bad_request`, or 431 `headers_too_large` as the header middleware
-  answers a block that arrives at once.
-- uvicorn has no deadline for a request's line and headers: a connection that sends nothing, or
-  half a header block, is held as long as the client likes. Here the head must arrive within
-  `JEM_HEADER_TIMEOUT_S` of the connection (or of the previous response); otherwise 408
-  `header_timeout` (only if some of it came) and the connection is closed.
+httptools (llhttp, in C) parses a request for a fraction of the CPU that h11 (pure Python)
+takes (docs/benchmarks-peers.md), but uvicorn's protocol around it has neither a cap on the
+request head nor a deadline for it, and answers parse errors in plain text. Here:
 
-Selected with `uvicorn.run(http=JemH11Protocol)` (`python -m service` does).
+- The request line and headers are capped at `JEM_MAX_HEADER_BYTES`: a head still incomplete
+  once more bytes than that arrived for it gets 431 `headers_too_large`, and the connection
+  is closed (a head that arrives complete in one read is measured by the app's
+  `HeaderLimitMiddleware`, which answers the same 431).
+- A request httptools cannot parse (bad request line, bad `Content-Length`, ...) gets 400
+  `bad_request` in the API's error shape, and the connection is closed.
+- The head must arrive within `JEM_HEADER_TIMEOUT_S` of the connection (or of the previous
+  response); otherwise 408 `header_timeout` (only if some of it came) and the connection is
+  closed. uvicorn itself waits as long as the client likes.
+
+Selected with `uvicorn.Config(http=JemHttpToolsProtocol)` (`python -m service` does).
 """
 
 from __future__ import annotations
@@ -18,21 +23,21 @@ import asyncio
 import functools
 import http
 import json
-import sys
-from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.errors import error_body
 from service.settings import Settings
 
-__all__ = ["JemH11Protocol"]
+__all__ = ["JemHttpToolsProtocol"]
 
 
 @functools.cache
-def _header_timeout_s() -> float:
-    return Settings().header_timeout_s
+def _limits() -> tuple[int, float]:
+    """(JEM_MAX_HEADER_BYTES, JEM_HEADER_TIMEOUT_S), read once per process."""
+    settings = Settings()
+    return settings.max_header_bytes, settings.header_timeout_s
 
 
 def _raw_error(status: int, code: str, message: str) -> bytes:
@@ -47,44 +52,66 @@ def _raw_error(status: int, code: str, message: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-class JemH11Protocol(H11Protocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+class JemHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._max_head_bytes, self._head_timeout_s = _limits()
         self._head_timer: asyncio.TimerHandle | None = None
-        self._head_bytes = 0  # bytes of a request head received since the timer started
+        self._awaiting_head = True  # from the connection, or a message's end, to its headers
+        self._head_bytes = 0  # bytes received while awaiting the current head
 
-    # ---- errors in the API's shape ------------------------------------------------------------
+    # ---- errors in the API's shape, and the cap on request heads -----------------------------
 
-    def send_400_response(self, msg: str) -> None:
-        # uvicorn calls this from its `except h11.RemoteProtocolError`, the error still current
-        error = sys.exc_info()[1]
-        hint = error.error_status_hint if isinstance(error, h11.RemoteProtocolError) else 400
-        if hint == 431:
-            limit = self.config.h11_max_incomplete_event_size
-            status, code = 431, "headers_too_large"
-            message = (
-                f"request line and headers are over {limit} bytes (JEM_MAX_HEADER_BYTES): "
-                "send fewer or shorter headers"
-            )
-        else:
-            status, code = 400, "bad_request"
-            message = f"invalid HTTP/1.1 request ({error or msg})"
+    def _refuse(self, status: int, code: str, message: str) -> None:
         self._cancel_head_timer()
         self.transport.write(_raw_error(status, code, message))
         self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        # a request httptools cannot parse (data_received below; uvicorn's own calls it too)
+        self._refuse(400, "bad_request", f"invalid HTTP/1.1 request ({msg})")
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        if self._awaiting_head:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.send_400_response(str(exc) or "unparsable")
+            return
+        except httptools.HttpParserUpgrade:  # as uvicorn's (no WebSocket route is served)
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self.transport.is_closing():
+            return
+        if self._awaiting_head and self._head_bytes > self._max_head_bytes:
+            self._refuse(
+                431,
+                "headers_too_large",
+                f"request line and headers are over {self._max_head_bytes} bytes "
+                "(JEM_MAX_HEADER_BYTES): send fewer or shorter headers",
+            )
+        elif self._in_request():
+            self._cancel_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_head = False
+        self._head_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._awaiting_head = True
+        super().on_message_complete()
 
     # ---- a deadline for request heads ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._await_head()
-
-    def data_received(self, data: bytes) -> None:
-        if self._head_timer is not None:
-            self._head_bytes += len(data)
-        super().data_received(data)
-        if self._in_request():
-            self._cancel_head_timer()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # may start a pipelined request
@@ -100,8 +127,7 @@ class JemH11Protocol(H11Protocol):
 
     def _await_head(self) -> None:
         self._cancel_head_timer()
-        self._head_bytes = 0
-        self._head_timer = self.loop.call_later(_header_timeout_s(), self._head_timed_out)
+        self._head_timer = self.loop.call_later(self._head_timeout_s, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -114,8 +140,8 @@ class JemH11Protocol(H11Protocol):
             return
         if self._head_bytes:  # a silent connection is closed without a word, as nginx does
             message = (
-                f"the request line and headers did not arrive within {_header_timeout_s():g} s "
-                "(JEM_HEADER_TIMEOUT_S)"
+                f"the request line and headers did not arrive within {self._head_timeout_s:g} "
+                "s (JEM_HEADER_TIMEOUT_S)"
             )
             self.transport.write(_raw_error(408, "header_timeout", message))
         self.transport.close()

@@ -206,7 +206,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 raw_output_contents=[to_raw(t) for t in result.outputs],
             )
 
-        return await self._call(context, "grpc_infer", request.model_name, run)
+        in_flight = self.runtime.in_flight  # counted as the HTTP middleware counts its requests
+        in_flight.value += 1
+        try:
+            return await self._call(context, "grpc_infer", request.model_name, run)
+        finally:
+            in_flight.value -= 1
 
 
 async def start_grpc_server(runtime: Runtime, host: str, port: int) -> tuple[aio.Server, int]:

@@ -218,7 +218,11 @@ async def infer(
     verdicts = {"energy": _flags(predictor, "energy", energies)}
     if grad is not None:
         verdicts["grad_norm"] = _flags(predictor, "grad_norm", grad["grad_norm"].tolist())
-    runtime.observe(predictor.name, energies, verdicts)
+    runtime.observe(
+        predictor.name,
+        energies,
+        {s: ([v.score for v in vs], [v.flagged for v in vs]) for s, vs in verdicts.items()},
+    )
 
     labels = out["probs"].argmax(dim=-1)
     tensors: list[InferTensor] = []

@@ -19,7 +19,7 @@ from bench.loadgen import multipart_body, png_bytes
 from bench.models import digit_images, locate_model
 from bench.peers import common
 from bench.peers.harness import compare
-from bench.peers.run import SERVICE, SERVICE_BASE64, peers_markdown
+from bench.peers.run import BASELINE, SERVICE, SERVICE_BASE64, peers_markdown
 from service import Settings, create_app
 from training.data import Dataset, load_digits_dataset
 
@@ -128,6 +128,31 @@ def test_table_gives_the_best_peer_and_the_ratio_per_row() -> None:
     assert "| c | 3,200 img/s (10.0) | LitServe 2,560 img/s (10.0) | 1.25x |" in table
     assert "TorchServe: not measured: needs java on PATH" in table
     assert f"| | {SERVICE} | LitServe | BentoML |" in table  # memory: one column per process
+
+
+def test_a_baseline_checkout_is_compared_with_the_service_never_taken_for_a_peer() -> None:
+    results = {
+        "servers": {
+            SERVICE: [_row("a", 1, 300.0), _row("b", 64, 50.0), _row("c", 1, 1.0)],
+            SERVICE_BASE64: [_row("a", 1, 290.0), _row("b", 64, 60.0), _row("c", 1, 1.0)],
+            BASELINE: [_row("a", 1, 600.0), _row("b", 64, 25.0), _row("c", 1, 1.0)],
+            "LitServe": [_row("a", 1, 100.0), _row("b", 64, 40.0), _row("c", 1, 1.0)],
+        },
+        "memory_mb": {n: {"idle": 1.0, "peak": 300.0} for n in (SERVICE, BASELINE, "LitServe")},
+        "startup_s": {SERVICE: 2.0, BASELINE: 2.5, "LitServe": 5.0},
+        "unavailable": {},
+        "environment": {
+            "plan": {"rounds": 3, "baseline": "/tmp/before"},
+            "load_before": [1.0, 1.0, 1.0],
+            "load_after": [2.0, 1.0, 1.0],
+            "cpu_count": 2,
+        },
+    }
+    table = peers_markdown(results)
+    assert "| a | 300 (10.0) | LitServe 100 (10.0) | 3.00x |" in table  # not the baseline's 600
+    assert "| row | this service | baseline (/tmp/before) | ratio |" in table
+    assert "| a | 300 (10.0) | 600 (10.0) | 0.50x |" in table
+    assert "| b | 3,200 img/s (10.0) | 1,600 img/s (10.0) | 2.00x |" in table
 
 
 @pytest.mark.slow

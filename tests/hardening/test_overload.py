@@ -214,13 +214,13 @@ def test_live_limits_and_key_hygiene(server: Server, digits: Digits) -> None:
     appears nowhere in the process's logs (it was sent hundreds of times above)."""
     url = f"{server.url}/v1/models/served/predict"
     for headers in (
-        {**AUTH, "X-Padding": "a" * 64 * 1024},  # arrives in one read: past h11's own cap
+        {**AUTH, "X-Padding": "a" * 64 * 1024},  # arrives in one read: past the protocol's own cap
         {**AUTH, **{f"X-H{i}": "b" * 100 for i in range(400)}},
     ):
         r = httpx.post(url, headers=headers, content=b"{}")
         assert r.status_code == 431, r.status_code
         assert r.json()["error"]["code"] == "headers_too_large"
-    try:  # arrives in several reads: h11 refuses it before the app sees it
+    try:  # arrives in several reads: the protocol refuses it before the app sees it
         r = httpx.post(url, headers={**AUTH, "X-Padding": "a" * 1024 * 1024}, content=b"{}")
         assert r.status_code in (400, 431), r.status_code
     except httpx.TransportError:

@@ -283,7 +283,7 @@ def test_http_layer_errors_keep_the_error_shape(server: Server) -> None:
         assert (got, body["error"]["code"]) == (status, code), body  # type: ignore[index]
         assert headers["content-type"] == "application/json"
         assert set(body["error"]) == {"code", "message"}  # type: ignore[arg-type]
-    # a header block over JEM_MAX_HEADER_BYTES arriving in several reads: h11's own cap
+    # a header block over JEM_MAX_HEADER_BYTES arriving in several reads: the protocol's own cap
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         for _ in range(40):

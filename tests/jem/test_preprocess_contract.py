@@ -40,6 +40,23 @@ def test_shapes_and_channel_order() -> None:
     assert uint8_to_tensor(gray, GRAY).shape == (1, 1, 8, 8)
 
 
+@pytest.mark.parametrize("value_range", [(-1.0, 1.0), (0.0, 1.0), (-0.5, 2.0)])
+def test_arrays_and_tensors_give_bit_identical_values(value_range: tuple[float, float]) -> None:
+    """NumPy input goes through a look-up table, tensor input through torch ops: the same."""
+    spec = InputSpec(channels=3, height=16, width=16, color_mode="RGB", value_range=value_range)
+    rng = np.random.default_rng(0)
+    batch = np.stack([np.arange(256, dtype=np.uint8).reshape(16, 16)] * 3, axis=-1)[None]
+    batch = np.concatenate([batch, rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)])
+    from_array = uint8_to_tensor(batch, spec)
+    from_tensor = uint8_to_tensor(torch.from_numpy(batch), spec)
+    assert from_array.dtype == from_tensor.dtype == torch.float32
+    assert from_array.is_contiguous()
+    assert torch.equal(from_array, from_tensor)
+    flipped = np.asfortranarray(batch)[:, ::-1]  # neither C- nor F-contiguous
+    expected = uint8_to_tensor(torch.from_numpy(np.ascontiguousarray(flipped)), spec)
+    assert torch.equal(uint8_to_tensor(flipped, spec), expected)
+
+
 def test_tensor_to_uint8_rounds_and_clamps() -> None:
     x = torch.tensor([-3.0, -1.0, 0.0, 0.999, 1.0, 2.0]).view(1, 1, 1, 6)
     assert tensor_to_uint8(x).flatten().tolist() == [0, 0, 128, 255, 255, 255]

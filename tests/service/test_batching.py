@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from service.batching import MicroBatcher
+from service.batching import InFlight, MicroBatcher
 from service.errors import DeadlineExceeded, NotReady, Overloaded
 from service.metrics import Metrics
 
@@ -64,6 +64,39 @@ async def test_concurrent_requests_share_a_batch_and_get_their_own_rows() -> Non
         assert timing.queue_s >= 0
         assert timing.compute_s >= 0
     assert fn.sizes == [6]
+    await b.close()
+
+
+async def _closed_loop(b: MicroBatcher, in_flight: InFlight, clients: int, rounds: int) -> float:
+    """`clients` each send a request, wait for its answer, send the next (as a load generator
+    does); `in_flight` counts them as the HTTP middleware would. Returns the seconds it took."""
+
+    async def client() -> None:
+        for _ in range(rounds):
+            in_flight.value += 1
+            try:
+                await b.submit(torch.ones(1, 1))
+            finally:
+                in_flight.value -= 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return time.perf_counter() - start
+
+
+async def test_a_batch_holding_every_request_in_progress_stops_waiting() -> None:
+    fn = Recorder()
+    in_flight = InFlight()
+    b = batcher(fn, max_wait_s=0.25, in_flight=in_flight)
+    # 4 clients, batches of up to 8: without the count each batch after the first would wait
+    # out the whole 0.25 s window for requests that cannot come until it answers
+    elapsed = await _closed_loop(b, in_flight, clients=4, rounds=3)
+    assert fn.sizes == [4, 4, 4]
+    assert elapsed < 0.2, elapsed
+    # one more request in progress elsewhere (not yet submitted): the window is waited out
+    in_flight.value += 1
+    elapsed = await _closed_loop(b, in_flight, clients=4, rounds=2)
+    assert elapsed >= 0.25, elapsed
     await b.close()
 
 

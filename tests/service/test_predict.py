@@ -188,8 +188,9 @@ async def test_ood_full_adds_grad_norm_and_ood_route_gives_every_score(
 async def test_responses_validate_strictly_against_their_schemas(
     client: httpx.AsyncClient, digits: Digits
 ) -> None:
-    """The predictor builds response objects without validation (model_construct): what goes on
-    the wire must still be exactly the documented schema, types included."""
+    """The predictor builds responses without validation (plain dicts, model_construct): what
+    goes on the wire must still be exactly the documented schema, types included, and the very
+    bytes the response model itself would write (field order, number formatting)."""
     images = digits.test_u8[:3]
     full = await client.post("/v1/models/served/predict?ood=full&top_k=4", files=files(images))
     ood = await client.post("/v1/models/served/ood", files=files(images))
@@ -199,6 +200,9 @@ async def test_responses_validate_strictly_against_their_schemas(
     assert all(isinstance(p.ood["grad_norm"].flagged, bool) for p in predicted.predictions)
     assert [r.index for r in checked.results] == [0, 1, 2]
     assert full.headers["content-type"] == "application/json"
+    assert predicted.model_dump_json().encode() == full.content
+    plain = await client.post("/v1/models/served/predict", files=files(digits.test_u8[:64]))
+    assert PredictResponse.model_validate_json(plain.content).model_dump_json() == plain.text
 
 
 async def test_energy_flags_fire_more_on_noise_than_on_digits(
