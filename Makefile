@@ -25,12 +25,19 @@ install: $(STAMP) system-deps
 # none runs), docker-compose 1.29 and mmdebstrap (a base image from Debian packages where no
 # registry answers) for the deployment checks; Chromium (driven by Playwright, and its
 # WebDriver) for the browser tests; handwriting-like fonts for the photographed/drawn digits
-# test set (tests/rendered_digits.py); the colour emoji font and Unicode's emoji-test.txt for
-# the emoji data set (`python -m training data emoji`). Debian packages; needs root, as CI and
-# the dev machines are.
+# test set (tests/rendered_digits.py) and other fonts for the digits models' training data; the
+# colour emoji font and Unicode's emoji-test.txt for the emoji data set (`python -m training data
+# emoji`). Debian packages; needs root, as CI and the dev machines are.
 SYSTEM_TOOLS := promtool prometheus docker-compose dockerd mmdebstrap chromium chromedriver
 SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap chromium chromium-driver fonts-noto-color-emoji unicode-data
-FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript
+FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript \
+	$(TRAINING_FONT_PACKAGES)
+# the digits models' extra training data (training/datasets/rendered_digits.py: FONTS)
+TRAINING_FONT_PACKAGES := fonts-dancingscript fonts-kristi fonts-ecolier-court fonts-kaushanscript \
+	fonts-tlwg-purisa-ttf fonts-staypuft fonts-fantasque-sans fonts-sil-andika fonts-liberation \
+	fonts-freefont-ttf fonts-gnutypewriter fonts-averia-gwf fonts-cabinsketch fonts-isabella \
+	fonts-quicksand fonts-klee fonts-leckerli-one fonts-sjfonts fonts-yusei-magic fonts-tomsontalks \
+	fonts-nanum-extra fonts-seto fonts-kiloji fonts-havana fonts-dustin
 EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 EMOJI_TEST := /usr/share/unicode/emoji/emoji-test.txt
 system-deps:
@@ -74,7 +81,8 @@ proto: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)
 
-# Reproduces the shipped default models (see README: "The embedded default").
+# Reproduces the shipped default models (see README: "The embedded default"); the first run
+# renders their extra training digits into data/cache/ (about 2 minutes; docs/training.md).
 train-default: $(STAMP)
 	$(BIN)/python -m training train --preset digits-baseline
 	$(BIN)/python -m training train --preset digits-jem

@@ -5,7 +5,9 @@ degrees, blurred; either a *photo* (dark ink on uneven light paper with sensor n
 or a *canvas* (light strokes on a dark canvas, PNG; some with a transparent background). The
 fonts come from Debian packages (`make system-deps`). Two disjoint font sets: TEST_FONTS for the
 acceptance test, VALIDATION_FONTS (and another seed) for every choice made while building the
-normalisation, so nothing is tuned on the test images.
+normalisation and the training data, so nothing is tuned on the test images. The digits models
+are trained on a third set, disjoint from both by package and family
+(training/datasets/rendered_digits.py; tests/training/test_datasets_rendered_digits.py checks).
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from training.build import (
 from training.checkpoint import manifest_draft, prune_checkpoints, save_version
 from training.config import TrainConfig
 from training.data import Dataset, FolderOptions, LabeledImages, load_dataset
+from training.datasets.rendered_digits import add_to_training_split
 from training.distributed import DistInfo, all_agree, barrier, setup
 from training.estimate import estimate_run
 from training.guard import DivergenceGuard, TrainingDiverged, Trip
@@ -88,7 +89,6 @@ class Trainer:
             test_fraction=config.test_fraction,
             folder=FolderOptions.from_config(config.to_dict()),
         )
-        self.total = config.total_iterations(len(self.data.train))
         self.device = self.info.device
         # the same initial weights on every rank (DDP broadcasts rank 0's anyway)
         torch.manual_seed(config.seed)
@@ -97,6 +97,16 @@ class Trainer:
         self.backbone = resolve_backbone(config, self.data)
         self.model = use_fast_layout(build_model(config, self.data).to(self.device), self.device)
         self.optimizer = build_optimizer(config, self.model)
+        if config.extra_train and data is None:
+            # once the network is known to build (rendering takes a while when not cached); it
+            # draws from its own seeded generator, none of the global ones seeded above
+            self.data = add_to_training_split(
+                self.data,
+                config.extra_train_per_class,
+                config.extra_train_seed,
+                real_repeat=config.extra_train_real_repeat,
+            )
+        self.total = config.total_iterations(len(self.data.train))
         self.lr_at = lr_multiplier(config, self.total)
         self.lr_scale = 1.0
         self.gen = torch.Generator().manual_seed(derive_seed(config.seed, self.info.rank, 0, 0))

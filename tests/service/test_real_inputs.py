@@ -76,10 +76,11 @@ def test_photographed_and_drawn_digits_are_read(
         "energy_flag_rate": round(float(flagged.mean()), 4),
     }
     print(f"\nrendered digits through HTTP ({MODEL}): {summary}")
-    # The issue asks for 90%; measured 65.6% (photos 66%, canvases 65%; energy flags 53%): the
-    # rest is the gap between font glyphs and the data set's 43 NIST writers (an SVC on the data
-    # set's pixels reads the normalised validation fonts no better, 68.8%). A regression floor:
-    assert accuracy >= 0.60, summary
+    # The issue asks for 90%; measured 79.6% with digits-jem:21 (photos 78.7%, canvases 81.0%;
+    # energy flags 42.0%), up from 65.6% before the digits models were trained on digits rendered
+    # from other fonts (docs/training.md, "Rendered digits"): the rest is the gap between the
+    # training fonts and these. A regression floor, the measured figure less 4.6 points:
+    assert accuracy >= 0.75, summary
     # the switch: the same photos resized plainly (the behaviour before normalisation)
     photos = [d for d in rendered if d.kind == "photo"][:40]
     plain = predict(

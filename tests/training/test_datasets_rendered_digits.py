@@ -1,0 +1,160 @@
+"""The rendered-digits training source (training/datasets/rendered_digits.py), on a few images
+per class (seconds)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jem.imaging import to_pixels
+from tests.rendered_digits import TEST_FONTS, VALIDATION_FONTS
+from training.config import ConfigError, TrainConfig
+from training.data import DIGITS_SPEC, DatasetError, load_dataset
+from training.datasets.rendered_digits import (
+    FONTS,
+    NAME,
+    RenderedDigits,
+    add_to_training_split,
+    build_rendered_digits,
+    load_rendered_digits,
+    missing_packages,
+    render_one,
+)
+
+pytestmark = pytest.mark.skipif(
+    bool(missing_packages()), reason="needs the training font packages (make system-deps)"
+)
+
+
+def _family(path: str) -> str:
+    """A font's family as Debian installs it: its folder under /usr/share/fonts/*/."""
+    return Path(path).relative_to("/usr/share/fonts").parts[1]
+
+
+def test_the_fonts_are_disjoint_from_both_acceptance_sets() -> None:
+    acceptance = {**TEST_FONTS, **VALIDATION_FONTS}
+    held_out_packages = {p.removesuffix("-bold").removesuffix("-build") for p in acceptance}
+    assert not set(FONTS) & held_out_packages
+    held_out_families = {_family(path) for path in acceptance.values()}
+    ours = {_family(path) for paths in FONTS.values() for path in paths}
+    assert not ours & held_out_families
+    assert len(ours) >= 10
+
+
+@pytest.fixture(scope="module")
+def three() -> RenderedDigits:
+    return build_rendered_digits(3, seed=3)
+
+
+def test_a_build_is_seeded_and_a_smaller_one_is_its_prefix(three: RenderedDigits) -> None:
+    small = build_rendered_digits(2, seed=3)
+    prefix = three.prefix(2)
+    assert np.array_equal(prefix.images, small.images)
+    assert prefix.record == small.record
+    assert small.images.shape[1:] == (8, 8, 1)
+    assert small.images.dtype == np.uint8
+    assert np.array_equal(np.bincount(small.labels, minlength=10), [2] * 10)
+    assert not np.array_equal(build_rendered_digits(1, seed=4).images, three.prefix(1).images)
+    record = small.record
+    assert (record["name"], record["seed"], record["count"]) == (NAME, 3, 20)
+    assert set(record["fonts"]) == set(FONTS)
+    # on the data set's scale: block counts 0..16 stored as round(count * 255 / 16)
+    levels = {round(k * 255 / 16) for k in range(17)}
+    assert set(np.unique(three.images).tolist()) <= levels
+
+
+def test_the_pixels_are_the_ones_the_service_computes() -> None:
+    """The builder calls `normalize` on the rendered greyscale image: what `to_pixels` (the
+    service's decoding path) gives for the same image sent as a file."""
+    rng = np.random.default_rng(0)
+    faces = [path for paths in FONTS.values() for path in paths]
+    for i in range(3):
+        image = render_one(rng, faces[i * 11], i)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        served = to_pixels(Image.open(io.BytesIO(buffer.getvalue())), DIGITS_SPEC)
+        built = np.asarray(to_pixels(image, DIGITS_SPEC))
+        assert np.array_equal(served, built)
+    from jem.normalize import normalize
+
+    direct = normalize("digits-v1", np.asarray(image), 8, 8)
+    assert direct is not None
+    assert np.array_equal(direct[..., None], served)
+
+
+def test_only_the_training_split_grows(
+    tmp_path: Path, three: RenderedDigits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training.datasets import rendered_digits
+
+    monkeypatch.setattr(rendered_digits, "build_rendered_digits", lambda n, seed: three.prefix(n))
+    digits = load_dataset("digits")
+    extended = add_to_training_split(digits, 3, seed=3, cache=tmp_path)
+    assert len(extended.train) == len(digits.train) + 30
+    assert torch.equal(extended.train.images[len(digits.train) :], torch.from_numpy(three.images))
+    for part in ("val", "test"):
+        assert torch.equal(getattr(extended, part).images, getattr(digits, part).images)
+        assert torch.equal(getattr(extended, part).labels, getattr(digits, part).labels)
+    assert extended.split["indices_sha256"] == digits.split["indices_sha256"]
+    assert extended.split["extra_train"] == {**three.record, "real_repeat": 1}
+    # cached beside its record; a cached larger build serves a smaller one without rendering
+    assert json.loads((tmp_path / f"{NAME}-3-3.json").read_text()) == three.record
+    monkeypatch.setattr(rendered_digits, "build_rendered_digits", None)
+    again = load_rendered_digits(2, seed=3, cache=tmp_path)
+    assert np.array_equal(again.images, three.prefix(2).images)
+    assert again.record == three.prefix(2).record
+    # the data set's own images repeated, so many rendered ones do not swamp them
+    doubled = add_to_training_split(digits, 2, seed=3, cache=tmp_path, real_repeat=2)
+    assert len(doubled.train) == 2 * len(digits.train) + 20
+    assert torch.equal(
+        doubled.train.images[len(digits.train) : 2 * len(digits.train)], digits.train.images
+    )
+
+
+def test_other_data_sets_and_bad_settings_are_refused(tmp_path: Path) -> None:
+    digits = load_dataset("digits")
+    from dataclasses import replace
+
+    from jem import InputSpec
+
+    rgb = replace(digits, spec=InputSpec(channels=3, height=32, width=32, color_mode="RGB"))
+    with pytest.raises(DatasetError, match="digits data set only"):
+        add_to_training_split(rgb, 1, cache=tmp_path)
+    with pytest.raises(ConfigError, match="extra_train_per_class"):
+        TrainConfig(extra_train="rendered-digits-v1")
+    with pytest.raises(ValueError, match="per_class"):
+        build_rendered_digits(0)
+
+
+def test_a_run_trains_on_them_and_records_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_store import ModelStore
+    from tests.training._tiny import tiny_config
+    from training.trainer import Trainer
+
+    monkeypatch.chdir(tmp_path)  # the cache goes to ./data/cache
+    config = tiny_config(
+        "extra_train=rendered-digits-v1",
+        "extra_train_per_class=1",
+        "extra_train_real_repeat=2",
+        "estimate_iters=0",
+    )
+    trainer = Trainer(config, name="r", store=ModelStore(tmp_path / "store"), progress=False)
+    digits = load_dataset("digits")
+    assert len(trainer.data.train) == 2 * len(digits.train) + 10
+    assert torch.equal(trainer.data.test.images, digits.test.images)
+    ref = trainer.fit().ref
+    assert ref is not None
+    split = ModelStore(tmp_path / "store").manifest(ref).training["split"]
+    assert split["sizes"]["train"] == len(digits.train)  # the data set's own split, as before
+    assert split["indices_sha256"] == digits.split["indices_sha256"]
+    assert (split["extra_train"]["name"], split["extra_train"]["count"]) == (NAME, 10)
+    assert split["extra_train"]["real_repeat"] == 2
+    assert (tmp_path / "data" / "cache" / f"{NAME}-1-0.npz").is_file()
