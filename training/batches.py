@@ -9,6 +9,8 @@ cut into one shard per rank.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -56,13 +58,16 @@ def batch_indices(
 
 def augment(x: Tensor, mode: str, generator: torch.Generator, pad: int = 4) -> Tensor:
     """``crop``: random translation by up to ``pad`` pixels (reflect padding), as torchvision's
-    RandomCrop(padding=pad); ``crop_flip`` adds a horizontal flip with probability 1/2.
+    RandomCrop(padding=pad); ``crop_flip`` adds a horizontal flip with probability 1/2;
+    ``affine_flip`` is :func:`random_affine` (rotation, scale, translation) then the flip.
 
     The offsets and flips are drawn from ``generator`` (on its own device, a few numbers) and
     applied on ``x``'s device in one gather: no per-image kernels, no host round trip.
     """
     if mode == "none":
         return x
+    if mode == "affine_flip":
+        return _flip(random_affine(x, generator), generator)
     b, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator).to(x.device)
@@ -71,7 +76,38 @@ def augment(x: Tensor, mode: str, generator: torch.Generator, pad: int = 4) -> T
     batch = torch.arange(b, device=x.device).view(b, 1, 1, 1)
     channel = torch.arange(c, device=x.device).view(1, c, 1, 1)
     out = padded[batch, channel, rows, cols]
-    if mode == "crop_flip":
-        flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
-        out = torch.where(flip.view(b, 1, 1, 1), out.flip(-1), out)
-    return out
+    return _flip(out, generator) if mode == "crop_flip" else out
+
+
+def _flip(x: Tensor, generator: torch.Generator) -> Tensor:
+    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def random_affine(
+    x: Tensor,
+    generator: torch.Generator,
+    degrees: float = 15.0,
+    scale: tuple[float, float] = (0.8, 1.2),
+    translate: float = 0.125,
+) -> Tensor:
+    """Per-image random rotation, zoom and shift, as torchvision's RandomAffine(degrees,
+    translate=(t, t), scale): angle uniform in [-degrees, degrees], zoom uniform in ``scale``
+    (> 1 enlarges), shift uniform up to ``translate`` of the width/height.
+
+    x: (B, C, H, W). Bilinear resampling; pixels that come from outside the image repeat its
+    border (``padding_mode="border"``), so a glyph on a plain background stays on that
+    background. No colour change: colour carries class information in the emoji set.
+    """
+    b = x.shape[0]
+    u = torch.rand(b, 4, generator=generator, dtype=torch.float64) * 2 - 1  # (B, 4) in [-1, 1]
+    angle = u[:, 0] * math.radians(degrees)
+    zoom = scale[0] + (u[:, 1] + 1) / 2 * (scale[1] - scale[0])
+    # theta maps output coordinates ([-1, 1] across the image) to input ones: the inverse map
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    shift = u[:, 2:] * 2 * translate
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    ).to(device=x.device, dtype=x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

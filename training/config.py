@@ -35,7 +35,7 @@ class TrainConfig:
     split_seed: int = 0
     val_fraction: float = 0.2
     test_fraction: float = 0.2
-    augment: Literal["none", "crop", "crop_flip"] = "none"
+    augment: Literal["none", "crop", "crop_flip", "affine_flip"] = "none"
     data_noise: float = 0.03  # Gaussian noise added to data inputs (JEM: sigma = 0.03)
     # extra images for the train split only (validation and test stay the data set's own):
     # "rendered-digits-v1" (training/datasets/rendered_digits.py), N per class, seeded; the data
@@ -223,28 +223,28 @@ _EMOJI_JEM = {
     "dataset": "folder",
     "data_root": "data/emoji/train",
     "background": "white",  # the glyphs were drawn on white: transparent uploads become white
-    "augment": "crop_flip",
+    "augment": "affine_flip",  # with 3,000 iterations: 69.3% on validation against 67.5%
     "backbone": "digits_cnn",
     "backbone_kwargs": {"width": 32},
     "batch_size": 64,
-    "iterations": 1000,
+    "iterations": 3000,
     "lr": 1e-3,
     "warmup_iters": 100,
     "decay_at": (0.8, 0.9),
-    "px_weight": 1.0,
+    "px_weight": 0.3,  # at 1.0 the generative term cost the classifier 6 points on validation
     "energy_reg": 0.1,
     "grad_penalty": 0.0,
-    "px_start": 500,  # cross-entropy only at first: a third of the run at a fifth of the cost
+    "px_start": 1000,  # cross-entropy only at first; later starts collapse the classifier
     "sgld_steps": 5,
     "sgld_batch_size": 32,
     "sgld_step_size": 1.0,
     "sgld_noise": 0.01,
-    "buffer_size": 1000,  # 12 MB as float32 at 3x32x32; the replay chains, not the model
+    "buffer_size": 192,  # 32 per class: each chain advanced ~330 times (1,000 chains: ~64)
     "reinit_freq": 0.05,
     "buffer_init": "gaussian",
     "sample_steps": 100,
     "data_noise": 0.03,
-    "validate_every": 100,
+    "validate_every": 250,
     "checkpoint_every": 250,
     "num_threads": 1,
 }

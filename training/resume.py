@@ -4,6 +4,12 @@ Saved: the optimiser, every generator the loop draws from (the run's two, torch'
 numpy's, python's), the step, the guard's learning-rate scale and history, and the time spent so
 far. The learning-rate schedule needs nothing else: it is a pure function of the step and that
 scale. Weights and the replay buffer travel as the version's own weights/buffer files.
+
+The resumed run's config (the checkpoint's, with any ``--set`` overrides) decides the replay
+buffer: chains the checkpoint never advanced (a baseline's, or a JEM's before ``px_start``) are
+not kept but built as a fresh run builds them (``buffer_init``, ``buffer_size``), so a baseline
+resumed at ``px_start`` with other buffer settings is those settings' JEM run; advanced chains are
+kept, and their restarts come from the resumed config's init.
 """
 
 from __future__ import annotations
@@ -11,8 +17,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import torch
+
 from model_store import ModelRef
 from training.batches import derive_seed
+from training.build import build_buffer
 from training.checkpoint import load_training_state
 from training.guard import Trip
 from training.state import (
@@ -49,14 +58,19 @@ def capture_state(t: Trainer, elapsed: float) -> TrainingState:
 
 def restore_state(t: Trainer, ref: str) -> ModelRef:
     """Load checkpoint ``ref`` into ``t``: weights, optimiser, buffer, generators, step."""
-    mref, _, meta, tensors, weights = load_training_state(t.store, ref)
+    mref, saved, meta, tensors, weights = load_training_state(t.store, ref)
     t.model.load_state_dict(weights)
     optimizer_from_flat(t.optimizer, tensors, meta["optimizer"])
     rng_from_flat({"main": t.gen, "buffer": t.buffer_gen}, tensors, meta["rng"])
     if t.info.rank > 0:  # rank 0's generators were saved; the other ranks derive their own
         t.gen.manual_seed(derive_seed(t.config.seed, t.info.rank, meta["step"], 0))
         t.buffer_gen.manual_seed(derive_seed(t.config.seed, t.info.rank, meta["step"], 1))
-    t.buffer.load_state_dict(t.store.read_tensors(mref, "buffer"))
+    if saved.px_weight > 0 and int(meta["step"]) > saved.px_start:
+        t.buffer.load_state_dict(t.store.read_tensors(mref, "buffer"))
+        _restart_from_config(t)
+    else:  # never advanced: the buffer a fresh run builds (Trainer.__init__'s buffer stream)
+        t.buffer_gen.manual_seed(derive_seed(t.config.seed, t.info.rank, 0, 1))
+        t.buffer, t.init = build_buffer(t.config, t.data, t.buffer_gen)
     if t.cuda is not None:  # device streams are not saved: derived from the resumed step
         t.cuda.reseed(int(meta["step"]))
     t.step = int(meta["step"])
@@ -67,3 +81,12 @@ def restore_state(t: Trainer, ref: str) -> ModelRef:
     t.elapsed_before = float(meta["elapsed_s"])
     log.info("resumed %s at step %d of %d", mref, t.step, t.total)
     return mref
+
+
+def _restart_from_config(t: Trainer) -> None:
+    """Restart kept chains from the resumed config's init (``t.init``), not the checkpoint's."""
+    t.buffer.reinit_freq = t.config.reinit_freq
+    old, new = t.buffer.init.state_dict(), t.init.state_dict()
+    if old.keys() != new.keys() or not all(torch.equal(old[k], new[k]) for k in old):
+        log.info("buffer init is now %s: restarts come from it", t.config.buffer_init)
+        t.buffer.init = t.init

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from training.batches import augment, batch_indices
+from training.batches import augment, batch_indices, random_affine
 
 
 def test_batch_order_depends_only_on_seed_and_step() -> None:
@@ -33,6 +33,21 @@ def test_augment_is_seeded_and_shape_preserving() -> None:
     b = augment(x, "crop_flip", torch.Generator().manual_seed(1), pad=2)
     assert a.shape == x.shape
     assert torch.equal(a, b)
+
+
+def test_random_affine_is_seeded_and_the_identity_at_zero_strength() -> None:
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    a = augment(x, "affine_flip", torch.Generator().manual_seed(1))
+    assert a.shape == x.shape
+    assert torch.equal(a, augment(x, "affine_flip", torch.Generator().manual_seed(1)))
+    assert not torch.allclose(a, x)
+    # no rotation, zoom or shift: every output pixel is its input pixel
+    same = random_affine(x, torch.Generator(), degrees=0, scale=(1, 1), translate=0)
+    torch.testing.assert_close(same, x)
+    # a 90-degree turn of a square image moves pixels, not values (border padding: no new colours)
+    turned = random_affine(x, torch.Generator(), degrees=90, scale=(1, 1), translate=0)
+    assert turned.min() >= x.min() - 1e-6
+    assert turned.max() <= x.max() + 1e-6
 
 
 def _augment_per_image(x: torch.Tensor, mode: str, generator: torch.Generator, pad: int = 4):  # type: ignore[no-untyped-def]

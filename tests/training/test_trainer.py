@@ -120,13 +120,17 @@ def test_guard_checks() -> None:
     assert "collapsed" in trip.reason
 
 
+@pytest.mark.parametrize("buffer", [[], ["buffer_init=uniform", "buffer_size=24"]])
 def test_a_jem_resumed_from_its_baseline_at_px_start_is_the_jem_run(
-    tmp_path: Path, one_thread: None
+    tmp_path: Path, one_thread: None, buffer: list[str]
 ) -> None:
     # the emoji recipe's shortcut (docs/emoji.md): before px_start a JEM run is its baseline's run,
-    # so the JEM can continue the baseline's checkpoint at px_start, bit for bit
+    # so the JEM can continue the baseline's checkpoint at px_start, bit for bit; also with other
+    # buffer settings (--resume with --set buffer_init=uniform --set buffer_size=24)
     store = ModelStore(tmp_path)
-    jem = tiny_config("grad_penalty=0", "px_start=4", "buffer_init=gaussian", name="emoji-jem")
+    jem = tiny_config(
+        "grad_penalty=0", "px_start=4", "buffer_init=gaussian", *buffer, name="emoji-jem"
+    )
     base = tiny_config(
         "grad_penalty=0", "px_start=4", "buffer_init=gaussian", "px_weight=0", "energy_reg=0"
     )
@@ -143,3 +147,25 @@ def test_a_jem_resumed_from_its_baseline_at_px_start_is_the_jem_run(
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert torch.equal(straight.buffer.x, resumed.buffer.x)
+    assert type(resumed.buffer.init) is type(straight.buffer.init)
+
+
+def test_resuming_advanced_chains_keeps_them_and_restarts_from_the_new_init(
+    tmp_path: Path, one_thread: None
+) -> None:
+    from jem.buffer import UniformInit
+
+    store = ModelStore(tmp_path)
+    config = tiny_config("buffer_init=gaussian", "keep_checkpoints_final=1")
+    Trainer(config, name="run", store=store, progress=False).fit()
+    saved = store.read_tensors(store.resolve("run:1"), "buffer")  # the step-4 checkpoint's chains
+    resumed = Trainer(
+        tiny_config("buffer_init=uniform", "reinit_freq=0.5"),
+        name="run",
+        store=store,
+        progress=False,
+    )
+    resumed.restore("run:1")
+    assert torch.equal(resumed.buffer.x, saved["x"])
+    assert isinstance(resumed.buffer.init, UniformInit)
+    assert resumed.buffer.reinit_freq == 0.5
