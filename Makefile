@@ -97,8 +97,8 @@ evaluate-default: $(STAMP)
 data/emoji/train/dataset.json: | $(STAMP) system-deps
 	$(BIN)/python -m training data emoji --out data/emoji
 
-# Reproduces the shipped emoji models (docs/emoji.md) on CPU; the JEM's first 500 iterations
-# are its baseline's, so `--resume emoji-baseline:<its step-500 checkpoint>` would skip them.
+# Reproduces the shipped emoji models (docs/emoji.md) on CPU; the JEM's first 1,000 iterations
+# (px_start) are its baseline's, so `--resume emoji-baseline:<its step-1000 checkpoint>` would skip them.
 train-emoji: $(STAMP) data/emoji/train/dataset.json
 	$(BIN)/python -m training train --preset emoji-baseline
 	$(BIN)/python -m training train --preset emoji-jem
