@@ -19,11 +19,8 @@ Pillow's Lanczos filter to ``size`` x ``size`` RGB.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import shutil
-import subprocess
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +29,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from training.datasets.provenance import file_sha256, package_version
 
 __all__ = [
     "DEFAULT_EMOJI_TEST",
@@ -122,20 +121,6 @@ def render_emoji(font: ImageFont.FreeTypeFont, text: str, size: int) -> np.ndarr
     return np.asarray(small, dtype=np.uint8)
 
 
-def package_version(package: str) -> str | None:
-    """The installed Debian package's version (``dpkg-query``), or None off Debian."""
-    if shutil.which("dpkg-query") is None:
-        return None
-    done = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip() or None if done.returncode == 0 else None
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _split_held_out(stems: Sequence[str], seed: int) -> tuple[list[str], list[str]]:
     """Seeded halves of one held-out group: ``val`` for ``screen``, ``test`` for ``evaluate``."""
     order = np.random.default_rng(seed).permutation(len(stems))
@@ -223,13 +208,13 @@ def build_emoji_dataset(
                 "package": FONT_PACKAGE,
                 "version": package_version(FONT_PACKAGE),
                 "path": str(font_path),
-                "sha256": _sha256(font_path),
+                "sha256": file_sha256(font_path),
             },
             "emoji_test": {
                 "package": DATA_PACKAGE,
                 "version": package_version(DATA_PACKAGE),
                 "path": str(emoji_test),
-                "sha256": _sha256(emoji_test),
+                "sha256": file_sha256(emoji_test),
             },
         },
     }

@@ -25,7 +25,6 @@ seed and the counts, and is stored in every manifest trained with it (``training
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from scipy import ndimage
 
 from jem.normalize import normalize
 from training.data import DIGITS_SPEC, Dataset, DatasetError, LabeledImages
-from training.datasets.emoji import package_version
+from training.datasets.provenance import file_sha256, package_version
 
 __all__ = [
     "FONTS",
@@ -216,8 +215,9 @@ def render_one(rng: np.random.Generator, font_path: str, digit: int) -> Image.Im
     return image
 
 
-def _sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def _font_hashes() -> dict[str, dict[str, str]]:
+    """Debian package -> {face file name: sha256}, for the record and the cache's check."""
+    return {pkg: {Path(p).name: file_sha256(p) for p in paths} for pkg, paths in FONTS.items()}
 
 
 def build_rendered_digits(per_class: int, seed: int = 0) -> RenderedDigits:
@@ -255,11 +255,8 @@ def build_rendered_digits(per_class: int, seed: int = 0) -> RenderedDigits:
         "dropped_no_ink": 10 * per_class - len(labels),
         "normalization": DIGITS_SPEC.normalization,
         "fonts": {
-            pkg: {
-                "version": package_version(pkg),
-                "files": {Path(p).name: _sha256(p) for p in paths},
-            }
-            for pkg, paths in FONTS.items()
+            pkg: {"version": package_version(pkg), "files": files}
+            for pkg, files in _font_hashes().items()
         },
     }
     return RenderedDigits(
@@ -278,7 +275,7 @@ def load_rendered_digits(
     minutes). A cached build of as many or more images per class with the same seed serves (its
     prefix), but only while its record's font hashes match the installed files."""
     cache = cache if cache is not None else Path("data/cache")
-    fonts = {pkg: {Path(p).name: _sha256(p) for p in paths} for pkg, paths in FONTS.items()}
+    fonts = _font_hashes()
     for record_path in sorted(cache.glob(f"{NAME}-*-{seed}.json")):
         record = json.loads(record_path.read_text())
         arrays_path = record_path.with_suffix(".npz")
