@@ -17,8 +17,8 @@ from jem import JEM, create_backbone
 from jem.ood import ood_scores
 from model_store import ModelNotFound, ModelStore, ScoreCalibration
 from model_store.store import default_root
-from training.config import PRESETS
 from training.data import Dataset
+from training.presets import PRESETS
 
 __all__ = ["ModelSource", "digit_images", "locate_model"]
 

@@ -10,14 +10,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from training.config import PRESETS, ConfigError, TrainConfig, apply_overrides, preset
+    from training.config import ConfigError, TrainConfig, apply_overrides
     from training.data import DATASETS, Dataset, DatasetError, LabeledImages, load_dataset
     from training.guard import DivergenceGuard, TrainingDiverged, Trip
     from training.objective import LossParts, jem_loss
+    from training.presets import PRESETS, preset
     from training.trainer import Trainer, TrainResult
 
 _HOME = {
-    "training.config": ("PRESETS", "ConfigError", "TrainConfig", "apply_overrides", "preset"),
+    "training.config": ("ConfigError", "TrainConfig", "apply_overrides"),
+    "training.presets": ("PRESETS", "preset"),
     "training.data": ("DATASETS", "Dataset", "DatasetError", "LabeledImages", "load_dataset"),
     "training.guard": ("DivergenceGuard", "TrainingDiverged", "Trip"),
     "training.objective": ("LossParts", "jem_loss"),

@@ -57,7 +57,7 @@ def set_threads(threads: int) -> None:
 
 
 def register_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from training.config import PRESETS
+    from training.presets import PRESETS
 
     p = sub.add_parser(
         "train",
@@ -88,10 +88,11 @@ def register_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def run_train(args: argparse.Namespace) -> int:
     from model_store import ModelStore
     from training.checkpoint import load_training_state
-    from training.config import ConfigError, TrainConfig, apply_overrides, preset
+    from training.config import ConfigError, TrainConfig, apply_overrides
     from training.distributed import cleanup, setup
     from training.estimate import estimate_run
     from training.guard import TrainingDiverged
+    from training.presets import preset
     from training.trainer import Trainer
 
     store = ModelStore(args.store)

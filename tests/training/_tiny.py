@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from training.config import TrainConfig, apply_overrides, preset
+from training.config import TrainConfig, apply_overrides
+from training.presets import preset
 
 TINY = [
     'backbone_kwargs={"width": 4}',

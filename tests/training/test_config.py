@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.config import PRESETS, ConfigError, TrainConfig, apply_overrides, preset
+from training.config import ConfigError, TrainConfig, apply_overrides
+from training.presets import PRESETS, preset
 
 
 def test_every_preset_builds() -> None:

@@ -20,9 +20,10 @@ from tests.training._shapes import make_shapes_folder
 from tests.training._tiny import tiny_config
 from training.build import buffer_capacity, compact_buffer, resolve_backbone
 from training.cli import main
-from training.config import PRESETS, TrainConfig
+from training.config import TrainConfig
 from training.data import FolderOptions, load_dataset
 from training.estimate import WARN_AFTER_S, Estimate, estimate_run
+from training.presets import PRESETS
 from training.samples import class_grid_png
 from training.trainer import Trainer
 
