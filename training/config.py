@@ -42,6 +42,9 @@ class TrainConfig:
     extra_train_per_class: int = 0
     extra_train_seed: int = 0
     extra_train_real_repeat: int = 1
+    # the digits data set's upload normalisation (jem/normalize.py), stored in the manifest and
+    # applied to the rendered training digits and to uploads: "" keeps the data set's default
+    normalization: Literal["", "digits-v1", "digits-v2"] = ""
     # folder data only: how every image is converted (stored in the manifest's input spec, and
     # applied the same way by the service to uploads)
     image_size: tuple[int, ...] = (32, 32)  # (height, width), or one number for a square
@@ -117,6 +120,8 @@ class TrainConfig:
             problems.append("extra_train needs extra_train_per_class >= 1")
         if self.extra_train_real_repeat < 1:
             problems.append("extra_train_real_repeat must be >= 1")
+        if self.normalization and self.dataset != "digits":
+            problems.append("normalization is for the digits data set only")
         if self.guard_retries < 0:
             problems.append("guard_retries must be >= 0")
         self.image_size = tuple(int(v) for v in self.image_size)

@@ -118,6 +118,8 @@ _FOLDER_JEM = {
 # photographed and drawn digits are read (docs/training.md, "Rendered digits"); chosen on the
 # validation split and the validation fonts of tests/rendered_digits.py
 _RENDERED_DIGITS = {
+    # the data set's widths (jem/normalize.py): uploads and rendered digits alike
+    "normalization": "digits-v2",
     "extra_train": "rendered-digits-v1",
     "extra_train_per_class": 300,
     "extra_train_real_repeat": 3,

@@ -40,6 +40,7 @@ from training.build import (
 from training.checkpoint import manifest_draft, prune_checkpoints, save_version
 from training.config import TrainConfig
 from training.data import Dataset, FolderOptions, LabeledImages, load_dataset
+from training.datasets.normalization import with_normalization
 from training.datasets.rendered_digits import add_to_training_split
 from training.distributed import DistInfo, all_agree, barrier, setup
 from training.estimate import estimate_run
@@ -97,6 +98,8 @@ class Trainer:
         self.backbone = resolve_backbone(config, self.data)
         self.model = use_fast_layout(build_model(config, self.data).to(self.device), self.device)
         self.optimizer = build_optimizer(config, self.model)
+        if config.normalization and data is None:
+            self.data = with_normalization(self.data, config.normalization)
         if config.extra_train and data is None:
             # once the network is known to build (rendering takes a while when not cached); it
             # draws from its own seeded generator, none of the global ones seeded above

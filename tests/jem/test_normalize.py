@@ -1,4 +1,4 @@
-"""digits-v1: a photographed or drawn digit -> the form of scikit-learn's digits."""
+"""digits-v1 and digits-v2: a photographed or drawn digit -> the form of scikit-learn's digits."""
 
 from __future__ import annotations
 
@@ -42,6 +42,43 @@ def test_the_data_sets_form_height_filled_centred_by_box_counts_of_16() -> None:
     assert counts.sum() / 1024 == pytest.approx(0.305, abs=0.05)
 
 
+def bar(size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    """A light filled rectangle on black (a '1', or a wide stroke), `size` = (width, height)."""
+    image = Image.new("L", size, 0)
+    ImageDraw.Draw(image).rectangle(box, fill=255)
+    return np.asarray(image)
+
+
+def columns(out: np.ndarray | None) -> int:
+    assert out is not None
+    return int(out.any(axis=0).sum())
+
+
+def test_v2_fills_the_height_and_clips_the_width_to_the_data_sets() -> None:
+    """load_digits' widths: 6 blocks for 77% of digits, 4 or fewer for 3%, even its 1s; v1 keeps
+    the aspect ratio (a narrow glyph 4 blocks wide, a wide one 8), v2 clips the box's width to
+    20..24 of the 32 bitmap pixels."""
+    narrow = ring((300, 300), (120, 40, 170, 260), 10)  # a tall, narrow 0
+    wide = ring((300, 300), (20, 100, 280, 200), 10)  # wider than tall
+    one = bar((300, 300), (140, 40, 152, 260))  # a plain vertical stroke
+    assert columns(normalize("digits-v1", narrow, 8, 8)) <= 4
+    assert columns(normalize("digits-v2", narrow, 8, 8)) in (5, 6)
+    wide_v1, wide_v2 = normalize("digits-v1", wide, 8, 8), normalize("digits-v2", wide, 8, 8)
+    assert wide_v1 is not None
+    assert wide_v2 is not None
+    assert columns(wide_v1) == 8  # v1: the width fills the frame, and not the height
+    assert not wide_v1[0].any()
+    assert columns(wide_v2) in (6, 7)  # v2: at most 24 px wide, and the height filled
+    assert wide_v2[0].any()
+    assert wide_v2[7].any()
+    assert columns(normalize("digits-v2", one, 8, 8)) in (5, 6)  # at least 20 px, as theirs
+    for image in (narrow, wide, 255 - one):  # either polarity, centred by box
+        out = normalize("digits-v2", image, 8, 8)
+        assert out is not None
+        cols = np.flatnonzero(out.any(axis=0))
+        assert cols[0] + cols[-1] in (6, 7, 8)
+
+
 def test_what_is_not_ink_on_a_background_is_left_to_the_plain_resize() -> None:
     rng = np.random.default_rng(0)
     flat = np.full((200, 300), 180, dtype=np.uint8)
@@ -49,6 +86,7 @@ def test_what_is_not_ink_on_a_background_is_left_to_the_plain_resize() -> None:
     texture = rng.integers(0, 256, (200, 300), dtype=np.uint8)  # a photo's texture: no background
     for image in (flat, paper, texture):
         assert normalize("digits-v1", image, 8, 8) is None
+        assert normalize("digits-v2", image, 8, 8) is None
         plain = np.asarray(Image.fromarray(image).resize((8, 8), Image.Resampling.BOX))
         assert np.array_equal(to_pixels(Image.fromarray(image), SPEC)[:, :, 0], plain)
 

@@ -69,23 +69,32 @@ def test_a_build_is_seeded_and_a_smaller_one_is_its_prefix(three: RenderedDigits
     assert set(np.unique(three.images).tolist()) <= levels
 
 
-def test_the_pixels_are_the_ones_the_service_computes() -> None:
+@pytest.mark.parametrize("normalization", ["digits-v1", "digits-v2"])
+def test_the_pixels_are_the_ones_the_service_computes(normalization: str) -> None:
     """The builder calls `normalize` on the rendered greyscale image: what `to_pixels` (the
     service's decoding path) gives for the same image sent as a file."""
+    from dataclasses import replace
+
+    from jem.normalize import normalize
+
+    spec = replace(DIGITS_SPEC, normalization=normalization)
     rng = np.random.default_rng(0)
     faces = [path for paths in FONTS.values() for path in paths]
     for i in range(3):
         image = render_one(rng, faces[i * 11], i)
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-        served = to_pixels(Image.open(io.BytesIO(buffer.getvalue())), DIGITS_SPEC)
-        built = np.asarray(to_pixels(image, DIGITS_SPEC))
+        served = to_pixels(Image.open(io.BytesIO(buffer.getvalue())), spec)
+        built = np.asarray(to_pixels(image, spec))
         assert np.array_equal(served, built)
-    from jem.normalize import normalize
-
-    direct = normalize("digits-v1", np.asarray(image), 8, 8)
-    assert direct is not None
-    assert np.array_equal(direct[..., None], served)
+        direct = normalize(normalization, np.asarray(image), 8, 8)
+        assert direct is not None
+        assert np.array_equal(direct[..., None], served)
+    # and the builder's own images are those pixels (the first image of round 0 is digit 0)
+    one = build_rendered_digits(1, seed=5, normalization=normalization)
+    first = render_one(np.random.default_rng([5, 17]), faces[0], 0)
+    assert np.array_equal(one.images[0], to_pixels(first, spec))
+    assert one.record["normalization"] == normalization
 
 
 def test_only_the_training_split_grows(
@@ -93,7 +102,9 @@ def test_only_the_training_split_grows(
 ) -> None:
     from training.datasets import rendered_digits
 
-    monkeypatch.setattr(rendered_digits, "build_rendered_digits", lambda n, seed: three.prefix(n))
+    monkeypatch.setattr(
+        rendered_digits, "build_rendered_digits", lambda n, seed, norm: three.prefix(n)
+    )
     digits = load_dataset("digits")
     extended = add_to_training_split(digits, 3, seed=3, cache=tmp_path)
     assert len(extended.train) == len(digits.train) + 30
@@ -104,7 +115,7 @@ def test_only_the_training_split_grows(
     assert extended.split["indices_sha256"] == digits.split["indices_sha256"]
     assert extended.split["extra_train"] == {**three.record, "real_repeat": 1}
     # cached beside its record; a cached larger build serves a smaller one without rendering
-    assert json.loads((tmp_path / f"{NAME}-3-3.json").read_text()) == three.record
+    assert json.loads((tmp_path / f"{NAME}-digits-v1-3-3.json").read_text()) == three.record
     monkeypatch.setattr(rendered_digits, "build_rendered_digits", None)
     again = load_rendered_digits(2, seed=3, cache=tmp_path)
     assert np.array_equal(again.images, three.prefix(2).images)
@@ -157,4 +168,35 @@ def test_a_run_trains_on_them_and_records_them(
     assert split["indices_sha256"] == digits.split["indices_sha256"]
     assert (split["extra_train"]["name"], split["extra_train"]["count"]) == (NAME, 10)
     assert split["extra_train"]["real_repeat"] == 2
-    assert (tmp_path / "data" / "cache" / f"{NAME}-1-0.npz").is_file()
+    # the preset's normalisation: in the manifest, and the one the rendered digits went through
+    assert split["extra_train"]["normalization"] == "digits-v2"
+    spec = ModelStore(tmp_path / "store").manifest(ref).input_spec
+    assert spec.normalization == "digits-v2"
+    assert (tmp_path / "data" / "cache" / f"{NAME}-digits-v2-1-0.npz").is_file()
+
+
+def test_a_normalisation_of_its_own_is_kept_apart(
+    tmp_path: Path, three: RenderedDigits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training.datasets import rendered_digits
+    from training.datasets.normalization import with_normalization
+
+    digits = load_dataset("digits")
+    v2 = with_normalization(digits, "digits-v2")
+    assert v2.spec.normalization == v2.train.spec.normalization == "digits-v2"
+    assert torch.equal(v2.train.images, digits.train.images)  # the data set's pixels as they are
+    seen: list[str] = []
+
+    def build(n: int, seed: int, normalization: str) -> RenderedDigits:
+        seen.append(normalization)
+        return three.prefix(n)
+
+    monkeypatch.setattr(rendered_digits, "build_rendered_digits", build)
+    add_to_training_split(digits, 2, seed=3, cache=tmp_path)
+    add_to_training_split(v2, 2, seed=3, cache=tmp_path)  # a v1 build in the cache does not serve
+    assert seen == ["digits-v1", "digits-v2"]
+    assert (tmp_path / f"{NAME}-digits-v2-2-3.npz").is_file()
+    with pytest.raises(DatasetError, match="unknown normalization"):
+        with_normalization(digits, "digits-v0")
+    with pytest.raises(ConfigError, match="digits data set only"):
+        TrainConfig(dataset="folder", normalization="digits-v2")

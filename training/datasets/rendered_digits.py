@@ -7,7 +7,8 @@ other hands. This source draws each digit 0..9 in 46 faces from 25 Debian font p
 tests it: size, stroke width, slant, width, rotation (+-15 degrees), elastic distortion (the
 wobble of a hand), position, blur, sensor noise, JPEG compression, and both polarities (dark ink
 on light paper, light strokes on a dark canvas).
-Every image then goes through the ``digits-v1`` normalisation (`jem.normalize.normalize`), the
+Every image then goes through the model's normalisation (``digits-v1`` or ``digits-v2``,
+`jem.normalize.normalize`; the one the data set's spec names, `TrainConfig.normalization`), the
 function `jem.imaging.to_pixels` applies to a greyscale request under 512 px, which these images
 are (tests/training check that the pixels are the service's): 8x8 block counts on the data set's
 0..16 scale, stored as 0..255 like the data set's own images.
@@ -220,8 +221,11 @@ def _font_hashes() -> dict[str, dict[str, str]]:
     return {pkg: {Path(p).name: file_sha256(p) for p in paths} for pkg, paths in FONTS.items()}
 
 
-def build_rendered_digits(per_class: int, seed: int = 0) -> RenderedDigits:
-    """``per_class`` images of each digit, the faces taken in turn; seeded by ``seed``.
+def build_rendered_digits(
+    per_class: int, seed: int = 0, normalization: str = "digits-v1"
+) -> RenderedDigits:
+    """``per_class`` images of each digit, the faces taken in turn; seeded by ``seed``; each
+    normalised by ``normalization`` (a `jem.normalize.NORMALIZATIONS` name).
 
     Raises RenderedDigitsError when a font package is missing, ValueError for per_class < 1.
     Images whose normalisation finds no ink (thin strokes blurred away) are left out and
@@ -241,7 +245,7 @@ def build_rendered_digits(per_class: int, seed: int = 0) -> RenderedDigits:
     for i in range(per_class):
         for digit in range(10):
             image = np.asarray(render_one(rng, faces[(i + digit) % len(faces)], digit))
-            pixels = normalize("digits-v1", image, DIGITS_SPEC.height, DIGITS_SPEC.width)
+            pixels = normalize(normalization, image, DIGITS_SPEC.height, DIGITS_SPEC.width)
             if pixels is None:  # no ink found: to_pixels would resize it plainly
                 continue
             images.append(pixels[..., None])
@@ -253,7 +257,7 @@ def build_rendered_digits(per_class: int, seed: int = 0) -> RenderedDigits:
         "per_class": per_class,
         "count": len(labels),
         "dropped_no_ink": 10 * per_class - len(labels),
-        "normalization": DIGITS_SPEC.normalization,
+        "normalization": normalization,
         "fonts": {
             pkg: {"version": package_version(pkg), "files": files}
             for pkg, files in _font_hashes().items()
@@ -268,12 +272,13 @@ def build_rendered_digits(per_class: int, seed: int = 0) -> RenderedDigits:
 
 
 def load_rendered_digits(
-    per_class: int, seed: int = 0, cache: Path | None = None
+    per_class: int, seed: int = 0, cache: Path | None = None, normalization: str = "digits-v1"
 ) -> RenderedDigits:
     """`build_rendered_digits`, kept in ``cache`` (default ``data/cache``) as an .npz beside its
     record: rendering and normalising costs about 30 ms an image on one core (6,000 in three
-    minutes). A cached build of as many or more images per class with the same seed serves (its
-    prefix), but only while its record's font hashes match the installed files."""
+    minutes). A cached build of as many or more images per class with the same seed and
+    normalisation serves (its prefix), but only while its record's font hashes match the
+    installed files."""
     cache = cache if cache is not None else Path("data/cache")
     fonts = _font_hashes()
     for record_path in sorted(cache.glob(f"{NAME}-*-{seed}.json")):
@@ -281,13 +286,15 @@ def load_rendered_digits(
         arrays_path = record_path.with_suffix(".npz")
         if record.get("per_class", 0) < per_class or not arrays_path.is_file():
             continue
+        if record.get("normalization") != normalization:
+            continue
         if {pkg: v["files"] for pkg, v in record["fonts"].items()} == fonts:
             with np.load(arrays_path) as a:
                 cached = RenderedDigits(a["images"], a["labels"], record, a["rounds"])
             return cached.prefix(per_class)
-    built = build_rendered_digits(per_class, seed)
+    built = build_rendered_digits(per_class, seed, normalization)
     cache.mkdir(parents=True, exist_ok=True)
-    stem = cache / f"{NAME}-{per_class}-{seed}"
+    stem = cache / f"{NAME}-{normalization}-{per_class}-{seed}"
     np.savez_compressed(
         stem.with_suffix(".npz"), images=built.images, labels=built.labels, rounds=built.rounds
     )
@@ -310,9 +317,10 @@ def add_to_training_split(
     ``dataset.split["extra_train"]`` (and so into the manifest). DatasetError for another data
     set or missing fonts.
     """
-    if dataset.spec.normalization != DIGITS_SPEC.normalization or dataset.spec.height != 8:
+    normalization = dataset.spec.normalization
+    if normalization is None or dataset.spec.height != 8:
         raise DatasetError(f"{NAME} extends the 8x8 digits data set only, not {dataset.name!r}")
-    extra = load_rendered_digits(per_class, seed, cache)
+    extra = load_rendered_digits(per_class, seed, cache, normalization)
     real = dataset.train
     train = LabeledImages(
         torch.cat([real.images.repeat(real_repeat, 1, 1, 1), torch.from_numpy(extra.images)]),
