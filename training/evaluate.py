@@ -45,7 +45,7 @@ from training.eval_samples import (
     samples_from_noise,
 )
 from training.eval_vision import extra_ood_sets, inception_metrics
-from training.judges import PixelSVCJudge, network_predictions
+from training.judges import PixelSVCJudge, model_training_images, network_predictions
 from training.ood_sets import make_ood_sets
 from training.readers import FormatError, read_images
 from training.report import render_report
@@ -160,13 +160,22 @@ def evaluate(
     x_test, y_test = dataset.test.inputs(), dataset.test.labels
     per_class = per_class or max(1, len(y_test) // dataset.num_classes)
 
-    # an RBF SVC is quadratic in its training set: a seeded subset of a large train split will do
-    train = dataset.train
+    # the pixel judge learns what the judged model learned (training.judges); an RBF SVC is
+    # quadratic in its training set: a seeded subset of a large train split will do
+    split = main.manifest.training.get("split")
+    train = model_training_images(dataset, split if isinstance(split, dict) else None)
+    grown = len(train) > len(dataset.train)
     if len(train) > SVC_MAX_TRAIN:
         generator = torch.Generator().manual_seed(seed)
         train = train.subset(torch.randperm(len(train), generator=generator)[:SVC_MAX_TRAIN])
-    svc = PixelSVCJudge().fit(train.inputs(), train.labels, split="train")
+    svc = PixelSVCJudge().fit(
+        train.inputs(), train.labels, split="train + extra_train" if grown else "train"
+    )
     judges: dict[str, Callable[[Tensor], Tensor]] = {"svc_pixels": svc.predict}
+    # and the judge as it was before, on the data set's own train split, reported beside it
+    own = None
+    if grown:
+        own = PixelSVCJudge().fit(dataset.train.inputs(), dataset.train.labels, split="train")
     if baseline is not None:
         judges["baseline_net"] = lambda x: network_predictions(baseline.model, x)
     extra, skipped = extra_ood_sets(dataset, data_root, seed)
@@ -195,6 +204,12 @@ def evaluate(
             l2_eps=l2_eps,
         )
 
+    if own is not None:
+        for label in results:
+            for source, s in samples[label].items():
+                hits = (own.predict(s.x) == s.y).float().mean()
+                results[label]["samples"][source]["svc_pixels_data_set_only"] = float(hits)
+
     report: dict[str, Any] = {
         "command": command,
         "seed": seed,
@@ -211,6 +226,12 @@ def evaluate(
             "svc_pixels": {
                 "fitted_on": svc.fitted_on,
                 "test_accuracy": float((svc.predict(x_test) == y_test).float().mean()),
+            },
+            "svc_pixels_data_set_only": None
+            if own is None
+            else {
+                "fitted_on": own.fitted_on,
+                "test_accuracy": float((own.predict(x_test) == y_test).float().mean()),
             },
             "baseline_net": {"ref": str(baseline.ref)} if baseline is not None else None,
             "feature_space": str(baseline.ref) if baseline is not None else None,

@@ -2,7 +2,10 @@
 
 A network judge can be fooled: SGLD follows a network's gradient, so a sample may be an adversarial
 pattern that any similar network reads as the label while a human would not. A second judge of a
-different kind (an RBF support vector machine on raw pixels) shares none of those gradients.
+different kind (an RBF support vector machine on raw pixels) shares none of those gradients. It
+is fitted on what the judged model was trained on (`model_training_images`): the data set's train
+split, and the extra training images the manifest records (the digits models' rendered digits),
+so a model that learned font-like digits is not marked down for drawing them.
 
 Generation quality is measured as the paper does (Inception Score, Frechet distance), but in the
 feature space of the independently trained softmax baseline, since Inception weights cannot be
@@ -12,7 +15,8 @@ give the ceiling (IS) and the floor (FID) to read the samples' numbers against.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,11 +24,14 @@ from numpy.typing import NDArray
 from sklearn.svm import SVC
 from torch import Tensor, nn
 
+from training.data import Dataset, LabeledImages
+
 __all__ = [
     "PixelSVCJudge",
     "feature_statistics",
     "frechet_distance",
     "inception_score",
+    "model_training_images",
     "network_features",
     "network_predictions",
 ]
@@ -51,6 +58,22 @@ class PixelSVCJudge:
         if self.fitted_on is None:
             raise RuntimeError("PixelSVCJudge.predict called before fit(x_train, y_train)")
         return torch.from_numpy(self._svc.predict(x.flatten(1).numpy())).long()
+
+
+def model_training_images(dataset: Dataset, split: Mapping[str, Any] | None) -> LabeledImages:
+    """The images a model was trained on: ``dataset.train`` (its own split, rebuilt from the
+    manifest) plus the extra training images its manifest's ``training.split`` records (each
+    once), rebuilt from that record (seeded, cached in data/cache). ValueError for an extra
+    source this code does not know."""
+    extra = (split or {}).get("extra_train")
+    if not extra:
+        return dataset.train
+    from training.datasets.rendered_digits import NAME, add_to_training_split
+
+    if extra.get("name") != NAME:
+        raise ValueError(f"unknown extra training images {extra.get('name')!r}")
+    grown = add_to_training_split(dataset, int(extra["per_class"]), int(extra["seed"]))
+    return grown.train
 
 
 @torch.no_grad()

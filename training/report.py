@@ -196,7 +196,8 @@ def render_report(report: dict[str, Any], pngs: Sequence[str], notes: str = "") 
     out.append("## Class-conditional samples\n")
     j = report["judges"]
     out.append(
-        "Judges: an RBF SVC on pixels fitted on the train split "
+        "Judges: an RBF SVC on pixels fitted on what the model was trained on, "
+        f"`{j['svc_pixels']['fitted_on']['split']}` "
         f"({j['svc_pixels']['fitted_on']['n']} images; "
         f"{_pct(j['svc_pixels']['test_accuracy'])} test accuracy) and the baseline network "
         f"`{(j.get('baseline_net') or {}).get('ref', 'none')}` (for the baseline's own samples it "
@@ -205,6 +206,18 @@ def render_report(report: dict[str, Any], pngs: Sequence[str], notes: str = "") 
         "validation split against the test split: the best a generator can reach with this "
         "many images.\n"
     )
+    own = j.get("svc_pixels_data_set_only")
+    if own is not None:
+        judged_own = ", ".join(
+            f"`{results[k]['ref']}` {source} {_pct(e.get('svc_pixels_data_set_only'))}"
+            for k in labels
+            for source, e in results[k]["samples"].items()
+        )
+        out.append(
+            "The same SVC fitted on the data set's own train split only (the judge of earlier "
+            f"reports; {own['fitted_on']['n']} images, {_pct(own['test_accuracy'])} test "
+            f"accuracy) reads as their label: {judged_own}.\n"
+        )
     rows = []
     for k in labels:
         for source, e in results[k]["samples"].items():

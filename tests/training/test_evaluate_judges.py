@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -46,3 +48,32 @@ def test_pixel_judge_refuses_held_out_splits_and_classifies() -> None:
     judge = PixelSVCJudge().fit(x, y, split="train")
     assert judge.fitted_on == {"split": "train", "n": 200}
     assert torch.equal(judge.predict(x), y)
+
+
+def test_the_pixel_judge_learns_what_the_model_learned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model trained with rendered digits is judged by an SVC that saw them too (rebuilt from
+    the manifest's record, each image once); one trained on the data set alone, by one that
+    saw the data set's train split."""
+    from training.data import load_dataset
+    from training.datasets import rendered_digits
+    from training.judges import model_training_images
+
+    digits = load_dataset("digits")
+    assert model_training_images(digits, None) is digits.train
+    assert model_training_images(digits, digits.split) is digits.train
+    extra = rendered_digits.RenderedDigits(
+        np.full((10, 8, 8, 1), 255, dtype=np.uint8),
+        np.arange(10),
+        {"name": rendered_digits.NAME, "per_class": 1, "seed": 3, "fonts": {}},
+        np.zeros(10, dtype=np.int64),
+    )
+    monkeypatch.chdir(tmp_path)  # the cache goes to ./data/cache
+    monkeypatch.setattr(rendered_digits, "build_rendered_digits", lambda n, seed, norm: extra)
+    record = {"name": rendered_digits.NAME, "per_class": 1, "seed": 3, "real_repeat": 3}
+    train = model_training_images(digits, {**digits.split, "extra_train": record})
+    assert len(train) == len(digits.train) + 10
+    assert torch.equal(train.images[len(digits.train) :], torch.from_numpy(extra.images))
+    with pytest.raises(ValueError, match="unknown extra training images"):
+        model_training_images(digits, {"extra_train": {"name": "mnist", "per_class": 1}})
