@@ -58,7 +58,7 @@ def test_photographed_and_drawn_digits_are_read(
     server: Server, rendered: list[RenderedDigit]
 ) -> None:
     spec = ModelStore(default_root()).load(MODEL).input_spec
-    assert spec.normalization == "digits-v1"
+    assert spec.normalization == "digits-v2"
     assert len(rendered) >= 200
     predictions = predict(server, [(f"{i}.{d.ext}", d.data) for i, d in enumerate(rendered)])
     labels = np.array([d.label for d in rendered])
