@@ -76,11 +76,12 @@ def test_photographed_and_drawn_digits_are_read(
         "energy_flag_rate": round(float(flagged.mean()), 4),
     }
     print(f"\nrendered digits through HTTP ({MODEL}): {summary}")
-    # The issue asks for 90%; measured 79.6% with digits-jem:21 (photos 78.7%, canvases 81.0%;
-    # energy flags 42.0%), up from 65.6% before the digits models were trained on digits rendered
-    # from other fonts (docs/training.md, "Rendered digits"): the rest is the gap between the
-    # training fonts and these. A regression floor, the measured figure less 4.6 points:
-    assert accuracy >= 0.75, summary
+    # The issue asks for 90%; measured 80.8% with digits-jem:27 and digits-v2 (photos 80.7%,
+    # canvases 81.0%; energy flags 39.2%), 79.6% with digits-jem:21 and digits-v1, 65.6% before
+    # the digits models were trained on digits rendered from other fonts (docs/training.md,
+    # "Rendered digits" and "digits-v2"): the rest is shapes no training face draws. A
+    # regression floor, the measured figure less 2.8 points:
+    assert accuracy >= 0.78, summary
     # the switch: the same photos resized plainly (the behaviour before normalisation)
     photos = [d for d in rendered if d.kind == "photo"][:40]
     plain = predict(

@@ -142,8 +142,9 @@ async def test_class_conditional_samples_are_their_class(
             f"digits-jem samples from {init}: baseline agrees {by_baseline:.2f}, SVC {by_svc:.2f}"
         )
         assert by_baseline >= 0.9, (init, by_baseline)
-        # Issue 4 asks 90% for both judges; since the shipped models also learned digits rendered
-        # from fonts (issue 17), the model samples some font-like shapes that this SVC, fitted on
-        # the data set's digits only, misreads: 83% from noise in reports/digits (was 98%). A
-        # regression floor, the miss stated there:
-        assert by_svc >= 0.78, (init, by_svc)
+        # Issue 4 asks 90% for both judges. Since the shipped models also learned digits rendered
+        # from fonts (issue 17) they draw some font-like shapes that this SVC, fitted on the data
+        # set's digits only, misreads (reports/digits fits its SVC on the rendered training
+        # digits too: 95.0% from noise there). Measured here with digits-jem:27: 0.90 from
+        # noise, 0.89 from the buffer (digits-jem:21: 0.83 in the report). A regression floor:
+        assert by_svc >= 0.85, (init, by_svc)
