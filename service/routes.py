@@ -20,7 +20,7 @@ from service.errors import AdminDisabled, InvalidParameters, ServiceError, error
 from service.images import encode_png, tensor_to_images
 from service.inputs import read_batch
 from service.metrics import CONTENT_TYPE_LATEST
-from service.predictor import Generated, Predictor
+from service.predictor import Predictor
 from service.route_common import (
     _ERROR,
     _IMAGE_BODY,
@@ -34,6 +34,7 @@ from service.route_common import (
     _timing,
 )
 from service.runtime import Runtime
+from service.sampling import Generated
 from service.schemas import (
     GenerateRequest,
     GenerateResponse,
