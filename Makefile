@@ -32,7 +32,7 @@ SYSTEM_TOOLS := promtool prometheus docker-compose dockerd mmdebstrap chromium c
 SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap chromium chromium-driver fonts-noto-color-emoji unicode-data
 FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript \
 	$(TRAINING_FONT_PACKAGES)
-# the digits models' extra training data (training/datasets/rendered_digits.py: FONTS)
+# the digits models' extra training data (training/datasets/digit_rendering.py: FONTS)
 TRAINING_FONT_PACKAGES := fonts-dancingscript fonts-kristi fonts-ecolier-court fonts-kaushanscript \
 	fonts-tlwg-purisa-ttf fonts-staypuft fonts-fantasque-sans fonts-sil-andika fonts-liberation \
 	fonts-freefont-ttf fonts-gnutypewriter fonts-averia-gwf fonts-cabinsketch fonts-isabella \
