@@ -54,7 +54,7 @@ _MIN_CONTRAST = 32.0  # grey levels between background and ink below which there
 _TRIM = 0.005  # ink mass trimmed from each side of the bounding box
 _MAX_BORDER_INK = 0.1  # above this fraction of the border as ink, there is no background
 # digits-v2: the box's width in the 32-pixel frame, clipped to this range (height always 32)
-_V2_WIDTH = (_V2_MIN, _V2_MAX) = (20, 24)
+_V2_WIDTH = (20, 24)
 
 
 def normalize(
