@@ -92,17 +92,19 @@ def build_buffer(
     """The replay buffer and the distribution its fresh chains start from.
 
     ``gaussian`` is JEM++'s per-class Gaussian fitted to the training split only; a full
-    covariance for small inputs, diagonal once a D x D matrix per class gets large.
+    covariance for small inputs, diagonal once a D x D matrix per class gets large, at
+    1/``buffer_init_pool`` of the resolution (ValueError when it does not divide the image size).
     """
     init: UniformInit | ClassGaussianInit
     lo, hi = data.spec.value_range
     if config.buffer_init == "gaussian":
         x = data.train.inputs()
+        pool = config.buffer_init_pool
         covariance: Literal["full", "diag"] = (
-            "full" if math.prod(data.spec.shape) <= 1024 else "diag"
+            "full" if math.prod(data.spec.shape) <= 1024 * pool * pool else "diag"
         )
         init = ClassGaussianInit.fit(
-            x, data.train.labels, data.num_classes, covariance=covariance, clamp=(lo, hi)
+            x, data.train.labels, data.num_classes, covariance=covariance, clamp=(lo, hi), pool=pool
         )
     else:
         init = UniformInit(lo, hi)

@@ -144,3 +144,36 @@ def test_class_gaussian_diag_and_clamp() -> None:
 def test_class_gaussian_needs_every_class() -> None:
     with pytest.raises(ValueError, match="class 2 has no examples"):
         ClassGaussianInit.fit(torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 0, 1]), 3)
+
+
+def test_pooled_class_gaussian_is_fitted_small_and_sampled_smooth_at_full_size() -> None:
+    gen = torch.Generator().manual_seed(0)
+    # two classes of 8x8 RGB images: one colour each plus per-pixel noise
+    y = torch.arange(2).repeat(300)
+    colours = torch.tensor([[0.8, -0.2, 0.1], [-0.6, 0.5, 0.3]])
+    x = colours[y].view(-1, 3, 1, 1) + 0.3 * torch.randn(600, 3, 8, 8, generator=gen)
+    init = ClassGaussianInit.fit(x, y, 2, covariance="full", clamp=(-1.0, 1.0), pool=4)
+    assert init.fitted_shape == (3, 2, 2)
+    assert init.mean.shape == (2, 12)
+    assert init.scale.shape == (2, 12, 12)
+    draws = init.sample(400, (3, 8, 8), torch.arange(2).repeat(200), generator=gen)
+    assert draws.shape == (400, 3, 8, 8)
+    for k in range(2):
+        torch.testing.assert_close(draws[k::2].mean((0, 2, 3)), colours[k], atol=0.03, rtol=0)
+    # bilinear upsampling of a 2x2 draw: neighbouring pixels differ far less than in the data
+
+    def neighbour_gap(t: torch.Tensor) -> float:
+        return float((t[..., :, 1:] - t[..., :, :-1]).abs().mean())
+
+    assert neighbour_gap(draws) < neighbour_gap(x) / 3
+    rebuilt = init_from_state_dict(load(save(init.state_dict())))
+    assert isinstance(rebuilt, ClassGaussianInit)
+    assert rebuilt.pool == 4
+    y_draw = torch.arange(2)
+    a = init.sample(2, (3, 8, 8), y_draw, torch.Generator().manual_seed(5))
+    assert torch.equal(a, rebuilt.sample(2, (3, 8, 8), y_draw, torch.Generator().manual_seed(5)))
+
+
+def test_pooled_class_gaussian_rejects_a_pool_that_does_not_divide_the_image() -> None:
+    with pytest.raises(ValueError, match="divide"):
+        ClassGaussianInit.fit(torch.zeros(4, 3, 6, 6), torch.tensor([0, 1, 0, 1]), 2, pool=4)
