@@ -9,6 +9,8 @@ data manifold and training is much more stable. For inputs too large for a full 
 class, the Gaussian can be fitted at a lower resolution (``pool``): full covariance on images
 average-pooled ``pool`` x ``pool``, samples upsampled back, so fresh chains are smooth and keep the
 class's colour correlations instead of being per-pixel independent noise (a diagonal covariance).
+:class:`MixedInit` draws a fraction of the fresh chains from uniform noise instead (JEM's init),
+so rough images stay among the negatives too.
 
 Class-conditional draws: slots are partitioned into contiguous per-class slices, class k owning
 slots [k * capacity // K, (k + 1) * capacity // K), filled from the init for class k.
@@ -23,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ClassGaussianInit", "ReplayBuffer", "UniformInit", "init_from_state_dict"]
+__all__ = ["ClassGaussianInit", "MixedInit", "ReplayBuffer", "UniformInit", "init_from_state_dict"]
 
-_UNIFORM, _CLASS_GAUSSIAN = 0, 1
+_UNIFORM, _CLASS_GAUSSIAN, _MIXED = 0, 1, 2
 
 
 class UniformInit:
@@ -189,12 +191,58 @@ class ClassGaussianInit:
         return d
 
 
-Init = UniformInit | ClassGaussianInit
+class MixedInit:
+    """Per-class Gaussian draws (JEM++), each replaced with probability ``uniform_fraction`` by
+    uniform noise on the data range (JEM): smooth, class-like chain starts and rough ones."""
+
+    def __init__(
+        self, gaussian: ClassGaussianInit, uniform: UniformInit, uniform_fraction: float
+    ) -> None:
+        if not 0.0 <= uniform_fraction <= 1.0:
+            raise ValueError(f"uniform_fraction must be in [0, 1], got {uniform_fraction}")
+        self.gaussian, self.uniform = gaussian, uniform
+        self.uniform_fraction = float(uniform_fraction)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.gaussian.shape
+
+    def sample(
+        self,
+        n: int,
+        shape: tuple[int, ...],
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        x = self.gaussian.sample(n, shape, y, generator)
+        noisy = torch.rand(n, generator=generator) < self.uniform_fraction
+        n_noisy = int(noisy.sum())
+        if n_noisy:
+            x[noisy] = self.uniform.sample(n_noisy, shape, None, generator)
+        return x
+
+    def state_dict(self) -> dict[str, Tensor]:
+        d = {
+            "kind": torch.tensor([_MIXED]),
+            "uniform_fraction": torch.tensor([self.uniform_fraction], dtype=torch.float64),
+        }
+        d.update({f"gaussian.{k}": v for k, v in self.gaussian.state_dict().items()})
+        d.update({f"uniform.{k}": v for k, v in self.uniform.state_dict().items()})
+        return d
+
+
+Init = UniformInit | ClassGaussianInit | MixedInit
 
 
 def init_from_state_dict(d: dict[str, Tensor]) -> Init:
     """Rebuild an init distribution from its `state_dict()`."""
     kind = int(d["kind"][0])
+    if kind == _MIXED:
+        gaussian = init_from_state_dict(_part(d, "gaussian."))
+        uniform = init_from_state_dict(_part(d, "uniform."))
+        if not isinstance(gaussian, ClassGaussianInit) or not isinstance(uniform, UniformInit):
+            raise ValueError("a mixed init holds one class-Gaussian and one uniform init")
+        return MixedInit(gaussian, uniform, float(d["uniform_fraction"][0]))
     if kind == _UNIFORM:
         low, high = d["range"].tolist()
         return UniformInit(low, high)
@@ -301,5 +349,9 @@ class ReplayBuffer:
         return buf
 
 
+def _part(d: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k.removeprefix(prefix): v for k, v in d.items() if k.startswith(prefix)}
+
+
 def _init_part(d: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k.removeprefix("init."): v for k, v in d.items() if k.startswith("init.")}
+    return _part(d, "init.")

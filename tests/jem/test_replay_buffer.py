@@ -177,3 +177,25 @@ def test_pooled_class_gaussian_is_fitted_small_and_sampled_smooth_at_full_size()
 def test_pooled_class_gaussian_rejects_a_pool_that_does_not_divide_the_image() -> None:
     with pytest.raises(ValueError, match="divide"):
         ClassGaussianInit.fit(torch.zeros(4, 3, 6, 6), torch.tensor([0, 1, 0, 1]), 2, pool=4)
+
+
+def test_mixed_init_draws_a_fraction_from_uniform_noise_and_round_trips() -> None:
+    from jem import MixedInit
+
+    y = torch.arange(2).repeat(300)
+    x = (y.float() * 0.5 - 0.25).view(-1, 1, 1, 1) + 0.01 * torch.randn(600, *SHAPE)
+    gaussian = ClassGaussianInit.fit(x, y, 2, covariance="diag", clamp=(-1.0, 1.0))
+    init = MixedInit(gaussian, UniformInit(-1.0, 1.0), uniform_fraction=0.25)
+    assert init.shape == SHAPE
+    draws = init.sample(4000, SHAPE, torch.arange(2).repeat(2000), torch.Generator().manual_seed(0))
+    # Gaussian draws sit within 0.1 of their class value; uniform ones spread over [-1, 1]
+    rough = (draws.flatten(1).std(dim=1) > 0.1).float().mean()
+    assert rough == pytest.approx(0.25, abs=0.03)
+    rebuilt = init_from_state_dict(load(save(init.state_dict())))
+    assert isinstance(rebuilt, MixedInit)
+    assert rebuilt.uniform_fraction == pytest.approx(0.25)
+    labels = torch.arange(2).repeat(4)
+    a = init.sample(8, SHAPE, labels, torch.Generator().manual_seed(1))
+    assert torch.equal(a, rebuilt.sample(8, SHAPE, labels, torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="uniform_fraction"):
+        MixedInit(gaussian, UniformInit(), 1.5)

@@ -1,4 +1,4 @@
-"""``buffer_init_pool``: the trainer's Gaussian chain starts fitted at a lower resolution."""
+"""``buffer_init_pool`` and ``buffer_init_uniform``: the trainer's chain starts (jem.buffer)."""
 
 from __future__ import annotations
 
@@ -26,3 +26,16 @@ def test_a_pooled_gaussian_init_is_built_trained_with_and_saved(
     rebuilt = init_from_state_dict({k[5:]: v for k, v in saved.items() if k.startswith("init.")})
     assert isinstance(rebuilt, ClassGaussianInit)
     assert rebuilt.pool == 2
+
+
+def test_buffer_init_uniform_mixes_uniform_restarts_into_the_gaussian_init(
+    tmp_path: Path, one_thread: None
+) -> None:
+    from jem import MixedInit
+
+    config = tiny_config("buffer_init=gaussian", "buffer_init_pool=2", "buffer_init_uniform=0.5")
+    trainer = Trainer(config, name="run", store=ModelStore(tmp_path), progress=False)
+    init = trainer.buffer.init
+    assert isinstance(init, MixedInit)
+    assert init.uniform_fraction == 0.5
+    assert init.gaussian.pool == 2
