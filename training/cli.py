@@ -157,7 +157,7 @@ SUMMARIES = {
 SUBCOMMANDS: dict[str, Register] = {
     "train": register_train,
     "calibrate": lambda sub: _lazy("training.calibrate").register(sub),
-    "evaluate": lambda sub: _lazy("training.evaluate").register(sub),
+    "evaluate": lambda sub: _lazy("training.eval_cli").register(sub),
     "screen": lambda sub: _lazy("training.screen").register(sub),
     "energies": lambda sub: _lazy("training.energies").register(sub),
     "data": lambda sub: _lazy("training.datasets.cli").register(sub),
