@@ -25,8 +25,9 @@ from jem.metrics import auroc
 from model_store import LoadedModel, ModelStore
 from model_store.manifest import Sampling
 from training.cli import add_model_source_args, set_threads
+from training.eval_cli import add_ood_folder_argument
 from training.eval_metrics import dataset_for
-from training.evaluate import _folder_set, add_ood_folder_argument
+from training.evaluate import _folder_set
 from training.health import roughness
 from training.ood_sets import make_ood_sets
 from training.screen import SCREEN_OOD_SEED
