@@ -69,6 +69,7 @@ def test_the_config_keys_reach_the_manifest(tmp_path: Path, one_thread: None) ->
     root = make_shapes_folder(tmp_path / "shapes", per_class=5, size=16)
     config = tiny_config(
         "dataset=folder",
+        "normalization=",  # the digits preset's step is for the digits data set only
         f"data_root={root}",
         "image_size=12",
         "background=#ff00ff",
