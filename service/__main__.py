@@ -10,6 +10,7 @@ server, or with --workers any worker, fails to start, e.g. on a broken model sto
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -23,6 +24,7 @@ from uvicorn.supervisors import Multiprocess
 
 from service.device import Placement
 from service.logs import log_config
+from service.server.prefork import forked_workers
 from service.server.protocol import JemHttpToolsProtocol
 from service.settings import ROOT_PATH_PATTERN, Settings
 
@@ -95,11 +97,13 @@ def _prepare_multiprocess_dir(workers: int) -> None:
             stale.unlink()
 
 
-def _serve(config: uvicorn.Config) -> int:
+def _serve(config: uvicorn.Config, *, fork: bool) -> int:
     """Run the server as `uvicorn.run` does; return the process's exit status.
 
     uvicorn's supervisor stops every worker once one fails its startup, but then returns as
     after a SIGTERM, so the parent would exit 0. Here a failed start gives STARTUP_FAILURE.
+    `fork`: several workers are forked from this process after it imported the app
+    (service/server/prefork.py) rather than spawned as fresh interpreters.
     """
     if config.workers == 1:
         server = uvicorn.Server(config)
@@ -108,11 +112,12 @@ def _serve(config: uvicorn.Config) -> int:
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
     stop = threading.Event()
     closer = threading.Thread(target=_close_worker_pipe_ends, args=(supervisor, stop), daemon=True)
-    closer.start()
-    try:
-        supervisor.run()
-    finally:
-        stop.set()
+    with forked_workers() if fork else contextlib.nullcontext():
+        closer.start()
+        try:
+            supervisor.run()
+        finally:
+            stop.set()
     failed = any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes)
     return STARTUP_FAILURE if failed else 0
 
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.store is not None or args.models:
         Settings()  # and validated with them, before forking workers
     try:  # a device that is not here: one line and exit 2, before uvicorn starts
-        Placement.resolve(settings.device, settings.precision)
+        placement = Placement.resolve(settings.device, settings.precision)
     except ValueError as exc:
         print(f"python -m service: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         server_header=False,
         root_path=args.root_path,
     )
-    raise SystemExit(_serve(config))
+    raise SystemExit(_serve(config, fork=not placement.cuda))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""`--workers N` on the CPU: workers forked from a parent that has already imported the app.
+
+uvicorn's supervisor starts each worker with multiprocessing's `spawn`: a fresh interpreter that
+imports torch, FastAPI, Pillow and the service again, so every worker holds its own copy of
+~150 MB of module objects and the libraries' writable pages (two workers and the supervisor:
+643 MB PSS, against 243 MB for one process; docs/benchmarks-peers.md). Forking after those
+imports (gunicorn's `preload_app` idea) lets the workers share the parent's pages copy-on-write:
+two forked workers and the parent measured 261 MB PSS.
+
+Only the start method changes: the same `uvicorn.supervisors.Multiprocess` runs the workers,
+with its health-check pings, restarts of dead workers and graceful shutdown. Each worker
+still creates its own app (`service.asgi`) and loads its own models in its lifespan, so no
+thread, event loop, batcher, gRPC server or model exists in the parent when it forks; torch's
+intra-op thread pool is not started there either (the parent runs no torch operation).
+
+Not on CUDA: a CUDA context does not survive `fork()` (PyTorch refuses to re-initialise CUDA
+in a forked child), so with a CUDA device uvicorn's `spawn` stays.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import multiprocessing
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn._subprocess
+
+__all__ = ["PRELOAD", "forked_workers"]
+
+# What every worker imports anyway; imported once in the parent, shared after fork.
+PRELOAD = ("service.app",)
+
+
+@contextmanager
+def forked_workers() -> Iterator[None]:
+    """While the block runs, uvicorn's supervisor starts (and restarts) workers by `fork()`.
+
+    On entry: imports `PRELOAD` and moves every object allocated so far into the garbage
+    collector's permanent generation (`gc.freeze`), so that a collection in a worker does not
+    write to, and so copy, the pages it shares with the parent.
+    """
+    for module in PRELOAD:
+        importlib.import_module(module)
+    gc.freeze()
+    # uvicorn._subprocess.get_subprocess builds every worker from this module-level context
+    spawn = uvicorn._subprocess.spawn
+    uvicorn._subprocess.spawn = multiprocessing.get_context("fork")  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        uvicorn._subprocess.spawn = spawn
+        gc.unfreeze()
