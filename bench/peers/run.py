@@ -64,6 +64,7 @@ class PeerPlan:
     seed: int
     peers: tuple[str, ...]  # names from PEERS; () = this service alone (the smoke run)
     baseline: str | None = None  # a checkout (holding service/) served as one more server
+    workers: int = 1  # the service's worker processes (JEM_WORKERS); the peers keep one each
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ async def measure_peers(
         "JEM_TORCH_THREADS": str(plan.threads),
         "JEM_MAX_BATCH_SIZE": "64",
         "JEM_MAX_WAIT_MS": "5",
+        "JEM_WORKERS": str(plan.workers),
     }
     unavailable: dict[str, str] = {}
     chosen = [p for p in PEERS if p.name in plan.peers]
@@ -299,6 +301,11 @@ def peers_markdown(results: dict[str, Any]) -> str:
     for name, why in results["unavailable"].items():
         lines.append(f"\n{name}: not measured: {why}")
     env = results["environment"]
+    workers = env["plan"].get("workers", 1)
+    lines.append(
+        f"\nthis service: {workers} worker process{'es' if workers > 1 else ''} "
+        f"(JEM_WORKERS); every peer: one worker or replica"
+    )
     lines.append(
         f"\n{env['plan']['rounds']} interleaved rounds; load average before "
         f"{env['load_before'][0]:.1f}, after {env['load_after'][0]:.1f} on {env['cpu_count']} cores"
