@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
         help="with --peers: the service's worker processes (JEM_WORKERS; also the baseline's); "
         "each peer runs one worker (default 2: the cores of the machine the table is for)",
     )
+    p.add_argument(
+        "--baseline-workers",
+        type=int,
+        metavar="N",
+        help="with --baseline: the baseline's worker processes (default: --workers)",
+    )
     return p
 
 
@@ -267,6 +273,7 @@ def peers(args: argparse.Namespace) -> int:
         peers=tuple(PEER_KEYS[k] for k in keys if k != "none"),
         baseline=str(args.baseline.resolve()) if args.baseline is not None else None,
         workers=args.workers,
+        baseline_workers=args.baseline_workers,
     )
     data = load_digits_dataset(seed=0)
     with tempfile.TemporaryDirectory(prefix="jem-bench-peers-") as tmp:
