@@ -2,10 +2,10 @@
 
 uvicorn's supervisor starts each worker with multiprocessing's `spawn`: a fresh interpreter that
 imports torch, FastAPI, Pillow and the service again, so every worker holds its own copy of
-~150 MB of module objects and the libraries' writable pages (two workers and the supervisor:
-643 MB PSS, against 243 MB for one process; docs/benchmarks-peers.md). Forking after those
-imports (gunicorn's `preload_app` idea) lets the workers share the parent's pages copy-on-write:
-two forked workers and the parent measured 261 MB PSS.
+~150 MB of module objects and the libraries' writable pages (serving the default models, two
+workers and the supervisor: 597-643 MB PSS, against 249 MB for one process). Forking after
+those imports (gunicorn's `preload_app` idea) lets the workers share the parent's pages copy on
+write: two forked workers and the parent measured 320 MB (docs/benchmarks-peers.md).
 
 Only the start method changes: the same `uvicorn.supervisors.Multiprocess` runs the workers,
 with its health-check pings, restarts of dead workers and graceful shutdown. Each worker
