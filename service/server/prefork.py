@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn._subprocess
+from prometheus_client import values as prometheus_values
 
 __all__ = ["PRELOAD", "forked_workers"]
 
@@ -37,12 +38,18 @@ PRELOAD = ("service.app",)
 def forked_workers() -> Iterator[None]:
     """While the block runs, uvicorn's supervisor starts (and restarts) workers by `fork()`.
 
-    On entry: imports `PRELOAD` and moves every object allocated so far into the garbage
+    On entry: imports `PRELOAD`, lets prometheus_client see `PROMETHEUS_MULTIPROC_DIR` as set
+    now (see below), and moves every object allocated so far into the garbage
     collector's permanent generation (`gc.freeze`), so that a collection in a worker does not
     write to, and so copy, the pages it shares with the parent.
     """
     for module in PRELOAD:
         importlib.import_module(module)
+    # prometheus_client chooses between in-process and file-backed (PROMETHEUS_MULTIPROC_DIR)
+    # values once, when imported: here that was before `python -m service` set the directory. A
+    # spawned worker imports it again; a forked one inherits the choice, so make it again now.
+    value_class = prometheus_values.ValueClass
+    prometheus_values.ValueClass = prometheus_values.get_value_class()
     gc.freeze()
     # uvicorn._subprocess.get_subprocess builds every worker from this module-level context
     spawn = uvicorn._subprocess.spawn
@@ -51,4 +58,5 @@ def forked_workers() -> Iterator[None]:
         yield
     finally:
         uvicorn._subprocess.spawn = spawn
+        prometheus_values.ValueClass = value_class
         gc.unfreeze()

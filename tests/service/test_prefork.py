@@ -14,6 +14,7 @@ import httpx
 import psutil
 import pytest
 import uvicorn._subprocess
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.server.prefork import forked_workers
 from tests.service.conftest import Digits, png_bytes
@@ -96,3 +97,32 @@ def test_workers_are_forked_share_the_parents_pages_and_come_back(
             r = httpx.post(f"{server.url}{PREDICT}", files=blob)
             ok = ok + 1 if r.status_code == 200 else 0
             assert time.monotonic() < deadline, r.text
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_forked_workers_share_metrics_in_the_directory_the_service_made(
+    store_root: Path, digits: Digits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No PROMETHEUS_MULTIPROC_DIR given: `python -m service` makes one after prometheus_client
+    was imported, and forked workers must still write their samples there."""
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    with run_service(store_root, tmp_path / "server.log", "--workers", "2", models="served") as s:
+        _workers(psutil.Process(s.proc.pid))
+        blob = [("files", ("0.png", png_bytes(digits.test_u8[0]), "image/png"))]
+        ok, deadline = 0, time.monotonic() + 120
+        while ok < 20:  # a new connection each; a worker still loading answers 503
+            status = httpx.post(f"{s.url}{PREDICT}", files=blob).status_code
+            assert status in (200, 503), status
+            ok += status == 200
+            assert time.monotonic() < deadline, s.logs()[-3000:]
+        text = httpx.get(f"{s.url}/metrics").text
+    answered = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "jem_requests_total"
+        and sample.labels.get("endpoint") == "predict"
+        and sample.labels.get("status") == "200"
+    ]
+    assert sum(answered) == 20, text[-3000:]
