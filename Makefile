@@ -32,7 +32,7 @@ SYSTEM_TOOLS := promtool prometheus docker-compose dockerd mmdebstrap chromium c
 SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap chromium chromium-driver fonts-noto-color-emoji unicode-data
 FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript \
 	$(TRAINING_FONT_PACKAGES)
-# the digits models' extra training data (training/datasets/rendered_digits.py: FONTS)
+# the digits models' extra training data (training/datasets/digit_rendering.py: FONTS)
 TRAINING_FONT_PACKAGES := fonts-dancingscript fonts-kristi fonts-ecolier-court fonts-kaushanscript \
 	fonts-tlwg-purisa-ttf fonts-staypuft fonts-fantasque-sans fonts-sil-andika fonts-liberation \
 	fonts-freefont-ttf fonts-gnutypewriter fonts-averia-gwf fonts-cabinsketch fonts-isabella \
@@ -87,10 +87,11 @@ train-default: $(STAMP)
 	$(BIN)/python -m training train --preset digits-baseline
 	$(BIN)/python -m training train --preset digits-jem
 
-# Calibrates the shipped models (new versions) and regenerates reports/digits/.
+# Calibrates the shipped models unless they are already (a new version each; a calibrated version
+# is evaluated as it is, not fitted again) and regenerates reports/digits/.
 evaluate-default: $(STAMP)
-	$(BIN)/python -m training calibrate digits-jem
-	$(BIN)/python -m training calibrate digits-baseline
+	$(BIN)/python -m training calibrate digits-jem --skip-calibrated
+	$(BIN)/python -m training calibrate digits-baseline --skip-calibrated
 	$(BIN)/python -m training evaluate digits-jem --against digits-baseline --out reports/digits --notes reports/digits/discussion.md
 
 # The colour emoji data set (docs/emoji.md): rendered from the Debian packages above.
@@ -103,12 +104,13 @@ train-emoji: $(STAMP) data/emoji/train/dataset.json
 	$(BIN)/python -m training train --preset emoji-baseline
 	$(BIN)/python -m training train --preset emoji-jem
 
-# Calibrates them (new versions) and regenerates reports/emoji/ with the held-out groups' test
-# halves as OOD sets (their validation halves, data/emoji/ood/val, are for `screen` only).
+# Calibrates them unless they are already (as evaluate-default) and regenerates reports/emoji/
+# with the held-out groups' test halves as OOD sets (their validation halves, data/emoji/ood/val,
+# are for `screen` only).
 EMOJI_OOD := $(foreach g,food-drink activities flags,--ood $(g)=data/emoji/ood/test/$(g))
 evaluate-emoji: $(STAMP) data/emoji/train/dataset.json
-	$(BIN)/python -m training calibrate emoji-jem
-	$(BIN)/python -m training calibrate emoji-baseline
+	$(BIN)/python -m training calibrate emoji-jem --skip-calibrated
+	$(BIN)/python -m training calibrate emoji-baseline --skip-calibrated
 	$(BIN)/python -m training evaluate emoji-jem --against emoji-baseline --out reports/emoji \
 		$(EMOJI_OOD) --per-class 10 --sgld-steps 100 --pgd-steps 10 --linf-eps 0,0.03,0.1 \
 		--l2-eps 0,0.5 --threads 1 --notes reports/emoji/discussion.md

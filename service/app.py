@@ -12,12 +12,8 @@ from fastapi import FastAPI
 from service.errors import install_error_handlers
 from service.head import HeadMiddleware
 from service.metrics import Metrics
-from service.middleware import (
-    BodyLimitMiddleware,
-    ConcurrencyLimitMiddleware,
-    HeaderLimitMiddleware,
-    RequestContextMiddleware,
-)
+from service.middleware import ConcurrencyLimitMiddleware, RequestContextMiddleware
+from service.request_limits import BodyLimitMiddleware, HeaderLimitMiddleware
 from service.routes import admin_router, ops_router, v1_router
 from service.runtime import Runtime
 from service.schemas import PredictJSON

@@ -1,10 +1,9 @@
 """Pure ASGI middleware: request ids, access logs and request metrics (499 for a client that
-went away); the limit on requests in progress (probes exempt); header and body limits (size,
-and time for the body)."""
+went away); the limit on requests in progress (probes exempt). The header and body limits (size,
+and time for the body) are in service/request_limits.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -16,7 +15,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batching import InFlight
-from service.errors import BodyTimeout, BodyTooLarge, error_body
+from service.errors import error_body
 from service.logs import request_id_var
 from service.metrics import Metrics
 
@@ -24,9 +23,7 @@ __all__ = [
     "CLIENT_CLOSED_REQUEST",
     "MODEL_READY_PATH",
     "PROBE_PATHS",
-    "BodyLimitMiddleware",
     "ConcurrencyLimitMiddleware",
-    "HeaderLimitMiddleware",
     "RequestContextMiddleware",
 ]
 
@@ -230,98 +227,3 @@ class ConcurrencyLimitMiddleware:
             await self.app(scope, receive, send)
         finally:
             self.counter.value -= 1
-
-
-class HeaderLimitMiddleware:
-    """431 when the request line and headers exceed `max_bytes`. The HTTP protocol's own cap
-    (service.server.protocol) only applies to a head still incomplete after a read: a block that
-    comes complete in one read (up to 256 KiB) passes it."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
-            size += sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
-            if size > self.max_bytes:
-                message = (
-                    f"request line and headers are {size} bytes; the limit is {self.max_bytes}: "
-                    "send fewer or shorter headers"
-                )
-                await _send_error(send, 431, "headers_too_large", message)
-                return
-        await self.app(scope, receive, send)
-
-
-class BodyLimitMiddleware:
-    """413 for bodies over `max_bytes`: by Content-Length up front, and by counting the stream;
-    408 for a body not complete `timeout_s` after the request's headers (one deadline for the
-    whole body, so a client trickling a byte at a time cannot stretch it), the connection closed.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.timeout_s = timeout_s
-
-    def _message(self, size: str) -> str:
-        return (
-            f"request body is {size} bytes; the limit is {self.max_bytes} (JEM_MAX_BODY_BYTES): "
-            "send fewer or smaller images per request"
-        )
-
-    async def _reject(self, scope: Scope, send: Send, size: str) -> None:
-        message = self._message(size)
-        await _send_error(send, 413, "body_too_large", message, protocol_v2=_is_v2(scope))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = _header(scope, b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._reject(scope, send, length)
-            return
-        received = 0
-        complete = False
-        refusal: tuple[int, str, str] | None = None  # status, code, message
-        loop = asyncio.get_running_loop()
-        deadline = None if self.timeout_s is None else loop.time() + self.timeout_s
-
-        async def counting_receive() -> Message:
-            nonlocal received, complete, refusal
-            if complete or deadline is None:  # after the body only a disconnect can come
-                message = await receive()
-            else:
-                try:
-                    async with asyncio.timeout_at(deadline):  # no task of its own, unlike wait_for
-                        message = await receive()
-                except TimeoutError:
-                    text = (
-                        f"the request body was not complete {self.timeout_s:g} s after its "
-                        f"headers ({received} bytes received; JEM_BODY_TIMEOUT_S): send the "
-                        "whole body without pauses"
-                    )
-                    refusal = (408, BodyTimeout.code, text)
-                    raise BodyTimeout(text) from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                complete = not message.get("more_body", False)
-                if received > self.max_bytes:
-                    text = self._message(f"more than {self.max_bytes}")
-                    refusal = (413, BodyTooLarge.code, text)
-                    raise BodyTooLarge(text)
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            # FastAPI turns any error while reading a JSON body into a 400: once the stream
-            # went over the limit or its time, the answer is this 413 or 408, whatever the app
-            # makes of it, and the connection is closed (the rest of the body is never read).
-            if refusal is None:
-                await send(message)
-            elif message["type"] == "http.response.start":
-                await _send_error(send, *refusal, protocol_v2=_is_v2(scope))
-
-        await self.app(scope, counting_receive, guarded_send)

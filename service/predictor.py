@@ -1,25 +1,23 @@
-"""The Predictor: one loaded model and everything the service asks of it. No HTTP here."""
+"""The Predictor: one loaded model and everything the service asks of it. No HTTP here.
+
+Classification, OOD verdicts and model info are here; generation by SGLD (its parameters, the
+chains' start, the run under a time budget) is in service/sampling.py.
+"""
 
 from __future__ import annotations
 
-import base64
-import secrets
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from jem import ClassGaussianInit, InputSpec, energy_from_logits, init_from_state_dict
 from jem.ood import grad_norm_score
-from jem.sgld import SGLDConfig, sgld_sample
 from model_store import LoadedModel, ScoreCalibration
+from service import sampling
 from service.device import Placement
-from service.errors import GenerationTimeout, InvalidParameters
-from service.images import encode_png, tensor_to_images
+from service.sampling import Generated, GenerationLimits
 from service.schemas import (
-    GeneratedSample,
     GenerateRequest,
     GenerationParameters,
     ModelInfo,
@@ -27,24 +25,9 @@ from service.schemas import (
     ScoreVerdict,
 )
 
-__all__ = ["Generated", "GenerationLimits", "Predictor"]
+__all__ = ["Predictor"]
 
 Outputs = dict[str, torch.Tensor]
-_CHUNK_STEPS = 10  # SGLD steps between time-budget checks
-
-
-@dataclass(frozen=True)
-class GenerationLimits:
-    max_samples: int
-    max_steps: int
-    max_step_size: float
-    max_noise_std: float
-
-
-@dataclass(frozen=True)
-class Generated:
-    x: torch.Tensor  # (B, C, H, W) in the model's value range
-    samples: list[GeneratedSample]
 
 
 class Predictor:
@@ -252,123 +235,13 @@ class Predictor:
             **self.placement.describe(),
         )
 
-    # ---- generation -----------------------------------------------------------------------
+    # ---- generation (service/sampling.py) ------------------------------------------------
 
     def resolve_generation(
         self, request: GenerateRequest, limits: GenerationLimits
     ) -> GenerationParameters:
         """Fill defaults from the manifest's sampling settings and check every limit."""
-        sampling = self.loaded.manifest.sampling
-        init = request.init or "noise"
-        steps = request.steps if request.steps is not None else self._default_steps(init)
-        step_size = request.step_size
-        if step_size is None:
-            step_size = sampling.step_size if sampling else 1.0
-        noise_std = request.noise_std
-        if noise_std is None:
-            noise_std = sampling.noise_std if sampling else 0.01
-        clamp = sampling.clamp if sampling else self.spec.value_range
-        problems = []
-        if request.num_samples > limits.max_samples:
-            problems.append(
-                f"num_samples {request.num_samples} > {limits.max_samples} "
-                "(JEM_GENERATION_MAX_SAMPLES)"
-            )
-        if steps > limits.max_steps:
-            problems.append(f"steps {steps} > {limits.max_steps} (JEM_GENERATION_MAX_STEPS)")
-        if step_size > limits.max_step_size:
-            problems.append(
-                f"step_size {step_size} > {limits.max_step_size} (JEM_GENERATION_MAX_STEP_SIZE)"
-            )
-        if noise_std > limits.max_noise_std:
-            problems.append(
-                f"noise_std {noise_std} > {limits.max_noise_std} (JEM_GENERATION_MAX_NOISE_STD)"
-            )
-        if init == "buffer" and self.buffer_x is None:
-            problems.append(f"init 'buffer': {self.name}:{self.version} has no replay buffer")
-        if init == "gaussian" and self.gaussian is None:
-            problems.append(
-                f"init 'gaussian': {self.name}:{self.version} has no class Gaussians (trained "
-                "with buffer_init=uniform, or saved without its replay buffer); use 'noise'"
-            )
-        label: int | list[int] | None
-        class_name: str | list[str] | None
-        if isinstance(request.label, list):
-            if len(request.label) != request.num_samples:
-                problems.append(
-                    f"label lists {len(request.label)} classes for num_samples "
-                    f"{request.num_samples}; give one class per sample, or a single class"
-                )
-            label = [self._label(v) for v in request.label]
-            class_name = [self.class_names[k] for k in label]
-        elif request.label is not None:
-            label = self._label(request.label)
-            class_name = self.class_names[label]
-        else:
-            label, class_name = None, None
-        if problems:
-            raise InvalidParameters("; ".join(problems))
-        return GenerationParameters(
-            num_samples=request.num_samples,
-            label=label,
-            class_name=class_name,
-            steps=steps,
-            step_size=step_size,
-            noise_std=noise_std,
-            clamp=clamp,
-            init=init,
-            seed=request.seed if request.seed is not None else secrets.randbelow(2**63),
-        )
-
-    def _default_steps(self, init: str) -> int:
-        """From noise: the manifest's sampling steps. From the buffer: the training chain length
-        (the chains there are long-run samples already, advanced this much per training visit)."""
-        manifest = self.loaded.manifest
-        if init == "buffer":
-            config = manifest.training.get("config")
-            chain = config.get("sgld_steps") if isinstance(config, dict) else None
-            if isinstance(chain, int) and chain > 0:
-                return chain
-        return manifest.sampling.steps if manifest.sampling else 200
-
-    def _label(self, value: int | str) -> int:
-        if isinstance(value, str):
-            if value in self.class_names:
-                return self.class_names.index(value)
-            raise InvalidParameters(
-                f"unknown class {value!r}; classes: {', '.join(self.class_names)} "
-                f"(or an index 0..{len(self.class_names) - 1})"
-            )
-        if not 0 <= value < len(self.class_names):
-            raise InvalidParameters(
-                f"class index {value} out of range 0..{len(self.class_names) - 1}"
-            )
-        return value
-
-    @staticmethod
-    def _targets(params: GenerationParameters) -> torch.Tensor | None:
-        if params.label is None:
-            return None
-        if isinstance(params.label, list):
-            return torch.tensor(params.label, dtype=torch.long)
-        return torch.full((params.num_samples,), params.label, dtype=torch.long)
-
-    def _init(
-        self, params: GenerationParameters, y: torch.Tensor | None, g: torch.Generator
-    ) -> torch.Tensor:
-        n = params.num_samples
-        if params.init == "gaussian" and self.gaussian is not None:
-            return self.gaussian.sample(n, self.spec.shape, y, g)
-        if params.init == "noise" or self.buffer_x is None or self.buffer_starts is None:
-            low, high = self.spec.value_range
-            return low + (high - low) * torch.rand((n, *self.spec.shape), generator=g)
-        if y is None:
-            idx = torch.randint(0, self.buffer_x.shape[0], (n,), generator=g)
-        else:
-            # class k's chains live in slots [starts[k], starts[k + 1]) (jem.buffer)
-            lo, size = self.buffer_starts[y], self.buffer_starts[y + 1] - self.buffer_starts[y]
-            idx = lo + (torch.rand(n, generator=g) * size).long().clamp(max=size - 1)
-        return self.buffer_x[idx].clone()
+        return sampling.resolve_generation(self, request, limits)
 
     def generate(
         self,
@@ -387,50 +260,4 @@ class Predictor:
         raised. A device out-of-memory error raises DeviceOutOfMemory (503).
         """
         with self.placement.out_of_memory_guard():
-            return self._generate(params, deadline, on_steps)
-
-    def _generate(
-        self,
-        params: GenerationParameters,
-        deadline: float,
-        on_steps: Callable[[int], None] | None,
-    ) -> Generated:
-        placement = self.placement
-        g = torch.Generator().manual_seed(params.seed)
-        y = self._targets(params)
-        x = placement.to_device(self._init(params, y, g))
-        noise = g
-        if placement.cuda:
-            y = placement.to_device(y) if y is not None else None
-            noise = torch.Generator(placement.device).manual_seed(params.seed)
-        done = 0
-        while done < params.steps:
-            if placement.cuda:  # the clock below must see the queued steps finished
-                torch.cuda.current_stream(placement.device).synchronize()
-            if time.monotonic() > deadline:
-                raise GenerationTimeout(
-                    f"generation stopped after {done} of {params.steps} SGLD steps: over the time "
-                    "budget (JEM_GENERATION_TIME_BUDGET_S); ask for fewer samples or steps"
-                )
-            chunk = min(_CHUNK_STEPS, params.steps - done)
-            config = SGLDConfig(chunk, params.step_size, params.noise_std, params.clamp)
-            with placement.autocast():
-                x = sgld_sample(self.model, x, config, y, generator=noise)
-            done += chunk
-            if on_steps is not None:
-                on_steps(chunk)
-        out = placement.to_host(self._classify(x))
-        x = x.cpu()
-        probs, labels = (t.tolist() for t in out["probs"].max(dim=-1))
-        energies = out["energy"].tolist()
-        samples = [
-            GeneratedSample(
-                png_base64=base64.b64encode(encode_png(image)).decode(),
-                label=int(labels[i]),
-                class_name=self.class_names[int(labels[i])],
-                confidence=float(probs[i]),
-                energy=float(energies[i]),
-            )
-            for i, image in enumerate(tensor_to_images(x, self.spec))
-        ]
-        return Generated(x, samples)
+            return sampling.generate(self, params, deadline, on_steps)

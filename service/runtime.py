@@ -16,7 +16,8 @@ from service.device import Placement
 from service.errors import InvalidParameters, NotReady, ReloadRefused, UnknownModel
 from service.generation import GenerationPool
 from service.metrics import Metrics
-from service.predictor import GenerationLimits, Predictor
+from service.predictor import Predictor
+from service.sampling import GenerationLimits
 from service.settings import Settings
 
 __all__ = ["ModelsUnavailable", "Runtime"]

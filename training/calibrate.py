@@ -47,6 +47,7 @@ __all__ = [
     "TARGET_TPR",
     "calibrate",
     "fit_calibration",
+    "is_calibrated",
     "main",
     "measure_on_test",
     "run",
@@ -141,6 +142,14 @@ def calibrate(
     return new_ref, store.manifest(new_ref)
 
 
+def is_calibrated(manifest: Manifest, normalization: str | None = None) -> bool:
+    """Whether `manifest` carries a calibration that `calibrate(..., normalization=...)` would
+    only fit again: it has one, and its input normalisation is `normalization` (None: any)."""
+    if manifest.calibration is None:
+        return False
+    return normalization is None or manifest.input_spec.normalization == normalization
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "calibrate", help="fit temperature and OOD thresholds on validation", description=__doc__
@@ -153,12 +162,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=NORMALIZATIONS,
         help="publish the new version with this input normalisation (default: the parent's)",
     )
+    p.add_argument(
+        "--skip-calibrated",
+        action="store_true",
+        help="publish nothing when MODEL is calibrated already (with the --normalization asked "
+        "for, if any): re-running `make evaluate-*` evaluates the calibrated version as it is",
+    )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     store = ModelStore(args.store)
+    if args.skip_calibrated:
+        ref = store.resolve(args.model)
+        current = store.manifest(ref)
+        if is_calibrated(current, args.normalization):
+            assert current.calibration is not None
+            print(
+                f"{ref} is calibrated already (temperature {current.calibration.temperature:.4f}, "
+                f"fitted on {current.calibration.fitted_on.split}); nothing published"
+            )
+            return 0
     new_ref, manifest = calibrate(
         store,
         args.model,

@@ -156,7 +156,7 @@ SUMMARIES = {
 SUBCOMMANDS: dict[str, Register] = {
     "train": register_train,
     "calibrate": lambda sub: _lazy("training.calibrate").register(sub),
-    "evaluate": lambda sub: _lazy("training.evaluate").register(sub),
+    "evaluate": lambda sub: _lazy("training.eval_cli").register(sub),
     "screen": lambda sub: _lazy("training.screen").register(sub),
     "data": lambda sub: _lazy("training.datasets.cli").register(sub),
 }

@@ -3,14 +3,13 @@
 Every data set is held as ``uint8`` arrays of shape ``(N, H, W, C)`` and turned into model inputs
 in ``[-1, 1]`` through :func:`jem.uint8_to_tensor`, the same contract the service uses on uploads.
 Only :attr:`Dataset.train` is ever handed to the training loop; ``val`` drives validation,
-calibration and the divergence guard, ``test`` is for the final report.
+calibration and the divergence guard, ``test`` is for the final report. The data sets read
+from disk (CIFAR, SVHN, image folders) are built in training/data_sources.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +21,6 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from jem import InputSpec, uint8_to_tensor
-from training.readers import (
-    CifarLabels,
-    FolderScan,
-    FormatError,
-    read_cifar_binary,
-    read_image_folder,
-    read_svhn_mat,
-    scan_image_folder,
-)
 
 __all__ = [
     "DATASETS",
@@ -38,7 +28,6 @@ __all__ = [
     "DatasetError",
     "FolderOptions",
     "LabeledImages",
-    "folder_spec",
     "load_dataset",
     "stratified_split",
 ]
@@ -48,9 +37,6 @@ DIGITS_SPEC = InputSpec(
     channels=1, height=8, width=8, color_mode="L", resample="box", normalization="digits-v1"
 )
 RGB32_SPEC = InputSpec(channels=3, height=32, width=32, color_mode="RGB", resample="bilinear")
-
-
-log = logging.getLogger("training")
 
 # a stratified 60/20/20 split needs at least two images of every class in the held-out 40%,
 # and then two in each of validation and test
@@ -77,36 +63,6 @@ class FolderOptions:
         if "image_size" in values:
             values["image_size"] = tuple(int(v) for v in values["image_size"])
         return cls(**values)
-
-
-def folder_spec(scan: FolderScan, options: FolderOptions) -> InputSpec:
-    """The input spec for a scanned folder; DatasetError on a bad setting."""
-    size = options.image_size
-    height, width = (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
-    mode = options.color_mode
-    if mode == "auto":
-        mode = "L" if scan.greyscale else "RGB"
-    try:
-        return InputSpec(
-            channels=1 if mode == "L" else 3,
-            height=height,
-            width=width,
-            color_mode=mode,  # type: ignore[arg-type]
-            resample=options.resample,  # type: ignore[arg-type]
-            background=options.background,
-        )
-    except ValueError as exc:
-        raise DatasetError(f"folder data settings: {exc}") from None
-
-
-def describe_conversion(spec: InputSpec) -> str:
-    background = spec.background
-    if background == "auto":
-        background = "auto = " + ("white" if spec.background_rgb == (255, 255, 255) else "black")
-    return (
-        f"{spec.height}x{spec.width} (HxW) {spec.color_mode}, {spec.resample} resampling, "
-        f"transparent pixels -> {background}"
-    )
 
 
 @dataclass(frozen=True)
@@ -247,88 +203,6 @@ def load_digits_dataset(seed: int = 0, fractions: tuple[float, float] = (0.2, 0.
     return _from_arrays("digits", images, labels, names, DIGITS_SPEC, seed, fractions)
 
 
-def _torchvision() -> Any:
-    try:
-        import torchvision
-    except ImportError as exc:
-        raise DatasetError(
-            "this data set is not on disk in a format read without torchvision; install the "
-            "`vision` extra (pip install 'jem-serve[vision]') to download it, or place the "
-            "files under the data root"
-        ) from exc
-    return torchvision
-
-
-def _cifar(root: Path, download: bool, seed: int, val_fraction: float, *, hundred: bool) -> Dataset:
-    classes = 100 if hundred else 10
-    name = "cifar100" if hundred else "cifar10"
-    bin_dir = root / ("cifar-100-binary" if hundred else "cifar-10-batches-bin")
-    labels: CifarLabels = "fine" if hundred else "cifar10"
-    if not hundred:
-        train_files = [bin_dir / f"data_batch_{i}.bin" for i in range(1, 6)]
-        test_files = [bin_dir / "test_batch.bin"]
-        meta = bin_dir / "batches.meta.txt"
-    else:
-        train_files, test_files = [bin_dir / "train.bin"], [bin_dir / "test.bin"]
-        meta = bin_dir / "fine_label_names.txt"
-    if all(f.exists() for f in train_files + test_files):
-        train = read_cifar_binary(train_files, labels)
-        test = read_cifar_binary(test_files, labels)
-        names = _names_file(meta, classes)
-    else:
-        tv = _torchvision()
-        cls = tv.datasets.CIFAR100 if hundred else tv.datasets.CIFAR10
-        parts = [cls(str(root), train=t, download=download) for t in (True, False)]
-        train, test = ((np.asarray(p.data), np.asarray(p.targets)) for p in parts)
-        names = list(parts[0].classes)
-    return _from_train_test(name, train, test, names, RGB32_SPEC, seed, val_fraction)
-
-
-def _names_file(path: Path, expected: int) -> list[str]:
-    if path.exists():
-        names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-        if len(names) == expected:
-            return names
-    return [str(k) for k in range(expected)]
-
-
-def _svhn(root: Path, download: bool, seed: int, val_fraction: float) -> Dataset:
-    files = [root / "train_32x32.mat", root / "test_32x32.mat"]
-    if all(f.exists() for f in files):
-        train, test = read_svhn_mat(files[0]), read_svhn_mat(files[1])
-    else:
-        tv = _torchvision()
-        parts = [tv.datasets.SVHN(str(root), split=s, download=download) for s in ("train", "test")]
-        # torchvision keeps SVHN as (N, C, H, W) with label 0 for digit zero.
-        train, test = (
-            (np.asarray(p.data).transpose(0, 2, 3, 1).copy(), np.asarray(p.labels)) for p in parts
-        )
-    names = [str(k) for k in range(10)]
-    return _from_train_test("svhn", train, test, names, RGB32_SPEC, seed, val_fraction)
-
-
-def _folder(
-    root: Path,
-    spec: InputSpec | None,
-    options: FolderOptions,
-    seed: int,
-    fractions: tuple[float, float],
-) -> Dataset:
-    try:
-        scan = scan_image_folder(root)
-        spec = spec or folder_spec(scan, options)
-        log.info("folder %s: %s", root, scan.describe())
-        log.info("converting every image to %s", describe_conversion(spec))
-        images, labels, names = read_image_folder(root, spec, scan)
-    except FormatError as exc:
-        raise DatasetError(str(exc)) from None
-    dataset = _from_arrays("folder", images, labels, names, spec, seed, fractions)
-    record = root / "dataset.json"  # written by `python -m training data` (training/datasets)
-    if record.is_file():
-        dataset.split["source"] = json.loads(record.read_text())
-    return dataset
-
-
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "svhn", "folder")
 
 
@@ -362,6 +236,9 @@ def load_dataset(
     path = Path(root)
     if not path.exists() and not download:
         raise DatasetError(f"data root {path} does not exist")
+    # the sources build on this module's Dataset and split: imported here, not at the top
+    from training.data_sources import _cifar, _folder, _svhn
+
     if name == "folder":
         options = folder or FolderOptions()
         return _folder(path, spec, options, seed, (val_fraction, test_fraction))

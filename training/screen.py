@@ -23,8 +23,9 @@ from jem.metrics import accuracy, auroc, expected_calibration_error, fit_tempera
 from model_store import LoadedModel, ModelStore
 from training.cli import add_model_source_args, set_threads
 from training.data import Dataset
+from training.eval_cli import add_ood_folder_argument
 from training.eval_metrics import ECE_BINS, batched_logits, batched_scores, dataset_for
-from training.evaluate import _folder_set, add_ood_folder_argument
+from training.evaluate import _folder_set
 from training.ood_sets import OOD_SET_NAMES, make_ood_sets
 
 __all__ = ["SCREEN_OOD_SEED", "register", "run", "screen_model"]

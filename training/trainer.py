@@ -4,13 +4,13 @@ Like minGPT's trainer, nothing in here knows what a JEM is beyond "it has logits
 the math lives in ``jem`` and :mod:`training.objective`. Randomness comes from two generators per
 rank (``main``: data noise, augmentation, SGLD noise; ``buffer``: chain draws and restarts) and
 the batch order is a function of (seed, step), so the state saved in a checkpoint is all it
-takes to continue bit-exactly.
+takes to continue bit-exactly. Rolling back after a divergence lives in :mod:`training.rollback`,
+writing checkpoints and the final version in :mod:`training.trainer_saves`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import random
 import time
@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from jem import UniformInit, sgld_sample, use_fast_layout
+from jem import sgld_sample, use_fast_layout
 from model_store import ModelRef, ModelStore
 from training.accel import CudaPath
 from training.batches import augment, batch_indices, derive_seed
@@ -32,22 +32,21 @@ from training.build import (
     build_buffer,
     build_model,
     build_optimizer,
-    compact_buffer,
     lr_multiplier,
     resolve_backbone,
     sgld_config,
 )
-from training.checkpoint import manifest_draft, prune_checkpoints, save_version
 from training.config import TrainConfig
 from training.data import Dataset, FolderOptions, LabeledImages, load_dataset
 from training.datasets.rendered_digits import add_to_training_split
 from training.distributed import DistInfo, all_agree, barrier, setup
 from training.estimate import estimate_run
-from training.guard import DivergenceGuard, TrainingDiverged, Trip
+from training.guard import DivergenceGuard, Trip
 from training.health import HealthMonitor
 from training.objective import LossParts, jem_loss
-from training.resume import capture_state, restore_state
-from training.samples import class_conditional_samples, class_grid_png
+from training.resume import restore_state
+from training.rollback import roll_back, snapshot
+from training.trainer_saves import save_checkpoint, save_final
 
 __all__ = ["TrainResult", "Trainer"]
 
@@ -136,7 +135,7 @@ class Trainer:
         self.trips: list[Trip] = []
         self.run_id = uuid.uuid4().hex[:12]
         self.elapsed_before = 0.0
-        self.good = self._snapshot()
+        self.good = snapshot(self)
         self.health: HealthMonitor | None = None
         if config.px_weight > 0 and self.info.is_main:
             train, val = self.data.train, self.data.val
@@ -235,7 +234,7 @@ class Trainer:
                 parts = self._loss()
                 trip = self.guard.check_step(self.step, parts)
                 if all_agree(trip is not None, self.info):
-                    self._rollback(trip or Trip(self.step, "another rank diverged"), bar)
+                    roll_back(self, trip or Trip(self.step, "another rank diverged"), bar)
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
                 parts.loss.backward()
@@ -248,11 +247,11 @@ class Trainer:
                     val_acc = self.accuracy(self.data.val)
                     trip = self.guard.check_validation(self.step, val_acc)
                     if all_agree(trip is not None, self.info):
-                        self._rollback(trip or Trip(self.step, "collapse on another rank"), bar)
+                        roll_back(self, trip or Trip(self.step, "collapse on another rank"), bar)
                         continue
                     log.info("step %d: val acc %.4f", self.step, val_acc)
                     self._check_health(bar)
-                    self.good = self._snapshot()
+                    self.good = snapshot(self)
                 if self.step % cfg.checkpoint_every == 0 and self.step < self.total:
                     self._checkpoint(time.monotonic() - started)
         return self._finish(time.monotonic() - started)
@@ -269,122 +268,25 @@ class Trainer:
             if self.progress:
                 bar.write(f"warning: {warning}")
 
-    def _rollback(self, trip: Trip, bar: tqdm[Any]) -> None:
-        self.trips.append(trip)
-        cfg = self.config
-        if len(self.trips) > cfg.guard_retries:
-            log.error("divergence at step %d (%s); giving up", trip.step, trip.reason)
-            raise TrainingDiverged(self.trips, cfg.guard_retries)
-        self._restore_snapshot(self.good)
-        self.lr_scale *= cfg.guard_lr_factor
-        attempt = len(self.trips)
-        # a new seed: the same noise would walk the chains into the same trouble again
-        self.gen.manual_seed(derive_seed(cfg.seed, self.info.rank, attempt, 0))
-        self.buffer_gen.manual_seed(derive_seed(cfg.seed, self.info.rank, attempt, 1))
-        if self.cuda is not None:
-            self.cuda.reseed(attempt)
-        message = (
-            f"rollback {attempt}/{cfg.guard_retries}: {trip.reason} at step {trip.step}; "
-            f"back to step {self.step}, reseeded, lr x{self.lr_scale:g}"
-        )
-        log.warning(message)
-        if self.progress and self.info.is_main:
-            bar.write(message)
-        bar.reset(total=self.total)
-        bar.update(self.step)
-
     # ------------------------------------------------------------------ state
-
-    def _snapshot(self) -> dict[str, Any]:
-        """The last good state, in memory, for the guard to roll back to."""
-        return {
-            "step": self.step,
-            "model": copy.deepcopy(self.model.state_dict()),
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "buffer": self.buffer.state_dict(),
-        }
-
-    def _restore_snapshot(self, snap: dict[str, Any]) -> None:
-        self.step = int(snap["step"])
-        self.model.load_state_dict(snap["model"])
-        self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
-        self.buffer.load_state_dict(snap["buffer"])
 
     def restore(self, ref: str) -> ModelRef:
         """Continue the run saved in checkpoint ``ref``; see :mod:`training.resume`."""
         mref = restore_state(self, ref)
-        self.good = self._snapshot()
+        self.good = snapshot(self)
         return mref
-
-    def _training_info(self, elapsed: float) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "command": self.command,
-            "step": self.step,
-            "iterations": self.total,
-            "duration_s": round(self.elapsed_before + elapsed, 2),
-            "split": self.data.split,
-            "dataset": self.data.name,
-            "rollbacks": [t.to_dict() for t in self.trips],
-            "health": self.health.summary() if self.health is not None else None,
-            "device": str(self.device),
-            "world_size": self.info.world_size,
-            "torch_threads": torch.get_num_threads(),
-            "torch_version": torch.__version__,
-        }
 
     def _checkpoint(self, elapsed: float) -> None:
         if self.info.is_main:
-            draft = manifest_draft(
-                stage="checkpoint",
-                config=self.config,
-                data=self.data,
-                backbone=self.backbone,
-                training=self._training_info(elapsed),
-            )
-            ref = save_version(
-                self.store,
-                self.name,
-                self.model,
-                draft,
-                buffer=self.buffer.state_dict(),
-                state=capture_state(self, elapsed),
-            )
-            log.info("checkpoint %s at step %d", ref, self.step)
-            prune_checkpoints(self.store, self.name, self.run_id, self.config.keep_checkpoints)
+            save_checkpoint(self, elapsed)
         barrier(self.info)
 
     def _finish(self, elapsed: float) -> TrainResult:
-        cfg = self.config
         metrics = {
             "val_accuracy": self.accuracy(self.data.val),
             "test_accuracy": self.accuracy(self.data.test),
         }
-        ref = None
-        if self.info.is_main:
-            sampler = sgld_config(cfg, self.data.spec.value_range, cfg.sample_steps)
-            # from uniform noise, as evaluation and the service generate: the hard case
-            noise = UniformInit(*self.data.spec.value_range)
-            x, y = class_conditional_samples(
-                self.model, noise, self.data.spec.shape, sampler, 10, cfg.seed, self.device
-            )
-            draft = manifest_draft(
-                stage="final",
-                config=cfg,
-                data=self.data,
-                backbone=self.backbone,
-                training=self._training_info(elapsed),
-                metrics=dict(metrics),
-            )
-            ref = save_version(
-                self.store,
-                self.name,
-                self.model,
-                draft,
-                buffer=compact_buffer(self.buffer.state_dict()) if cfg.px_weight > 0 else None,
-                files={"samples.png": class_grid_png(x, y, self.data.class_names)},
-            )
-            prune_checkpoints(self.store, self.name, self.run_id, cfg.keep_checkpoints_final)
+        ref = save_final(self, elapsed, metrics) if self.info.is_main else None
         barrier(self.info)
         return TrainResult(ref, self.step, self.elapsed_before + elapsed, metrics, self.trips)
 

@@ -19,7 +19,8 @@ from model_store import ModelStore
 from service import create_app
 from service.device import Placement, resolve_device
 from service.errors import DeviceOutOfMemory
-from service.predictor import GenerationLimits, Predictor
+from service.predictor import Predictor
+from service.sampling import GenerationLimits
 from service.schemas import GenerateRequest
 from tests.service.conftest import Digits, make_settings, png_bytes, serve, wait_ready
 from tests.service.test_metrics import samples, value

@@ -11,7 +11,8 @@ import torch
 
 from model_store import ModelStore
 from service.device import Placement
-from service.predictor import GenerationLimits, Predictor
+from service.predictor import Predictor
+from service.sampling import GenerationLimits
 from service.schemas import GenerateRequest
 from tests.service.conftest import Digits
 

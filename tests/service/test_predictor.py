@@ -11,7 +11,8 @@ import torch
 from jem.ood import grad_norm_score
 from model_store import ModelStore
 from service.errors import GenerationTimeout, InvalidParameters
-from service.predictor import GenerationLimits, Predictor
+from service.predictor import Predictor
+from service.sampling import GenerationLimits
 from service.schemas import GenerateRequest
 from tests.service.conftest import Digits
 

@@ -10,7 +10,7 @@ import torch
 
 from jem.metrics import fit_temperature
 from jem.ood import OOD_SCORES, ood_scores
-from model_store import ManifestDraft, ModelRef, ModelStore
+from model_store import InputSpecEntry, ManifestDraft, ModelRef, ModelStore
 from tests.training._tiny_model import train_tiny
 from training import calibrate as calibrate_module
 from training.calibrate import calibrate, fit_calibration
@@ -116,6 +116,32 @@ def test_cli_writes_a_new_version(
     assert calibrate_module.main([str(ref), "--store", str(store.root)]) == 0
     assert store.list_versions(ref.name)[-1] == before + 1
     assert f"{ref.name}:{before + 1}" in capsys.readouterr().out
+
+
+def test_cli_skip_calibrated_publishes_only_what_is_not_calibrated_yet(
+    tiny: tuple[ModelStore, ModelRef], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, ref = tiny
+    assert store.manifest(ref).calibration is None
+    options = ["--store", str(store.root), "--skip-calibrated"]
+    assert calibrate_module.main([str(ref), *options]) == 0
+    calibrated = ModelRef(ref.name, store.list_versions(ref.name)[-1])
+    assert store.manifest(calibrated).parent == str(ref)
+    assert f"-> {calibrated}" in capsys.readouterr().out
+    # re-run as `make evaluate-*` runs it (by name: the latest final version, now calibrated)
+    assert calibrate_module.main([ref.name, *options]) == 0
+    assert store.list_versions(ref.name)[-1] == calibrated.version
+    out = capsys.readouterr().out
+    assert f"{calibrated} is calibrated already" in out
+    assert "nothing published" in out
+    # a normalisation the calibrated version does not have yet still calls for one
+    manifest = store.manifest(calibrated)
+    assert calibrate_module.is_calibrated(manifest, manifest.input_spec.normalization)
+    spec = {**manifest.input_spec.model_dump(), "normalization": None}
+    unnormalised = manifest.model_copy(update={"input_spec": InputSpecEntry.model_validate(spec)})
+    assert calibrate_module.is_calibrated(unnormalised)
+    assert not calibrate_module.is_calibrated(unnormalised, "digits-v1")
+    assert not calibrate_module.is_calibrated(store.manifest(ref))
 
 
 def test_calibrate_can_adopt_an_input_normalisation(tiny: tuple[ModelStore, ModelRef]) -> None:

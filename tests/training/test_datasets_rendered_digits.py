@@ -16,15 +16,13 @@ from jem.imaging import to_pixels
 from tests.rendered_digits import TEST_FONTS, VALIDATION_FONTS
 from training.config import ConfigError, TrainConfig
 from training.data import DIGITS_SPEC, DatasetError, load_dataset
+from training.datasets.digit_rendering import FONTS, missing_packages, render_one
 from training.datasets.rendered_digits import (
-    FONTS,
     NAME,
     RenderedDigits,
     add_to_training_split,
     build_rendered_digits,
     load_rendered_digits,
-    missing_packages,
-    render_one,
 )
 
 pytestmark = pytest.mark.skipif(

@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from training.evaluate import LINF_EPS, _eps_list, _linf_eps_list
+from training.eval_cli import _eps_list, _linf_eps_list
+from training.evaluate import LINF_EPS
 
 
 def test_radii_parse_as_comma_separated_numbers() -> None:

@@ -1,0 +1,155 @@
+"""The digit renderer of ``rendered-digits-v1`` (training/datasets/rendered_digits.py): the Debian
+font faces it draws in (``FONTS``) and one image of a digit as a camera or a drawing app gives it:
+size, stroke width, slant, width, rotation, elastic distortion, position, blur, sensor noise, JPEG
+compression, either polarity. Change the list or the renderer and the data set's name changes.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from scipy import ndimage
+
+__all__ = ["FONTS", "missing_packages", "render_one"]
+
+_TT, _OT = "/usr/share/fonts/truetype", "/usr/share/fonts/opentype"
+# Debian package -> its faces used (every file must exist: `make system-deps` installs them)
+FONTS: dict[str, tuple[str, ...]] = {
+    "fonts-dancingscript": (
+        f"{_OT}/dancingscript/DancingScript-Regular.otf",
+        f"{_OT}/dancingscript/DancingScript-Bold.otf",
+    ),
+    "fonts-kristi": (f"{_TT}/kristi/Kristi.ttf",),
+    "fonts-ecolier-court": (f"{_TT}/ecolier-court/Ecolier-court.ttf",),
+    "fonts-kaushanscript": (f"{_OT}/kaushanscript/KaushanScript-Regular.otf",),
+    "fonts-tlwg-purisa-ttf": (
+        f"{_TT}/tlwg/Purisa.ttf",
+        f"{_TT}/tlwg/Purisa-Bold.ttf",
+        f"{_TT}/tlwg/Purisa-Oblique.ttf",
+    ),
+    "fonts-staypuft": (f"{_TT}/staypuft/StayPuft.ttf",),
+    "fonts-fantasque-sans": (
+        f"{_TT}/fantasque-sans/Normal/TTF/FantasqueSansMono-Regular.ttf",
+        f"{_TT}/fantasque-sans/Normal/TTF/FantasqueSansMono-Italic.ttf",
+    ),
+    "fonts-sil-andika": (f"{_TT}/andika/Andika-Regular.ttf", f"{_TT}/andika/Andika-Italic.ttf"),
+    "fonts-liberation": (
+        f"{_TT}/liberation/LiberationSans-Regular.ttf",
+        f"{_TT}/liberation/LiberationSans-Italic.ttf",
+        f"{_TT}/liberation/LiberationSerif-Regular.ttf",
+        f"{_TT}/liberation/LiberationMono-Regular.ttf",
+    ),
+    "fonts-freefont-ttf": (
+        f"{_TT}/freefont/FreeSans.ttf",
+        f"{_TT}/freefont/FreeSerif.ttf",
+        f"{_TT}/freefont/FreeSerifItalic.ttf",
+        f"{_TT}/freefont/FreeMono.ttf",
+    ),
+    "fonts-gnutypewriter": (f"{_TT}/gnutypewriter/GNUTypewriter.ttf",),
+    "fonts-averia-gwf": (
+        f"{_TT}/averia-gwf/AveriaGWF-Regular.ttf",
+        f"{_TT}/averia-gwf/AveriaGWF-Italic.ttf",
+    ),
+    "fonts-cabinsketch": (f"{_TT}/cabinsketch/CabinSketch-Regular.ttf",),
+    "fonts-isabella": (f"{_TT}/isabella/Isabella.ttf",),
+    "fonts-quicksand": (
+        f"{_TT}/quicksand/Quicksand-Regular.ttf",
+        f"{_TT}/quicksand/Quicksand-Bold.ttf",
+    ),
+    "fonts-klee": (f"{_TT}/klee/KleeOne-Regular.ttf", f"{_TT}/klee/KleeOne-SemiBold.ttf"),
+    "fonts-leckerli-one": (f"{_TT}/leckerli-one/LeckerliOne-Regular.ttf",),
+    "fonts-sjfonts": (f"{_TT}/sjfonts/Delphine.ttf", f"{_TT}/sjfonts/SteveHand.ttf"),
+    "fonts-yusei-magic": (f"{_TT}/yusei-magic/YuseiMagic-Regular.ttf",),
+    "fonts-tomsontalks": (f"{_TT}/tomsontalks/TomsonTalks.ttf",),
+    "fonts-nanum-extra": (
+        f"{_TT}/nanum/NanumPen.ttf",
+        f"{_TT}/nanum/NanumBrush.ttf",
+        f"{_TT}/nanum/NanumBarunpenR.ttf",
+    ),
+    "fonts-seto": (f"{_TT}/seto/setofont.ttf",),
+    "fonts-kiloji": (f"{_TT}/kiloji/kiloji.ttf", f"{_TT}/kiloji/kiloji_b.ttf"),
+    "fonts-havana": (f"{_OT}/havana/Havana-Regular.otf",),
+    "fonts-dustin": (
+        f"{_TT}/dustin/Domestic_Manners.ttf",
+        f"{_TT}/dustin/It_wasn_t_me.ttf",
+        f"{_TT}/dustin/Junkyard.ttf",
+        f"{_TT}/dustin/Dustismo.ttf",
+    ),
+}
+
+
+def missing_packages() -> list[str]:
+    return sorted(pkg for pkg, paths in FONTS.items() if not all(Path(p).is_file() for p in paths))
+
+
+def _glyph(font: ImageFont.FreeTypeFont, digit: int, stroke: int) -> Image.Image:
+    """The digit as an L mask (255 = ink) with room around it for rotation and slant."""
+    left, top, right, bottom = (int(v) for v in font.getbbox(str(digit), stroke_width=stroke))
+    pad = max(right - left, bottom - top) // 2 + 4
+    mask = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 0)
+    ImageDraw.Draw(mask).text(
+        (pad - left, pad - top), str(digit), fill=255, font=font, stroke_width=stroke
+    )
+    return mask
+
+
+def _elastic(mask: Image.Image, rng: np.random.Generator, strength: float) -> Image.Image:
+    """Simard et al.'s (2003) elastic distortion, the classic stand-in for the wobble of a hand:
+    a random displacement field smoothed over 12% of the glyph, its standard deviation
+    ``strength`` times the glyph's size."""
+    ink = np.asarray(mask, dtype=np.float64)
+    size = max(ink.shape)
+    fields = [ndimage.gaussian_filter(rng.uniform(-1, 1, ink.shape), 0.12 * size) for _ in "xy"]
+    rows, cols = np.meshgrid(np.arange(ink.shape[0]), np.arange(ink.shape[1]), indexing="ij")
+    coords = [
+        grid + field * (strength * size / max(float(field.std()), 1e-9))
+        for grid, field in zip((rows, cols), fields, strict=True)
+    ]
+    warped = ndimage.map_coordinates(ink, coords, order=1, mode="constant")
+    return Image.fromarray(np.clip(np.round(warped), 0, 255).astype(np.uint8), "L")
+
+
+def render_one(rng: np.random.Generator, font_path: str, digit: int) -> Image.Image:
+    """One digit image (greyscale, about 40..300 px a side), either polarity, as a camera or a
+    drawing app gives it."""
+    height = int(rng.integers(32, 120))
+    font = ImageFont.truetype(font_path, size=height)
+    mask = _glyph(font, digit, int(rng.integers(0, height // 20 + 1)))
+    w, h = mask.size
+    stretch = float(rng.uniform(0.8, 1.2))  # narrower or wider hands
+    shear = float(rng.uniform(-0.25, 0.25))  # slant, either way
+    mask = mask.transform(
+        (w, h),
+        Image.Transform.AFFINE,
+        (1 / stretch, shear, -shear * h / 2 + w / 2 * (1 - 1 / stretch), 0, 1, 0),
+        resample=Image.Resampling.BILINEAR,
+    )
+    mask = mask.rotate(float(rng.uniform(-15, 15)), resample=Image.Resampling.BILINEAR)
+    mask = _elastic(mask, rng, float(rng.uniform(0.0, 0.03)))
+    box = mask.getbbox()
+    if box is not None:
+        mask = mask.crop(box)
+    margin = rng.integers(4, 60, size=4)  # left, top, right, bottom: off-centre
+    canvas = np.zeros((mask.height + margin[1] + margin[3], mask.width + margin[0] + margin[2]))
+    canvas[margin[1] : margin[1] + mask.height, margin[0] : margin[0] + mask.width] = (
+        np.asarray(mask, dtype=np.float64) / 255.0
+    )
+    ink_image = Image.fromarray(np.round(canvas * 255).astype(np.uint8), "L")
+    blur = ImageFilter.GaussianBlur(float(rng.uniform(0.0, 0.03)) * height)
+    ink = np.asarray(ink_image.filter(blur))
+    ink = ink.astype(np.float64) / 255.0
+    if rng.random() < 0.5:  # dark ink on paper lit unevenly
+        paper = rng.uniform(170, 245) + np.linspace(0, 1, ink.shape[1])[None] * rng.uniform(-30, 30)
+        grey = paper * (1 - ink) + rng.uniform(0, 100) * ink
+    else:  # light strokes on a dark canvas
+        grey = rng.uniform(0, 60) * (1 - ink) + rng.uniform(180, 255) * ink
+    grey = grey + rng.normal(0.0, rng.uniform(0, 6), size=grey.shape)
+    image = Image.fromarray(np.clip(np.round(grey), 0, 255).astype(np.uint8), "L")
+    if rng.random() < 0.5:
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=int(rng.integers(60, 95)))
+        image = Image.open(io.BytesIO(buffer.getvalue()))
+    return image
