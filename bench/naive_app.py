@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> None:
 
     real_serve = service_main._serve
 
-    def serve(config: uvicorn.Config, *, fork: bool) -> int:
+    def serve(config: uvicorn.Config) -> int:
         config.app = "bench.naive_app:app"  # loaded by uvicorn (in each worker) from here on
-        return real_serve(config, fork=fork)
+        return real_serve(config)
 
     service_main._serve = serve  # type: ignore[assignment]
     try:

@@ -97,12 +97,12 @@ def _prepare_multiprocess_dir(workers: int) -> None:
             stale.unlink()
 
 
-def _serve(config: uvicorn.Config, *, fork: bool) -> int:
+def _serve(config: uvicorn.Config) -> int:
     """Run the server as `uvicorn.run` does; return the process's exit status.
 
     uvicorn's supervisor stops every worker once one fails its startup, but then returns as
     after a SIGTERM, so the parent would exit 0. Here a failed start gives STARTUP_FAILURE.
-    `fork`: several workers are forked from this process after it imported the app
+    Several workers on the CPU are forked from this process after it imported the app
     (service/server/prefork.py) rather than spawned as fresh interpreters.
     """
     if config.workers == 1:
@@ -112,7 +112,7 @@ def _serve(config: uvicorn.Config, *, fork: bool) -> int:
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
     stop = threading.Event()
     closer = threading.Thread(target=_close_worker_pipe_ends, args=(supervisor, stop), daemon=True)
-    with forked_workers() if fork else contextlib.nullcontext():
+    with forked_workers() if _forkable() else contextlib.nullcontext():
         closer.start()
         try:
             supervisor.run()
@@ -120,6 +120,13 @@ def _serve(config: uvicorn.Config, *, fork: bool) -> int:
             stop.set()
     failed = any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes)
     return STARTUP_FAILURE if failed else 0
+
+
+def _forkable() -> bool:
+    """Whether workers may be forked: not when serving on CUDA (its context does not survive
+    `fork()`). The settings were validated, and the device checked, before."""
+    settings = Settings()
+    return not Placement.resolve(settings.device, settings.precision).cuda
 
 
 def _close_worker_pipe_ends(supervisor: Multiprocess, stop: threading.Event) -> None:
@@ -146,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.store is not None or args.models:
         Settings()  # and validated with them, before forking workers
     try:  # a device that is not here: one line and exit 2, before uvicorn starts
-        placement = Placement.resolve(settings.device, settings.precision)
+        Placement.resolve(settings.device, settings.precision)
     except ValueError as exc:
         print(f"python -m service: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -176,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         server_header=False,
         root_path=args.root_path,
     )
-    raise SystemExit(_serve(config, fork=not placement.cuda))
+    raise SystemExit(_serve(config))
 
 
 if __name__ == "__main__":
