@@ -10,8 +10,9 @@ write: two forked workers and the parent measured 320 MB (docs/benchmarks-peers.
 Only the start method changes: the same `uvicorn.supervisors.Multiprocess` runs the workers,
 with its health-check pings, restarts of dead workers and graceful shutdown. Each worker
 still creates its own app (`service.asgi`) and loads its own models in its lifespan, so no
-thread, event loop, batcher, gRPC server or model exists in the parent when it forks; torch's
-intra-op thread pool is not started there either (the parent runs no torch operation).
+event loop, batcher thread, gRPC server or model exists in the parent when it forks (the
+supervisor's own helper threads are not copied: `fork()` keeps only the calling thread), and
+torch's intra-op thread pool is not started there (the parent runs no torch operation).
 
 Not on CUDA: a CUDA context does not survive `fork()` (PyTorch refuses to re-initialise CUDA
 in a forked child), so with a CUDA device uvicorn's `spawn` stays.
