@@ -7,7 +7,13 @@ from jem.backbones import (
     list_backbones,
     register_backbone,
 )
-from jem.buffer import ClassGaussianInit, ReplayBuffer, UniformInit, init_from_state_dict
+from jem.buffer import (
+    ClassGaussianInit,
+    MixedInit,
+    ReplayBuffer,
+    UniformInit,
+    init_from_state_dict,
+)
 from jem.metrics import (
     accuracy,
     auroc,
@@ -32,6 +38,7 @@ __all__ = [
     "EnergyModel",
     "GraphedSGLD",
     "InputSpec",
+    "MixedInit",
     "ReplayBuffer",
     "SGLDConfig",
     "UniformInit",

@@ -5,7 +5,12 @@ iteration resumes from samples stored in a buffer (PCD, Tieleman 2008). A fracti
 `reinit_freq` of the drawn chains restarts from the init distribution, so the buffer keeps
 exploring instead of collapsing onto a few modes. JEM++ (Yang & Ji 2021) starts chains from a
 per-class Gaussian fitted to the data instead of uniform noise: short chains then start near the
-data manifold and training is much more stable.
+data manifold and training is much more stable. For inputs too large for a full covariance per
+class, the Gaussian can be fitted at a lower resolution (``pool``): full covariance on images
+average-pooled ``pool`` x ``pool``, samples upsampled back, so fresh chains are smooth and keep the
+class's colour correlations instead of being per-pixel independent noise (a diagonal covariance).
+:class:`MixedInit` draws a fraction of the fresh chains from uniform noise instead (JEM's init),
+so rough images stay among the negatives too.
 
 Class-conditional draws: slots are partitioned into contiguous per-class slices, class k owning
 slots [k * capacity // K, (k + 1) * capacity // K), filled from the init for class k.
@@ -17,11 +22,12 @@ import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ClassGaussianInit", "ReplayBuffer", "UniformInit", "init_from_state_dict"]
+__all__ = ["ClassGaussianInit", "MixedInit", "ReplayBuffer", "UniformInit", "init_from_state_dict"]
 
-_UNIFORM, _CLASS_GAUSSIAN = 0, 1
+_UNIFORM, _CLASS_GAUSSIAN, _MIXED = 0, 1, 2
 
 
 class UniformInit:
@@ -55,6 +61,11 @@ class ClassGaussianInit:
     covariance="full" keeps each class's correlations (pixel strokes) and samples through the
     Cholesky factor L_k (x = mu_k + L_k z); "diag" keeps per-dimension variances only, for inputs
     too large for a D x D matrix per class (32x32x3 -> 3072^2 floats per class).
+
+    ``pool`` > 1 (images (C, H, W) only): the Gaussian lives on the images average-pooled
+    ``pool`` x ``pool`` (mean and scale have C * (H // pool) * (W // pool) dimensions; 32x32x3
+    at pool 4 -> 192, a 192^2 full covariance per class), and samples are upsampled bilinearly
+    to ``shape``: smooth images with the class's colour correlations.
     """
 
     def __init__(
@@ -63,21 +74,37 @@ class ClassGaussianInit:
         scale: Tensor,
         shape: tuple[int, ...],
         clamp: tuple[float, float] | None = (-1.0, 1.0),
+        pool: int = 1,
     ) -> None:
         k, d = mean.shape
-        if d != math.prod(shape):
-            raise ValueError(f"mean has {d} dimensions, shape {shape} has {math.prod(shape)}")
+        self.shape, self.pool = tuple(shape), int(pool)
+        fitted = self.fitted_shape
+        if d != math.prod(fitted):
+            raise ValueError(
+                f"mean has {d} dimensions, shape {shape} at pool {pool} has {math.prod(fitted)}"
+            )
         if scale.shape not in ((k, d), (k, d, d)):
             raise ValueError(f"scale must be (K, D) or (K, D, D), got {tuple(scale.shape)}")
         self.mean = mean.detach().float().contiguous()
         self.scale = scale.detach().float().contiguous()  # std (K, D) or Cholesky factor (K, D, D)
-        self.shape = tuple(shape)
         self.clamp = clamp
         self.covariance: Literal["full", "diag"] = "full" if scale.ndim == 3 else "diag"
 
     @property
     def num_classes(self) -> int:
         return int(self.mean.shape[0])
+
+    @property
+    def fitted_shape(self) -> tuple[int, ...]:
+        """The shape the Gaussian lives at: ``shape``, or (C, H // pool, W // pool)."""
+        if self.pool == 1:
+            return self.shape
+        if self.pool < 1 or len(self.shape) != 3:
+            raise ValueError(f"pool {self.pool} needs pool >= 1 and (C, H, W) images")
+        c, h, w = self.shape
+        if h % self.pool or w % self.pool:
+            raise ValueError(f"pool {self.pool} must divide the image size {h}x{w}")
+        return (c, h // self.pool, w // self.pool)
 
     @classmethod
     def fit(
@@ -88,11 +115,18 @@ class ClassGaussianInit:
         covariance: Literal["full", "diag"] = "full",
         clamp: tuple[float, float] | None = (-1.0, 1.0),
         jitter: float = 1e-4,
+        pool: int = 1,
     ) -> ClassGaussianInit:
-        """Per-class mean and covariance of `x` (N, *shape) by labels `y` (N,)."""
+        """Per-class mean and covariance of `x` (N, *shape) by labels `y` (N,), at 1/``pool`` of
+        the resolution (see the class); raises ValueError for a pool that does not fit."""
         if covariance not in ("full", "diag"):
             raise ValueError(f'covariance must be "full" or "diag", got {covariance!r}')
-        flat, y = x.detach().cpu().reshape(x.shape[0], -1).double(), y.cpu()
+        x = x.detach().cpu()
+        if pool != 1:
+            if pool < 1 or x.ndim != 4 or x.shape[2] % pool or x.shape[3] % pool:
+                raise ValueError(f"pool {pool} must be >= 1 and divide the (N, C, H, W) images")
+            x = F.avg_pool2d(x.double(), pool)
+        flat, y = x.reshape(x.shape[0], -1).double(), y.cpu()
         d = flat.shape[1]
         means, scales = [], []
         for k in range(num_classes):
@@ -110,7 +144,10 @@ class ClassGaussianInit:
                 cov = centred.T @ centred / denom + jitter * torch.eye(d, dtype=flat.dtype)
                 scales.append(torch.linalg.cholesky(cov))
             means.append(mu)
-        return cls(torch.stack(means), torch.stack(scales), tuple(x.shape[1:]), clamp)
+        shape = tuple(x.shape[1:])
+        if pool != 1:
+            shape = (shape[0], shape[1] * pool, shape[2] * pool)
+        return cls(torch.stack(means), torch.stack(scales), shape, clamp, pool)
 
     def sample(
         self,
@@ -133,6 +170,9 @@ class ClassGaussianInit:
                 x[rows] = self.mean[k] + z[rows] @ self.scale[k].T
         else:
             x = self.mean[y] + self.scale[y] * z
+        if self.pool != 1:
+            x = x.reshape(n, *self.fitted_shape)
+            x = F.interpolate(x, size=self.shape[1:], mode="bilinear", align_corners=False)
         if self.clamp is not None:
             x = x.clamp(*self.clamp)
         return x.reshape(n, *shape)
@@ -144,17 +184,65 @@ class ClassGaussianInit:
             "scale": self.scale.clone(),
             "shape": torch.tensor(self.shape),
         }
+        if self.pool != 1:  # absent in buffers saved before pooling existed: pool 1
+            d["pool"] = torch.tensor([self.pool])
         if self.clamp is not None:
             d["clamp"] = torch.tensor(self.clamp, dtype=torch.float64)
         return d
 
 
-Init = UniformInit | ClassGaussianInit
+class MixedInit:
+    """Per-class Gaussian draws (JEM++), each replaced with probability ``uniform_fraction`` by
+    uniform noise on the data range (JEM): smooth, class-like chain starts and rough ones."""
+
+    def __init__(
+        self, gaussian: ClassGaussianInit, uniform: UniformInit, uniform_fraction: float
+    ) -> None:
+        if not 0.0 <= uniform_fraction <= 1.0:
+            raise ValueError(f"uniform_fraction must be in [0, 1], got {uniform_fraction}")
+        self.gaussian, self.uniform = gaussian, uniform
+        self.uniform_fraction = float(uniform_fraction)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.gaussian.shape
+
+    def sample(
+        self,
+        n: int,
+        shape: tuple[int, ...],
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        x = self.gaussian.sample(n, shape, y, generator)
+        noisy = torch.rand(n, generator=generator) < self.uniform_fraction
+        n_noisy = int(noisy.sum())
+        if n_noisy:
+            x[noisy] = self.uniform.sample(n_noisy, shape, None, generator)
+        return x
+
+    def state_dict(self) -> dict[str, Tensor]:
+        d = {
+            "kind": torch.tensor([_MIXED]),
+            "uniform_fraction": torch.tensor([self.uniform_fraction], dtype=torch.float64),
+        }
+        d.update({f"gaussian.{k}": v for k, v in self.gaussian.state_dict().items()})
+        d.update({f"uniform.{k}": v for k, v in self.uniform.state_dict().items()})
+        return d
+
+
+Init = UniformInit | ClassGaussianInit | MixedInit
 
 
 def init_from_state_dict(d: dict[str, Tensor]) -> Init:
     """Rebuild an init distribution from its `state_dict()`."""
     kind = int(d["kind"][0])
+    if kind == _MIXED:
+        gaussian = init_from_state_dict(_part(d, "gaussian."))
+        uniform = init_from_state_dict(_part(d, "uniform."))
+        if not isinstance(gaussian, ClassGaussianInit) or not isinstance(uniform, UniformInit):
+            raise ValueError("a mixed init holds one class-Gaussian and one uniform init")
+        return MixedInit(gaussian, uniform, float(d["uniform_fraction"][0]))
     if kind == _UNIFORM:
         low, high = d["range"].tolist()
         return UniformInit(low, high)
@@ -164,7 +252,8 @@ def init_from_state_dict(d: dict[str, Tensor]) -> Init:
             lo, hi = d["clamp"].tolist()
             clamp = (float(lo), float(hi))
         shape = tuple(int(s) for s in d["shape"].tolist())
-        return ClassGaussianInit(d["mean"], d["scale"], shape, clamp)
+        pool = int(d["pool"][0]) if "pool" in d else 1
+        return ClassGaussianInit(d["mean"], d["scale"], shape, clamp, pool)
     raise ValueError(f"unknown init kind {kind} in buffer state")
 
 
@@ -260,5 +349,9 @@ class ReplayBuffer:
         return buf
 
 
+def _part(d: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k.removeprefix(prefix): v for k, v in d.items() if k.startswith(prefix)}
+
+
 def _init_part(d: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k.removeprefix("init."): v for k, v in d.items() if k.startswith("init.")}
+    return _part(d, "init.")

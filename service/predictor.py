@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from jem import ClassGaussianInit, InputSpec, energy_from_logits, init_from_state_dict
+from jem import ClassGaussianInit, InputSpec, MixedInit, energy_from_logits, init_from_state_dict
 from jem.ood import grad_norm_score
 from model_store import LoadedModel, ScoreCalibration
 from service import sampling
@@ -64,6 +64,8 @@ class Predictor:
         init_state = {k[5:]: v.cpu() for k, v in (buffer or {}).items() if k.startswith("init.")}
         if init_state:
             init = init_from_state_dict(init_state)
+            if isinstance(init, MixedInit):  # its Gaussian part: generation's "gaussian" start
+                init = init.gaussian
             if isinstance(init, ClassGaussianInit) and init.shape == self.spec.shape:
                 self.gaussian = init
 

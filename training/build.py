@@ -9,7 +9,15 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from jem import JEM, ClassGaussianInit, ReplayBuffer, SGLDConfig, UniformInit, create_backbone
+from jem import (
+    JEM,
+    ClassGaussianInit,
+    MixedInit,
+    ReplayBuffer,
+    SGLDConfig,
+    UniformInit,
+    create_backbone,
+)
 from jem.backbones import list_backbones
 from training.config import ConfigError, TrainConfig
 from training.data import Dataset
@@ -88,22 +96,27 @@ def lr_multiplier(config: TrainConfig, total: int) -> Callable[[int], float]:
 
 def build_buffer(
     config: TrainConfig, data: Dataset, generator: torch.Generator
-) -> tuple[ReplayBuffer, UniformInit | ClassGaussianInit]:
+) -> tuple[ReplayBuffer, UniformInit | ClassGaussianInit | MixedInit]:
     """The replay buffer and the distribution its fresh chains start from.
 
     ``gaussian`` is JEM++'s per-class Gaussian fitted to the training split only; a full
-    covariance for small inputs, diagonal once a D x D matrix per class gets large.
+    covariance for small inputs, diagonal once a D x D matrix per class gets large, at
+    1/``buffer_init_pool`` of the resolution (ValueError when it does not divide the image size);
+    with ``buffer_init_uniform`` > 0 that fraction of fresh chains is uniform noise instead.
     """
-    init: UniformInit | ClassGaussianInit
+    init: UniformInit | ClassGaussianInit | MixedInit
     lo, hi = data.spec.value_range
     if config.buffer_init == "gaussian":
         x = data.train.inputs()
+        pool = config.buffer_init_pool
         covariance: Literal["full", "diag"] = (
-            "full" if math.prod(data.spec.shape) <= 1024 else "diag"
+            "full" if math.prod(data.spec.shape) <= 1024 * pool * pool else "diag"
         )
         init = ClassGaussianInit.fit(
-            x, data.train.labels, data.num_classes, covariance=covariance, clamp=(lo, hi)
+            x, data.train.labels, data.num_classes, covariance=covariance, clamp=(lo, hi), pool=pool
         )
+        if config.buffer_init_uniform > 0:
+            init = MixedInit(init, UniformInit(lo, hi), config.buffer_init_uniform)
     else:
         init = UniformInit(lo, hi)
     buffer = ReplayBuffer(

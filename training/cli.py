@@ -149,6 +149,7 @@ SUMMARIES = {
     "calibrate": "fit temperature and OOD thresholds on validation",
     "evaluate": "evaluate a model on its held-out test split",
     "screen": "compare candidate models on validation data (never the test split)",
+    "energies": "energies of data, OOD sets, buffer chains and SGLD descents (validation only)",
     "data": "build a real data set as an image folder (emoji from Debian packages)",
 }
 
@@ -158,6 +159,7 @@ SUBCOMMANDS: dict[str, Register] = {
     "calibrate": lambda sub: _lazy("training.calibrate").register(sub),
     "evaluate": lambda sub: _lazy("training.eval_cli").register(sub),
     "screen": lambda sub: _lazy("training.screen").register(sub),
+    "energies": lambda sub: _lazy("training.energies").register(sub),
     "data": lambda sub: _lazy("training.datasets.cli").register(sub),
 }
 

@@ -75,6 +75,12 @@ class TrainConfig:
     buffer_size: int = 0  # chains; 0: auto, one per training image within [50 per class, 10000]
     reinit_freq: float = 0.05
     buffer_init: Literal["uniform", "gaussian"] = "uniform"
+    # gaussian init only: > 1 fits a full-covariance Gaussian per class to the images average-
+    # pooled this many pixels square, sampled smooth at full size (jem.ClassGaussianInit)
+    buffer_init_pool: int = 1
+    # gaussian init only: this fraction of fresh chains (fill and restarts) from uniform noise
+    # instead (jem.MixedInit), so rough images stay among the negatives
+    buffer_init_uniform: float = 0.0
     # defaults stored for generation (the service and evaluation): steps from the init
     sample_steps: int = 200
     # bookkeeping
@@ -117,6 +123,10 @@ class TrainConfig:
             problems.append("extra_train needs extra_train_per_class >= 1")
         if self.extra_train_real_repeat < 1:
             problems.append("extra_train_real_repeat must be >= 1")
+        if self.buffer_init_pool < 1:
+            problems.append("buffer_init_pool must be >= 1")
+        if not 0 <= self.buffer_init_uniform <= 1:
+            problems.append("buffer_init_uniform must be in [0, 1]")
         if self.guard_retries < 0:
             problems.append("guard_retries must be >= 0")
         self.image_size = tuple(int(v) for v in self.image_size)

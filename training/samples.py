@@ -9,7 +9,15 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from jem import JEM, ClassGaussianInit, SGLDConfig, UniformInit, sgld_sample, tensor_to_uint8
+from jem import (
+    JEM,
+    ClassGaussianInit,
+    MixedInit,
+    SGLDConfig,
+    UniformInit,
+    sgld_sample,
+    tensor_to_uint8,
+)
 from jem.imaging import labelled_grid
 
 __all__ = ["class_conditional_samples", "class_grid_png"]
@@ -17,7 +25,7 @@ __all__ = ["class_conditional_samples", "class_grid_png"]
 
 def class_conditional_samples(
     model: JEM,
-    init: UniformInit | ClassGaussianInit,
+    init: UniformInit | ClassGaussianInit | MixedInit,
     shape: tuple[int, ...],
     config: SGLDConfig,
     per_class: int = 10,

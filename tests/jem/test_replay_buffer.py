@@ -144,3 +144,58 @@ def test_class_gaussian_diag_and_clamp() -> None:
 def test_class_gaussian_needs_every_class() -> None:
     with pytest.raises(ValueError, match="class 2 has no examples"):
         ClassGaussianInit.fit(torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 0, 1]), 3)
+
+
+def test_pooled_class_gaussian_is_fitted_small_and_sampled_smooth_at_full_size() -> None:
+    gen = torch.Generator().manual_seed(0)
+    # two classes of 8x8 RGB images: one colour each plus per-pixel noise
+    y = torch.arange(2).repeat(300)
+    colours = torch.tensor([[0.8, -0.2, 0.1], [-0.6, 0.5, 0.3]])
+    x = colours[y].view(-1, 3, 1, 1) + 0.3 * torch.randn(600, 3, 8, 8, generator=gen)
+    init = ClassGaussianInit.fit(x, y, 2, covariance="full", clamp=(-1.0, 1.0), pool=4)
+    assert init.fitted_shape == (3, 2, 2)
+    assert init.mean.shape == (2, 12)
+    assert init.scale.shape == (2, 12, 12)
+    draws = init.sample(400, (3, 8, 8), torch.arange(2).repeat(200), generator=gen)
+    assert draws.shape == (400, 3, 8, 8)
+    for k in range(2):
+        torch.testing.assert_close(draws[k::2].mean((0, 2, 3)), colours[k], atol=0.03, rtol=0)
+    # bilinear upsampling of a 2x2 draw: neighbouring pixels differ far less than in the data
+
+    def neighbour_gap(t: torch.Tensor) -> float:
+        return float((t[..., :, 1:] - t[..., :, :-1]).abs().mean())
+
+    assert neighbour_gap(draws) < neighbour_gap(x) / 3
+    rebuilt = init_from_state_dict(load(save(init.state_dict())))
+    assert isinstance(rebuilt, ClassGaussianInit)
+    assert rebuilt.pool == 4
+    y_draw = torch.arange(2)
+    a = init.sample(2, (3, 8, 8), y_draw, torch.Generator().manual_seed(5))
+    assert torch.equal(a, rebuilt.sample(2, (3, 8, 8), y_draw, torch.Generator().manual_seed(5)))
+
+
+def test_pooled_class_gaussian_rejects_a_pool_that_does_not_divide_the_image() -> None:
+    with pytest.raises(ValueError, match="divide"):
+        ClassGaussianInit.fit(torch.zeros(4, 3, 6, 6), torch.tensor([0, 1, 0, 1]), 2, pool=4)
+
+
+def test_mixed_init_draws_a_fraction_from_uniform_noise_and_round_trips() -> None:
+    from jem import MixedInit
+
+    y = torch.arange(2).repeat(300)
+    x = (y.float() * 0.5 - 0.25).view(-1, 1, 1, 1) + 0.01 * torch.randn(600, *SHAPE)
+    gaussian = ClassGaussianInit.fit(x, y, 2, covariance="diag", clamp=(-1.0, 1.0))
+    init = MixedInit(gaussian, UniformInit(-1.0, 1.0), uniform_fraction=0.25)
+    assert init.shape == SHAPE
+    draws = init.sample(4000, SHAPE, torch.arange(2).repeat(2000), torch.Generator().manual_seed(0))
+    # Gaussian draws sit within 0.1 of their class value; uniform ones spread over [-1, 1]
+    rough = (draws.flatten(1).std(dim=1) > 0.1).float().mean()
+    assert rough == pytest.approx(0.25, abs=0.03)
+    rebuilt = init_from_state_dict(load(save(init.state_dict())))
+    assert isinstance(rebuilt, MixedInit)
+    assert rebuilt.uniform_fraction == pytest.approx(0.25)
+    labels = torch.arange(2).repeat(4)
+    a = init.sample(8, SHAPE, labels, torch.Generator().manual_seed(1))
+    assert torch.equal(a, rebuilt.sample(8, SHAPE, labels, torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="uniform_fraction"):
+        MixedInit(gaussian, UniformInit(), 1.5)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from jem import ClassGaussianInit, ReplayBuffer
+from jem import ClassGaussianInit, MixedInit, ReplayBuffer, UniformInit
 from model_store import ManifestDraft, ModelStore
 from tests.service.conftest import Digits, make_settings, png_bytes, serve
 from training.data import load_digits_dataset
@@ -181,10 +181,12 @@ async def test_one_class_per_sample(client: httpx.AsyncClient) -> None:
     assert as_json.headers["content-type"] == "application/json"
 
 
+@pytest.mark.parametrize("mixed", [False, True])
 async def test_gaussian_init_starts_from_the_class_gaussians(
-    client: httpx.AsyncClient, store_root: Path, tmp_path: Path
+    client: httpx.AsyncClient, store_root: Path, tmp_path: Path, mixed: bool
 ) -> None:
-    """JEM++ models (sampling.init "gaussian") sample from their own per-class Gaussians."""
+    """JEM++ models (sampling.init "gaussian") sample from their own per-class Gaussians; a
+    buffer whose restarts mix in uniform noise (buffer_init_uniform) gives its Gaussian part."""
     body = {"num_samples": 64, "label": "3", "steps": 0, "init": "gaussian", "seed": 0}
     refused = await client.post(GENERATE, json=body)  # "served" restarts chains uniformly
     assert refused.status_code == 422
@@ -194,7 +196,8 @@ async def test_gaussian_init_starts_from_the_class_gaussians(
     x, y = data.train.inputs(), data.train.labels
     init = ClassGaussianInit.fit(x, y, 10, covariance="full")
     g = torch.Generator().manual_seed(0)
-    buffer = ReplayBuffer(100, (1, 8, 8), 10, init, generator=g)
+    chains_init = MixedInit(init, UniformInit(), 0.5) if mixed else init
+    buffer = ReplayBuffer(100, (1, 8, 8), 10, chains_init, generator=g)
     source = ModelStore(store_root)
     loaded = source.load("served")
     draft = ManifestDraft.from_manifest(

@@ -66,6 +66,7 @@ def test_overrides_parse_each_type() -> None:
         ("backbone_kwargs=[1]", "JSON object"),
         ("lr=-1", "lr must be > 0"),
         ("grad_penalty=-0.5", "grad_penalty must be >= 0"),
+        ("buffer_init_pool=0", "buffer_init_pool must be >= 1"),
     ],
 )
 def test_bad_overrides_say_what_is_valid(override: str, message: str) -> None:
