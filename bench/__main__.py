@@ -71,6 +71,19 @@ def _parser() -> argparse.ArgumentParser:
         help="with --peers: also serve the service from this checkout (e.g. a `git worktree` "
         "of the commit before a change), interleaved with the rest: a before/after in one run",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="with --peers: the service's worker processes (JEM_WORKERS; also the baseline's); "
+        "each peer runs one worker (default 2: the cores of the machine the table is for)",
+    )
+    p.add_argument(
+        "--baseline-workers",
+        type=int,
+        metavar="N",
+        help="with --baseline: the baseline's worker processes (default: --workers)",
+    )
     return p
 
 
@@ -259,6 +272,8 @@ def peers(args: argparse.Namespace) -> int:
         seed=args.seed,
         peers=tuple(PEER_KEYS[k] for k in keys if k != "none"),
         baseline=str(args.baseline.resolve()) if args.baseline is not None else None,
+        workers=args.workers,
+        baseline_workers=args.baseline_workers,
     )
     data = load_digits_dataset(seed=0)
     with tempfile.TemporaryDirectory(prefix="jem-bench-peers-") as tmp:

@@ -1,4 +1,4 @@
-"""A closed-loop load generator: `concurrency` async httpx workers, each sending back to back.
+"""A closed-loop load generator: `concurrency` async aiohttp workers, each sending back to back.
 
 Each worker sends a request, waits for the answer, sends the next. The first `warmup_s` seconds
 are not recorded; then every request answered inside the `duration_s` window counts (counting
@@ -13,11 +13,11 @@ import asyncio
 import base64
 import io
 import json
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
+import aiohttp
 import httpx
 import numpy as np
 from PIL import Image
@@ -200,34 +200,38 @@ async def run_load(
 ) -> LoadResult:
     """Drive `POST url+path` with `body` from `concurrency` workers for warm-up + `duration_s`."""
     headers = {"content-type": body.content_type, **dict(body.headers)}
-    # One client (one keep-alive connection) per worker: a single pool shared by many concurrent
-    # requests costs the client O(concurrency) work per request (httpcore). One TLS context for
-    # all: building one per client costs milliseconds each, even for plain http.
-    tls = ssl.create_default_context()
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [
-        httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0, verify=tls)
+    # aiohttp, not httpx: the client shares the machine's cores with the server it measures,
+    # and httpx's pure-Python HTTP (h11, httpcore) cost 1.4-1.7 ms of CPU per request at
+    # concurrency 64, more than the service's own 1.0 ms; aiohttp's C parser 0.25 ms
+    # (docs/benchmarks-peers.md). One session (one keep-alive connection) per worker, as a
+    # single pool shared by many concurrent requests costs the client O(concurrency) each.
+    timeout = aiohttp.ClientTimeout(total=60.0)
+    sessions = [
+        aiohttp.ClientSession(
+            base_url=url, connector=aiohttp.TCPConnector(limit=1), timeout=timeout
+        )
         for _ in range(concurrency)
     ]
 
-    def sender(client: httpx.AsyncClient) -> Send:
+    def sender(session: aiohttp.ClientSession) -> Send:
         async def send() -> str:
-            response = await client.post(path, content=body.content, headers=headers)
-            return str(response.status_code)
+            async with session.post(path, data=body.content, headers=headers) as response:
+                await response.read()
+                return str(response.status)
 
         return send
 
     try:
         return await closed_loop(
-            [sender(c) for c in clients],
+            [sender(s) for s in sessions],
             body.images,
             ok="200",
             duration_s=duration_s,
             warmup_s=warmup_s,
         )
     finally:
-        for client in clients:
-            await client.aclose()
+        for session in sessions:
+            await session.close()
 
 
 async def timed_post(client: httpx.AsyncClient, path: str, payload: object) -> float:

@@ -83,6 +83,10 @@ def serve(
             env=full_env,
             stdout=sink,
             stderr=subprocess.STDOUT,
+            # its own session, as the peers' servers (bench/peers/harness.py): with the kernel's
+            # autogroup scheduling a session shares the CPU with other sessions as one, so a
+            # server left in the benchmark's session would share its part with the load generator
+            start_new_session=True,
         )
         try:
             _wait_ready(proc, url, log, ready_timeout_s)

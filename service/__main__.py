@@ -10,6 +10,7 @@ server, or with --workers any worker, fails to start, e.g. on a broken model sto
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -23,6 +24,7 @@ from uvicorn.supervisors import Multiprocess
 
 from service.device import Placement
 from service.logs import log_config
+from service.server.prefork import forked_workers
 from service.server.protocol import JemHttpToolsProtocol
 from service.settings import ROOT_PATH_PATTERN, Settings
 
@@ -100,6 +102,8 @@ def _serve(config: uvicorn.Config) -> int:
 
     uvicorn's supervisor stops every worker once one fails its startup, but then returns as
     after a SIGTERM, so the parent would exit 0. Here a failed start gives STARTUP_FAILURE.
+    Several workers on the CPU are forked from this process after it imported the app
+    (service/server/prefork.py) rather than spawned as fresh interpreters.
     """
     if config.workers == 1:
         server = uvicorn.Server(config)
@@ -108,13 +112,21 @@ def _serve(config: uvicorn.Config) -> int:
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
     stop = threading.Event()
     closer = threading.Thread(target=_close_worker_pipe_ends, args=(supervisor, stop), daemon=True)
-    closer.start()
-    try:
-        supervisor.run()
-    finally:
-        stop.set()
+    with forked_workers() if _forkable() else contextlib.nullcontext():
+        closer.start()
+        try:
+            supervisor.run()
+        finally:
+            stop.set()
     failed = any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes)
     return STARTUP_FAILURE if failed else 0
+
+
+def _forkable() -> bool:
+    """Whether workers may be forked: not when serving on CUDA (its context does not survive
+    `fork()`). The settings were validated, and the device checked, before."""
+    settings = Settings()
+    return not Placement.resolve(settings.device, settings.precision).cuda
 
 
 def _close_worker_pipe_ends(supervisor: Multiprocess, stop: threading.Event) -> None:

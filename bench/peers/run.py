@@ -64,6 +64,8 @@ class PeerPlan:
     seed: int
     peers: tuple[str, ...]  # names from PEERS; () = this service alone (the smoke run)
     baseline: str | None = None  # a checkout (holding service/) served as one more server
+    workers: int = 1  # the service's worker processes (JEM_WORKERS); the peers keep one each
+    baseline_workers: int | None = None  # the baseline's JEM_WORKERS; None: `workers`
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ async def measure_peers(
         "JEM_TORCH_THREADS": str(plan.threads),
         "JEM_MAX_BATCH_SIZE": "64",
         "JEM_MAX_WAIT_MS": "5",
+        "JEM_WORKERS": str(plan.workers),
     }
     unavailable: dict[str, str] = {}
     chosen = [p for p in PEERS if p.name in plan.peers]
@@ -176,7 +179,12 @@ async def measure_peers(
             t0 = time.perf_counter()
             (logs / "baseline").mkdir()
             before = stack.enter_context(
-                serve("service", service_env, logs / "baseline", cwd=Path(plan.baseline))
+                serve(
+                    "service",
+                    {**service_env, "JEM_WORKERS": str(plan.baseline_workers or plan.workers)},
+                    logs / "baseline",
+                    cwd=Path(plan.baseline),
+                )
             )
             baseline = dataclasses.replace(
                 service,
@@ -299,6 +307,11 @@ def peers_markdown(results: dict[str, Any]) -> str:
     for name, why in results["unavailable"].items():
         lines.append(f"\n{name}: not measured: {why}")
     env = results["environment"]
+    plan = env["plan"]
+    workers = f"this service: {plan.get('workers', 1)} worker process(es) (JEM_WORKERS)"
+    if plan.get("baseline"):
+        workers += f", the baseline: {plan.get('baseline_workers') or plan.get('workers', 1)}"
+    lines.append(f"\n{workers}; every peer: one worker or replica")
     lines.append(
         f"\n{env['plan']['rounds']} interleaved rounds; load average before "
         f"{env['load_before'][0]:.1f}, after {env['load_after'][0]:.1f} on {env['cpu_count']} cores"
