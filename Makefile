@@ -30,14 +30,16 @@ install: $(STAMP) system-deps
 # emoji`). Debian packages; needs root, as CI and the dev machines are.
 SYSTEM_TOOLS := promtool prometheus docker-compose dockerd mmdebstrap chromium chromedriver
 SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap chromium chromium-driver fonts-noto-color-emoji unicode-data
-FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript \
-	$(TRAINING_FONT_PACKAGES)
 # the digits models' extra training data (training/datasets/digit_rendering.py: FONTS)
 TRAINING_FONT_PACKAGES := fonts-dancingscript fonts-kristi fonts-ecolier-court fonts-kaushanscript \
 	fonts-tlwg-purisa-ttf fonts-staypuft fonts-fantasque-sans fonts-sil-andika fonts-liberation \
 	fonts-freefont-ttf fonts-gnutypewriter fonts-averia-gwf fonts-cabinsketch fonts-isabella \
 	fonts-quicksand fonts-klee fonts-leckerli-one fonts-sjfonts fonts-yusei-magic fonts-tomsontalks \
 	fonts-nanum-extra fonts-seto fonts-kiloji fonts-havana fonts-dustin
+# the rendered-digits test set's fonts (tests/rendered_digits.py) and the training fonts above
+# (defined first: `:=` expands at once)
+FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript \
+	$(TRAINING_FONT_PACKAGES)
 EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 EMOJI_TEST := /usr/share/unicode/emoji/emoji-test.txt
 system-deps:
@@ -51,7 +53,7 @@ system-deps:
 	@if ! dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $(FONT_PACKAGES) >/dev/null; \
-		else echo "system-deps: run as root (or install $(FONT_PACKAGES)) for the rendered-digits tests"; fi; \
+		else echo "system-deps: run as root (or install $(FONT_PACKAGES)) for the rendered-digits tests and training data"; fi; \
 	fi
 
 test: install

@@ -235,7 +235,12 @@ def load_dataset(
         )
     path = Path(root)
     if not path.exists() and not download:
-        raise DatasetError(f"data root {path} does not exist")
+        hint = (
+            " (build it: python -m training data emoji --out data/emoji)"
+            if "emoji" in str(path)
+            else ""
+        )
+        raise DatasetError(f"data root {path} does not exist{hint}")
     # the sources build on this module's Dataset and split: imported here, not at the top
     from training.data_sources import _cifar, _folder, _svhn
 

@@ -72,8 +72,9 @@ def energy_table(
             state = {k: v.cpu() for k, v in loaded.buffer.items()}
             buffer = ReplayBuffer.from_state_dict(state, torch.Generator().manual_seed(seed))
             rows.append(_row("buffer chains", buffer.x, model.energy(buffer.x), e_val))
-            y = buffer.labels[torch.randperm(len(buffer.labels))[: len(x_val)]]
-            fresh = buffer.init.sample(len(y), buffer.shape, y, torch.Generator().manual_seed(seed))
+            draws = torch.Generator().manual_seed(seed)
+            y = buffer.labels[torch.randperm(len(buffer.labels), generator=draws)[: len(x_val)]]
+            fresh = buffer.init.sample(len(y), buffer.shape, y, draws)
             rows.append(_row("fresh init draws", fresh, model.energy(fresh), e_val))
     sampling = loaded.manifest.sampling or Sampling(steps=1, step_size=1.0, noise_std=0.01)
     starts = {"validation": x_val, "photo_patches": sets.get("photo_patches")}
