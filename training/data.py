@@ -235,12 +235,11 @@ def load_dataset(
         )
     path = Path(root)
     if not path.exists() and not download:
-        hint = (
-            " (build it: python -m training data emoji --out data/emoji)"
-            if "emoji" in str(path)
-            else ""
+        raise DatasetError(
+            f"data root {path} does not exist (a data set this project builds, such as the"
+            " emoji presets' data/emoji: python -m training data --help; your own images:"
+            " docs/your-data.md)"
         )
-        raise DatasetError(f"data root {path} does not exist{hint}")
     # the sources build on this module's Dataset and split: imported here, not at the top
     from training.data_sources import _cifar, _folder, _svhn
 
