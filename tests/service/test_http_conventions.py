@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+
+from tests.service._metrics import requests_total
 
 pytestmark = pytest.mark.anyio
 
@@ -48,15 +49,7 @@ async def test_head_answers_wherever_get_does(client: httpx.AsyncClient) -> None
 
 async def _healthz_ok(client: httpx.AsyncClient) -> float:
     """jem_requests_total{endpoint="healthz", status="200"} (summed over models)."""
-    text = (await client.get("/metrics")).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "jem_requests_total"
-        and sample.labels.get("endpoint") == "healthz"
-        and sample.labels.get("status") == "200"
-    )
+    return requests_total((await client.get("/metrics")).text, "healthz", "200")
 
 
 async def test_head_requests_are_counted_under_their_route(client: httpx.AsyncClient) -> None:

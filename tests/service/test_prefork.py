@@ -14,9 +14,9 @@ import httpx
 import psutil
 import pytest
 import uvicorn._subprocess
-from prometheus_client.parser import text_string_to_metric_families
 
 from service.server.prefork import forked_workers
+from tests.service._metrics import requests_total, wait_both_workers_ready
 from tests.service.conftest import Digits, png_bytes
 from tests.service_process import run_service
 
@@ -43,17 +43,6 @@ def _workers(parent: psutil.Process, timeout_s: float = 120) -> list[psutil.Proc
         time.sleep(0.2)
 
 
-def _both_ready(url: str, metrics_dir: Path, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        text = httpx.get(f"{url}/metrics").text
-        both = len(list(metrics_dir.glob("gauge_livemin_*.db"))) == 2
-        if both and 'jem_model_ready{model="served"} 1.0' in text:
-            return
-        assert time.monotonic() < deadline, text[-2000:]
-        time.sleep(0.2)
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 def test_workers_are_forked_share_the_parents_pages_and_come_back(
@@ -69,7 +58,7 @@ def test_workers_are_forked_share_the_parents_pages_and_come_back(
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     ) as server:
         parent = psutil.Process(server.proc.pid)
-        _both_ready(server.url, metrics_dir)
+        wait_both_workers_ready(server.url, metrics_dir)
         workers = _workers(parent)
         # forked: the parent's command line, not multiprocessing's `spawn_main` interpreter
         assert all(w.cmdline() == parent.cmdline() for w in workers), [w.cmdline() for w in workers]
@@ -117,12 +106,4 @@ def test_forked_workers_share_metrics_in_the_directory_the_service_made(
             ok += status == 200
             assert time.monotonic() < deadline, s.logs()[-3000:]
         text = httpx.get(f"{s.url}/metrics").text
-    answered = [
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "jem_requests_total"
-        and sample.labels.get("endpoint") == "predict"
-        and sample.labels.get("status") == "200"
-    ]
-    assert sum(answered) == 20, text[-3000:]
+    assert requests_total(text, "predict", "200") == 20, text[-3000:]

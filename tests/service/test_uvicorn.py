@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.service._metrics import requests_total, wait_both_workers_ready
 from tests.service.conftest import Digits, png_bytes
 from tests.service_process import run_service
 
@@ -108,14 +109,7 @@ def test_workers_share_metrics(store_root: Path, digits: Digits, tmp_path: Path)
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     ) as server:
         url = server.url
-        # readyz answered by one worker; wait until both have their models loaded (the min
-        # over workers is 1 only once both wrote their gauge: the second may start late)
-        for _ in range(600):
-            text = httpx.get(f"{url}/metrics").text
-            both = len(list(metrics_dir.glob("gauge_livemin_*.db"))) == 2
-            if both and 'jem_model_ready{model="served"} 1.0' in text:
-                break
-            time.sleep(0.2)
+        wait_both_workers_ready(url, metrics_dir)
         blob = upload([png_bytes(digits.test_u8[0])])
         for _ in range(20):  # a new connection each: the kernel spreads them over the workers
             assert httpx.post(f"{url}/v1/models/served/predict", files=blob).status_code == 200
@@ -125,12 +119,7 @@ def test_workers_share_metrics(store_root: Path, digits: Digits, tmp_path: Path)
         for f in text_string_to_metric_families(text)
         for s in f.samples
     }
-    predict = [
-        v
-        for (name, labels), v in values.items()
-        if name == "jem_requests_total" and ("endpoint", "predict") in labels
-    ]
-    assert sum(predict) == 20
+    assert requests_total(text, "predict") == 20
     images = [v for (name, _), v in values.items() if name == "jem_images_total"]
     assert sum(images) == 20
     assert list(metrics_dir.glob("*.db"))
