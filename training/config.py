@@ -65,6 +65,9 @@ class TrainConfig:
     warmup_iters: int = 1000
     decay_at: tuple[float, ...] = (0.8, 0.9)  # fractions of the run (< 1) or iteration numbers
     decay_factor: float = 0.3
+    # > 0: validate, checkpoint and ship an exponential moving average of the weights with this
+    # decay per optimiser step (training/ema.py); 0: the last weights
+    ema_decay: float = 0.0
     # the generative term
     px_weight: float = 1.0
     energy_reg: float = 0.0  # weight of mean(E_data^2 + E_sample^2)
@@ -120,6 +123,8 @@ class TrainConfig:
             problems.append("reinit_freq must be in [0, 1]")
         if self.lr <= 0:
             problems.append("lr must be > 0")
+        if not 0 <= self.ema_decay < 1:
+            problems.append("ema_decay must be in [0, 1) (0: no moving average)")
         if self.px_weight < 0 or self.energy_reg < 0 or self.grad_penalty < 0:
             problems.append("px_weight, energy_reg and grad_penalty must be >= 0")
         if self.extra_train and self.extra_train_per_class < 1:

@@ -1,9 +1,11 @@
 """What a checkpoint holds of a running :class:`~training.trainer.Trainer`, and putting it back.
 
 Saved: the optimiser, every generator the loop draws from (the run's two, torch's global one,
-numpy's, python's), the step, the guard's learning-rate scale and history, and the time spent so
-far. The learning-rate schedule needs nothing else: it is a pure function of the step and that
-scale. Weights and the replay buffer travel as the version's own weights/buffer files.
+numpy's, python's), the live weights when the version's are their moving average (``ema_decay``,
+:mod:`training.ema`) and its update count, the step, the guard's learning-rate scale and history,
+and the time spent so far. The learning-rate schedule needs nothing else: it is a pure function
+of the step and that scale. Weights and the replay buffer travel as the version's own
+weights/buffer files.
 
 The resumed run's config (the checkpoint's, with any ``--set`` overrides) decides the replay
 buffer: chains the checkpoint never advanced (a baseline's, or a JEM's before ``px_start``) are
@@ -23,6 +25,7 @@ from model_store import ModelRef
 from training.batches import derive_seed
 from training.build import build_buffer
 from training.checkpoint import load_training_state
+from training.ema import live_tensors, live_weights
 from training.guard import Trip
 from training.state import (
     TrainingState,
@@ -43,6 +46,8 @@ log = logging.getLogger("training")
 def capture_state(t: Trainer, elapsed: float) -> TrainingState:
     opt_tensors, opt_meta = optimizer_to_flat(t.optimizer)
     rng_tensors, rng_meta = rng_to_flat({"main": t.gen, "buffer": t.buffer_gen})
+    # with a moving average the version's weights are the average's: the live ones go here
+    live = live_tensors(t.model) if t.ema is not None else {}
     meta = {
         "step": t.step,
         "lr_scale": t.lr_scale,
@@ -50,16 +55,23 @@ def capture_state(t: Trainer, elapsed: float) -> TrainingState:
         "trips": [trip.to_dict() for trip in t.trips],
         "best_val_acc": t.guard.best_val_acc,
         "elapsed_s": t.elapsed_before + elapsed,
+        "ema_updates": t.ema.updates if t.ema is not None else 0,
         "optimizer": opt_meta,
         "rng": rng_meta,
     }
-    return TrainingState({**opt_tensors, **rng_tensors}, meta)
+    return TrainingState({**opt_tensors, **rng_tensors, **live}, meta)
 
 
 def restore_state(t: Trainer, ref: str) -> ModelRef:
     """Load checkpoint ``ref`` into ``t``: weights, optimiser, buffer, generators, step."""
     mref, saved, meta, tensors, weights = load_training_state(t.store, ref)
-    t.model.load_state_dict(weights)
+    live = live_weights(tensors)  # present when the checkpoint's weights are a moving average
+    t.model.load_state_dict(live or weights)
+    if t.ema is not None:
+        if live:  # both continue
+            t.ema.load(weights, int(meta.get("ema_updates", 1)))
+        else:  # a checkpoint without one: the average starts at the resumed weights
+            t.ema.restart_from(t.model)
     optimizer_from_flat(t.optimizer, tensors, meta["optimizer"])
     rng_from_flat({"main": t.gen, "buffer": t.buffer_gen}, tensors, meta["rng"])
     if t.info.rank > 0:  # rank 0's generators were saved; the other ranks derive their own

@@ -1,10 +1,11 @@
 """Recovering from a divergence the guard caught (:mod:`training.guard`) in a running
 :class:`~training.trainer.Trainer`.
 
-The last good state (step, weights, optimiser, replay buffer) is kept in memory at every
-validation; on a trip the run goes back to it, reseeds its generators (the same noise would walk
-the chains into the same trouble again) and scales the learning rate by ``guard_lr_factor``, up to
-``guard_retries`` times before it raises :class:`~training.guard.TrainingDiverged`.
+The last good state (step, weights and their moving average, optimiser, replay buffer) is kept in
+memory at every validation; on a trip the run goes back to it, reseeds its generators (the same
+noise would walk the chains into the same trouble again) and scales the learning rate by
+``guard_lr_factor``, up to ``guard_retries`` times before it raises
+:class:`~training.guard.TrainingDiverged`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def snapshot(trainer: Trainer) -> dict[str, Any]:
         "model": copy.deepcopy(trainer.model.state_dict()),
         "optimizer": copy.deepcopy(trainer.optimizer.state_dict()),
         "buffer": trainer.buffer.state_dict(),
+        "ema": trainer.ema.state() if trainer.ema is not None else None,
     }
 
 
@@ -41,6 +43,8 @@ def restore_snapshot(trainer: Trainer, snap: dict[str, Any]) -> None:
     trainer.model.load_state_dict(snap["model"])
     trainer.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
     trainer.buffer.load_state_dict(snap["buffer"])
+    if trainer.ema is not None:
+        trainer.ema.load(snap["ema"]["weights"], snap["ema"]["updates"])
 
 
 def roll_back(trainer: Trainer, trip: Trip, bar: tqdm[Any]) -> None:

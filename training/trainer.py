@@ -16,7 +16,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from jem import sgld_sample, use_fast_layout
+from jem import JEM, sgld_sample, use_fast_layout
 from model_store import ModelRef, ModelStore
 from training.accel import CudaPath
 from training.batches import augment, batch_indices, derive_seed
@@ -41,6 +41,7 @@ from training.data import Dataset, FolderOptions, LabeledImages, load_dataset
 from training.datasets.normalization import with_normalization
 from training.datasets.rendered_digits import add_to_training_split
 from training.distributed import DistInfo, all_agree, barrier, setup
+from training.ema import WeightAverage
 from training.estimate import estimate_run
 from training.guard import DivergenceGuard, Trip
 from training.health import HealthMonitor
@@ -97,6 +98,8 @@ class Trainer:
         self.backbone = resolve_backbone(config, self.data)
         self.model = use_fast_layout(build_model(config, self.data).to(self.device), self.device)
         self.optimizer = build_optimizer(config, self.model)
+        # the moving average of the weights, when on, is what is validated and saved
+        self.ema = WeightAverage(self.model, config.ema_decay) if config.ema_decay > 0 else None
         if config.normalization and data is None:
             self.data = with_normalization(self.data, config.normalization)
         if config.extra_train and data is None:
@@ -202,13 +205,18 @@ class Trainer:
             grad_penalty=cfg.grad_penalty,
         )
 
+    @property
+    def shipped(self) -> JEM:
+        """The weights validated, checkpointed and saved: the EMA's when on, else the model's."""
+        return self.model if self.ema is None else cast(JEM, self.ema.module)
+
     @torch.no_grad()
     def accuracy(self, split: LabeledImages, batch_size: int = 500) -> float:
-        self.model.eval()
+        model = self.shipped.eval()
         correct = 0
         for start in range(0, len(split), batch_size):
             idx = torch.arange(start, min(start + batch_size, len(split)))
-            logits = self.model(split.inputs(idx).to(self.device))
+            logits = model(split.inputs(idx).to(self.device))
             correct += int((logits.argmax(1).cpu() == split.labels[idx]).sum())
         return correct / max(1, len(split))
 
@@ -242,6 +250,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 parts.loss.backward()
                 self.optimizer.step()
+                if self.ema is not None:
+                    self.ema.update(self.model)
                 self.step += 1
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == self.total:

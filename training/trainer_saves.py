@@ -40,6 +40,8 @@ def training_info(trainer: Trainer, elapsed: float) -> dict[str, Any]:
         "dataset": trainer.data.name,
         "rollbacks": [t.to_dict() for t in trainer.trips],
         "health": trainer.health.summary() if trainer.health is not None else None,
+        # the weights saved: the moving average (config ema_decay) or the last iterate
+        "weights": "ema" if trainer.ema is not None else "last",
         "device": str(trainer.device),
         "world_size": trainer.info.world_size,
         "torch_threads": torch.get_num_threads(),
@@ -58,7 +60,7 @@ def save_checkpoint(trainer: Trainer, elapsed: float) -> ModelRef:
     ref = save_version(
         trainer.store,
         trainer.name,
-        trainer.model,
+        trainer.shipped,
         draft,
         buffer=trainer.buffer.state_dict(),
         state=capture_state(trainer, elapsed),
@@ -74,7 +76,7 @@ def save_final(trainer: Trainer, elapsed: float, metrics: dict[str, float]) -> M
     # from uniform noise, as evaluation and the service generate: the hard case
     noise = UniformInit(*trainer.data.spec.value_range)
     x, y = class_conditional_samples(
-        trainer.model, noise, trainer.data.spec.shape, sampler, 10, cfg.seed, trainer.device
+        trainer.shipped, noise, trainer.data.spec.shape, sampler, 10, cfg.seed, trainer.device
     )
     draft = manifest_draft(
         stage="final",
@@ -87,7 +89,7 @@ def save_final(trainer: Trainer, elapsed: float, metrics: dict[str, float]) -> M
     ref = save_version(
         trainer.store,
         trainer.name,
-        trainer.model,
+        trainer.shipped,
         draft,
         buffer=compact_buffer(trainer.buffer.state_dict()) if cfg.px_weight > 0 else None,
         files={"samples.png": class_grid_png(x, y, trainer.data.class_names)},
