@@ -19,14 +19,17 @@ from training.trainer import Trainer
 def test_the_average_follows_the_ema_formula() -> None:
     model = nn.Linear(2, 1)
     average = WeightAverage(model, 0.9)
-    iterates = [torch.full_like(model.weight, v) for v in (1.0, 3.0, -2.0)]
+    iterates = [torch.full_like(model.weight, v) for v in (1.0, 3.0, -2.0, 5.0, 0.5, 7.0)]
     expected = None
-    for w in iterates:
+    for n, w in enumerate(iterates):
         with torch.no_grad():
             model.weight.copy_(w)
         average.update(model)
-        expected = w.clone() if expected is None else 0.9 * expected + 0.1 * w  # first: a copy
-    assert average.updates == 3
+        # the first update copies; then TensorFlow's warm-up min(d, (1 + n) / (10 + n))
+        d = min(0.9, (1 + n) / (10 + n))  # n updates before this one
+        expected = w.clone() if expected is None else d * expected + (1 - d) * w
+    assert [average.decay_at(n) for n in (1, 80, 10_000)] == [2 / 11, 0.9, 0.9]
+    assert average.updates == 6
     averaged = average.module.state_dict()["weight"]
     assert expected is not None
     assert torch.allclose(averaged, expected)
