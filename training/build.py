@@ -81,13 +81,18 @@ def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.
 
 def lr_multiplier(config: TrainConfig, total: int) -> Callable[[int], float]:
     """Linear warm-up to the base lr over ``warmup_iters``, then x``decay_factor`` at each
-    decay point. JEM needs the warm-up: full-size Adam steps on a fresh network send the
-    energies of data and samples apart faster than SGLD can follow."""
+    decay point (``lr_schedule="step"``), or ``(1 + cos(pi * t)) / 2`` with t going from 0 at
+    the end of the warm-up to 1 at the last step (``"cosine"``, Loshchilov & Hutter 2017's
+    annealing without restarts). JEM needs the warm-up: full-size Adam steps on a fresh network
+    send the energies of data and samples apart faster than SGLD can follow."""
     warmup = max(0, min(config.warmup_iters, total // 2))
     decays = config.decay_iterations(total)
 
     def multiplier(step: int) -> float:
         warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        if config.lr_schedule == "cosine":
+            t = min(1.0, max(0, step - warmup) / max(1, total - warmup))
+            return warm * 0.5 * (1.0 + math.cos(math.pi * t))
         passed = sum(1 for d in decays if step >= d)
         return warm * config.decay_factor**passed
 

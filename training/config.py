@@ -63,6 +63,9 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     warmup_iters: int = 1000
+    # after the warm-up: "step" multiplies the lr by decay_factor at each of decay_at; "cosine"
+    # anneals it to 0 along a half cosine over the rest of the run (SGDR without restarts)
+    lr_schedule: Literal["step", "cosine"] = "step"
     decay_at: tuple[float, ...] = (0.8, 0.9)  # fractions of the run (< 1) or iteration numbers
     decay_factor: float = 0.3
     # > 0: validate, checkpoint and ship an exponential moving average of the weights with this

@@ -82,3 +82,17 @@ def test_round_trip_and_schedule_points() -> None:
     cfg = apply_overrides(cfg, ["decay_at=0.5,150", "epochs=2", "batch_size=10"])
     assert cfg.decay_iterations(100) == [50, 150]
     assert cfg.total_iterations(55) == 11
+
+
+def test_learning_rate_schedules() -> None:
+    from training.build import lr_multiplier
+
+    step = apply_overrides(preset("digits-jem"), ["warmup_iters=10", "decay_at=0.5,0.8"])
+    at = lr_multiplier(step, 100)
+    assert [at(s) for s in (0, 9, 49, 50, 80, 99)] == pytest.approx(
+        [0.1, 1.0, 1.0, 0.3, 0.09, 0.09]
+    )
+    cosine = apply_overrides(step, ["lr_schedule=cosine"])  # decay_at is ignored
+    at = lr_multiplier(cosine, 110)
+    assert [at(s) for s in (0, 9, 10, 60, 110)] == pytest.approx([0.1, 1.0, 1.0, 0.5, 0.0])
+    assert all(at(s) >= at(s + 1) for s in range(10, 110))
