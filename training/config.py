@@ -76,6 +76,9 @@ class TrainConfig:
     energy_reg: float = 0.0  # weight of mean(E_data^2 + E_sample^2)
     grad_penalty: float = 0.0  # weight of mean ||grad_x E(x_data)||^2 (score matching's first term)
     px_start: int = 0  # iterations of cross-entropy only before the generative term starts
+    # iterations over which px_weight and energy_reg ramp linearly from 0 after px_start, so
+    # Adam's second moments, fitted to cross-entropy alone, can adapt to the new gradients
+    px_warmup: int = 0
     sgld_steps: int = 20
     sgld_batch_size: int = 0  # chains advanced per iteration; 0: batch_size
     sgld_step_size: float = 1.0
@@ -128,6 +131,8 @@ class TrainConfig:
             problems.append("lr must be > 0")
         if not 0 <= self.ema_decay < 1:
             problems.append("ema_decay must be in [0, 1) (0: no moving average)")
+        if self.px_warmup < 0:
+            problems.append("px_warmup must be >= 0")
         if self.px_weight < 0 or self.energy_reg < 0 or self.grad_penalty < 0:
             problems.append("px_weight, energy_reg and grad_penalty must be >= 0")
         if self.extra_train and self.extra_train_per_class < 1:

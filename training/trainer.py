@@ -199,11 +199,18 @@ class Trainer:
             y,
             logits_sampled if x_sampled is not None else None,
             x_sampled,
-            px_weight=cfg.px_weight,
-            energy_reg=cfg.energy_reg,
+            px_weight=cfg.px_weight * self.px_ramp(),
+            energy_reg=cfg.energy_reg * self.px_ramp(),
             x_data=x,
             grad_penalty=cfg.grad_penalty,
         )
+
+    def px_ramp(self) -> float:
+        """The generative terms' share now: 0 -> 1 over ``px_warmup`` after ``px_start``."""
+        cfg = self.config
+        if cfg.px_warmup <= 0:
+            return 1.0
+        return min(1.0, max(0.0, (self.step - cfg.px_start + 1) / cfg.px_warmup))
 
     @property
     def shipped(self) -> JEM:

@@ -169,3 +169,25 @@ def test_resuming_advanced_chains_keeps_them_and_restarts_from_the_new_init(
     assert torch.equal(resumed.buffer.x, saved["x"])
     assert isinstance(resumed.buffer.init, UniformInit)
     assert resumed.buffer.reinit_freq == 0.5
+
+
+def test_px_warmup_ramps_the_generative_terms_in_after_px_start(
+    tmp_path: Path, one_thread: None
+) -> None:
+    store = ModelStore(tmp_path)
+    ramped = Trainer(
+        tiny_config("px_start=2", "px_warmup=4"), name="r", store=store, progress=False
+    )
+    shares = []
+    for step in range(8):
+        ramped.step = step
+        shares.append(ramped.px_ramp())
+    assert shares == [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    ramped.step = 0
+    ramped.fit()
+    plain = Trainer(tiny_config("px_start=2"), name="p", store=store, progress=False)
+    plain.fit()
+    assert plain.px_ramp() == 1.0
+    # the same run until px_start, then a smaller generative pull: different weights
+    mine, theirs = ramped.model.state_dict(), plain.model.state_dict()
+    assert any(not torch.equal(mine[k], theirs[k]) for k in mine)
