@@ -107,6 +107,7 @@ class Trainer:
                 config.extra_train_per_class,
                 config.extra_train_seed,
                 real_repeat=config.extra_train_real_repeat,
+                source=config.extra_train,
             )
         self.total = config.total_iterations(len(self.data.train))
         self.lr_at = lr_multiplier(config, self.total)
