@@ -7,6 +7,7 @@ samples to files in that directory and `/metrics` aggregates all workers.
 from __future__ import annotations
 
 import os
+from typing import TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,6 +23,8 @@ from prometheus_client import (
 from service.server.workers import forget_dead_workers
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "multiprocess_dir"]
+
+M = TypeVar("M", Counter, Gauge, Histogram)
 
 # `*_created` series double the exposition and no dashboard here uses them.
 disable_created_metrics()
@@ -61,6 +64,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[object, tuple[str, ...]], Counter | Gauge | Histogram] = {}
         r = self.registry
         self.requests = Counter(
             "jem_requests_total", "HTTP requests.", ["model", "endpoint", "status"], registry=r
@@ -132,6 +136,16 @@ class Metrics:
             "jem_generation_duration_seconds", "Generation time.", ["model"],
             buckets=GENERATION_BUCKETS, registry=r,
         )  # fmt: skip
+
+    def child(self, metric: M, *labels: str) -> M:
+        """`metric.labels(*labels)`, looked up once: prometheus_client checks and converts the
+        values and takes a lock on every `labels()` call (~1.3 us; about eight per predict).
+        For the per-request series only, whose children are never removed."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child  # type: ignore[return-value]  # the same metric's child: its type
 
     def exposition(self) -> bytes:
         """The text exposition: this process's registry, or every worker's in multiprocess mode."""

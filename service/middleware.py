@@ -115,8 +115,9 @@ class RequestContextMiddleware:
             endpoint = getattr(route, "name", None) or "other"
             model = scope.get("path_params", {}).get("model", "")
             model = model if model and self.known_model(model) else ""
-            self.metrics.requests.labels(model, endpoint, str(status)).inc()
-            self.metrics.request_duration.labels(model, endpoint).observe(elapsed)
+            m = self.metrics
+            m.child(m.requests, model, endpoint, str(status)).inc()
+            m.child(m.request_duration, model, endpoint).observe(elapsed)
             access_log.info(
                 "request",
                 extra={

@@ -278,17 +278,17 @@ class Runtime:
         """Count a request's images: energies, and per OOD score its values and verdicts
         (None: uncalibrated)."""
         m = self.metrics
-        m.images.labels(model).inc(len(energies))
-        # each child looked up once per request, counters bumped once: .labels() takes a lock
-        energy = m.energy.labels(model)
+        m.child(m.images, model).inc(len(energies))
+        # counters bumped once per request; children cached (Metrics.child)
+        energy = m.child(m.energy, model)
         for value in energies:
             energy.observe(value)
         for score, (values, flags) in verdicts.items():
-            histogram = m.ood_score.labels(model, score)
+            histogram = m.child(m.ood_score, model, score)
             for value in values:
                 histogram.observe(value)
             checked = [flag for flag in flags if flag is not None]
             if checked:
-                m.ood_checks.labels(model, score).inc(len(checked))
+                m.child(m.ood_checks, model, score).inc(len(checked))
                 if any(checked):
-                    m.ood_flags.labels(model, score).inc(sum(checked))
+                    m.child(m.ood_flags, model, score).inc(sum(checked))
