@@ -6,7 +6,10 @@ samples to files in that directory and `/metrics` aggregates all workers.
 
 from __future__ import annotations
 
+import bisect
+import collections
 import os
+from collections.abc import Sequence
 from typing import TypeVar
 
 from prometheus_client import (
@@ -22,7 +25,7 @@ from prometheus_client import (
 
 from service.server.workers import forget_dead_workers
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "multiprocess_dir"]
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "multiprocess_dir", "observe_many"]
 
 M = TypeVar("M", Counter, Gauge, Histogram)
 
@@ -53,6 +56,28 @@ SCORE_BUCKETS = (
     -200.0, -100.0, -50.0, -30.0, -20.0, -15.0, -10.0, -7.5, -5.0, -2.5, -1.0, -0.5, -0.1,
     0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0,
 )  # fmt: skip
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """`histogram.observe(v)` for every value: one update of the sum and one per bucket touched,
+    where `observe` makes two per value (each a locked write to the worker's file in
+    multiprocess mode: ~3 us; 128 of them for a 64-image predict's energy and OOD score).
+
+    Reads prometheus_client's `_upper_bounds`, `_buckets` and `_sum` (a labelled child's); a
+    version without them gets the plain loop. Same buckets as `observe` (NaN in none), and the
+    sum up to float rounding (tests/service/test_metrics.py)."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if len(values) < 2 or bounds is None or buckets is None or total is None:
+        for value in values:
+            histogram.observe(value)
+        return
+    # observe() counts a value in the first bucket whose bound is >= it (the last is +Inf)
+    counts = collections.Counter(bisect.bisect_left(bounds, v) for v in values if v == v)
+    total.inc(sum(values))
+    for index, n in counts.items():
+        buckets[index].inc(n)
 
 
 def multiprocess_dir() -> str | None:

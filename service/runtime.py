@@ -15,7 +15,7 @@ from service.batching import BatchTiming, InFlight, MicroBatcher
 from service.device import Placement
 from service.errors import InvalidParameters, NotReady, ReloadRefused, UnknownModel
 from service.generation import GenerationPool
-from service.metrics import Metrics
+from service.metrics import Metrics, observe_many
 from service.predictor import Predictor
 from service.sampling import GenerationLimits
 from service.settings import Settings
@@ -279,14 +279,10 @@ class Runtime:
         (None: uncalibrated)."""
         m = self.metrics
         m.child(m.images, model).inc(len(energies))
-        # counters bumped once per request; children cached (Metrics.child)
-        energy = m.child(m.energy, model)
-        for value in energies:
-            energy.observe(value)
+        # counters bumped once per request, histograms once per bucket; children cached
+        observe_many(m.child(m.energy, model), energies)
         for score, (values, flags) in verdicts.items():
-            histogram = m.child(m.ood_score, model, score)
-            for value in values:
-                histogram.observe(value)
+            observe_many(m.child(m.ood_score, model, score), values)
             checked = [flag for flag in flags if flag is not None]
             if checked:
                 m.child(m.ood_checks, model, score).inc(len(checked))
