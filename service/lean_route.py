@@ -125,6 +125,8 @@ class LeanRoute(APIRoute):
         where = f"{self.path} ({getattr(self.endpoint, '__name__', self.endpoint)})"
         if set(declared) != set(parsers):
             raise TypeError(f"{where}: @lean names {sorted(parsers)}, the route {sorted(declared)}")
+        if any(field.alias != name for name, field in declared.items()):
+            raise TypeError(f"{where}: the lean path reads parameters by their own names only")
         if dependant.path_params or dependant.header_params or dependant.cookie_params:
             raise TypeError(f"{where}: only query parameters are read on the lean path")
         if dependant.body_params or dependant.request_param_name != "request":

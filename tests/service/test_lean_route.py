@@ -146,3 +146,11 @@ def test_a_parameter_the_lean_path_does_not_read_is_refused_at_import() -> None:
         raise AssertionError("never called")
 
     router.post("/models/{model}/y")(lean(x=str)(reads_x))  # every parameter read: accepted
+
+    async def aliased(
+        request: Request, predictor: PredictorDep, x: str = Query("", alias="y")
+    ) -> Response:
+        raise AssertionError("never called")
+
+    with pytest.raises(TypeError, match="own names"):
+        router.post("/models/{model}/z")(lean(x=str)(aliased))
