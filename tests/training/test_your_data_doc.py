@@ -36,10 +36,10 @@ def doc_commands() -> list[str]:
 def test_the_walkthrough_has_every_step() -> None:
     tools = [" ".join(c.split()[:4]) for c in doc_commands()]
     for step in (
-        "python -m training train",
-        "python -m training calibrate",
-        "python -m training evaluate",
-        "python -m service --store",
+        ".venv/bin/python -m training train",
+        ".venv/bin/python -m training calibrate",
+        ".venv/bin/python -m training evaluate",
+        ".venv/bin/python -m service --store",
     ):
         assert any(t.startswith(step) for t in tools), step
     assert sum(c.startswith("curl") for c in doc_commands()) >= 2
@@ -78,7 +78,7 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
         for command in doc_commands():
             command = command.replace("8000", str(port))
             argv = shlex.split(command.removesuffix("&"))
-            if argv[0] == "python":
+            if argv[0] == ".venv/bin/python":  # the checkout's venv: this interpreter
                 argv[0] = sys.executable
             if command.endswith("&"):
                 with log.open("wb") as out:
