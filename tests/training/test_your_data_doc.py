@@ -11,15 +11,13 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image
 
 from model_store import ModelStore
-from tests.service_process import REPO, free_port
+from tests.service_process import REPO, free_port, wait_ready
 from tests.training._shapes import make_shapes_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -51,19 +49,6 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
     return done.stdout + done.stderr
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.2)
-
-
 def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
     make_shapes_folder(tmp_path / "myshapes", per_class=12, size=24)
     yellow = {"yellow": (230, 210, 40)}
@@ -85,7 +70,7 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
                     server = subprocess.Popen(
                         argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
                     )
-                _wait_ready(f"http://127.0.0.1:{port}", server, log)
+                wait_ready(f"http://127.0.0.1:{port}", server, log.read_text)
                 continue
             outputs[command] = _run(argv, tmp_path, env)
     finally:
