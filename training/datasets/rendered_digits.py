@@ -177,7 +177,7 @@ def load_rendered_digits(
     installed files."""
     cache = cache if cache is not None else Path("data/cache")
     fonts = _font_hashes(source)
-    for record_path in sorted(cache.glob(f"{source}-digits-*-{seed}.json")):
+    for record_path in sorted(cache.glob(f"{source}-*-{seed}.json")):
         record = json.loads(record_path.read_text())
         arrays_path = record_path.with_suffix(".npz")
         if record.get("per_class", 0) < per_class or not arrays_path.is_file():
