@@ -30,8 +30,10 @@ install: $(STAMP) system-deps
 # emoji`). Debian packages; needs root, as CI and the dev machines are.
 SYSTEM_TOOLS := promtool prometheus docker-compose dockerd mmdebstrap chromium chromedriver
 SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap chromium chromium-driver fonts-noto-color-emoji unicode-data
-# the digits models' extra training data (training/datasets/digit_rendering.py: FONTS)
-TRAINING_FONT_PACKAGES := fonts-dancingscript fonts-kristi fonts-ecolier-court fonts-kaushanscript \
+# the digits models' extra training data (training/datasets/digit_rendering.py: FONTS, MORE_FONTS
+# and the Hershey vector faces of STROKE_FONTS)
+TRAINING_FONT_PACKAGES := hershey-fonts-data fonts-navilu fonts-lobster fonts-opendyslexic \
+	fonts-jura fonts-monoid fonts-dancingscript fonts-kristi fonts-ecolier-court fonts-kaushanscript \
 	fonts-tlwg-purisa-ttf fonts-staypuft fonts-fantasque-sans fonts-sil-andika fonts-liberation \
 	fonts-freefont-ttf fonts-gnutypewriter fonts-averia-gwf fonts-cabinsketch fonts-isabella \
 	fonts-quicksand fonts-klee fonts-leckerli-one fonts-sjfonts fonts-yusei-magic fonts-tomsontalks \
@@ -84,7 +86,7 @@ serve: $(STAMP)
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)
 
 # Reproduces the shipped default models (see README: "The embedded default"); the first run
-# renders their extra training digits into data/cache/ (about 2 minutes; docs/training.md).
+# renders their extra training digits into data/cache/ (33 s of one core; docs/training.md).
 train-default: $(STAMP)
 	$(BIN)/python -m training train --preset digits-baseline
 	$(BIN)/python -m training train --preset digits-jem

@@ -13,6 +13,12 @@ array.
 A setting rather than a commit: the same directory twice, one variant with its own JEM_* values.
 
     .venv/bin/python -m bench.ab one=. two=. --env two:JEM_WORKERS=2
+
+`--case "c=64"` keeps only the rows whose name contains that text (more rounds in the same time).
+Besides the server's CPU time per request, each row gives the mean images per forward pass in
+that window (from the server's `jem_batch_size` histogram): a server that got less of a shared
+machine's CPU queues more requests and batches them more, which lowers its CPU per request by
+itself, so compare CPU per request between variants whose batches were alike.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from bench.loadgen import Body, multipart_body, npy_body, pixels_body, png_bytes, run_load
@@ -34,6 +42,18 @@ from bench.servers import serve
 from training.data import load_digits_dataset
 
 __all__ = ["main"]
+
+
+_BATCH = re.compile(r"^jem_batch_size_(sum|count)\{[^}]*\} (\S+)$", re.MULTILINE)
+
+
+def _batches(url: str) -> tuple[float, float]:
+    """(images, forward passes) so far, from the server's /metrics (all its workers)."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    totals = {"sum": 0.0, "count": 0.0}
+    for kind, value in _BATCH.findall(text):
+        totals[kind] += float(value)
+    return totals["sum"], totals["count"]
 
 
 def _cases(images: list[np.ndarray], n: int) -> list[tuple[str, Body, int]]:
@@ -57,9 +77,9 @@ async def _run(
     args: argparse.Namespace,
 ) -> None:
     data = load_digits_dataset(seed=0)
-    cases = _cases(digit_images(data, args.images), args.images)
+    cases = [c for c in _cases(digit_images(data, args.images), args.images) if args.case in c[0]]
     path = f"/v1/models/{model}/predict"
-    results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    results: dict[tuple[str, str], list[tuple[float, float, float, float, float]]] = {}
     unsupported: set[tuple[str, str]] = set()
     with tempfile.TemporaryDirectory(prefix="jem-ab-") as tmp, contextlib.ExitStack() as stack:
         servers = [
@@ -75,6 +95,7 @@ async def _run(
             print(f"round {round_ + 1}/{args.rounds}", flush=True)
             for case, body, concurrency in cases:
                 for name, server in servers:
+                    images0, passes0 = _batches(server.url)
                     cpu0 = tree_cpu_s(server.pid)
                     r = await run_load(
                         server.url,
@@ -89,19 +110,24 @@ async def _run(
                     elif r.errors:
                         raise RuntimeError(f"{name} {case}: {r.errors} errors {r.error_statuses}")
                     cpu_ms = (tree_cpu_s(server.pid) - cpu0) * 1000 / max(1, r.sent)
+                    images, passes = _batches(server.url)
+                    batch = (images - images0) / max(1.0, passes - passes0)
                     results.setdefault((case, name), []).append(
-                        (r.images_per_s, r.p50_ms, r.p99_ms, cpu_ms)
+                        (r.images_per_s, r.p50_ms, r.p99_ms, cpu_ms, batch)
                     )
     print(
-        "\n| case | variant | images/s | p50 ms | p99 ms | server CPU ms/request |"
-        "\n|---|---|---:|---:|---:|---:|"
+        "\n| case | variant | images/s | p50 ms | p99 ms | server CPU ms/request | images/batch |"
+        "\n|---|---|---:|---:|---:|---:|---:|"
     )
     for (case, name), runs in results.items():
         if (case, name) in unsupported:
             print(f"| {case} | {name} | (not supported: 415) | | |")
             continue
-        med = [statistics.median(run[i] for run in runs) for i in range(4)]
-        print(f"| {case} | {name} | {med[0]:,.0f} | {med[1]:.2f} | {med[2]:.2f} | {med[3]:.2f} |")
+        med = [statistics.median(run[i] for run in runs) for i in range(5)]
+        print(
+            f"| {case} | {name} | {med[0]:,.0f} | {med[1]:.2f} | {med[2]:.2f} | {med[3]:.2f} "
+            f"| {med[4]:.1f} |"
+        )
     print(
         f"\nmedians of {args.rounds} interleaved rounds of {args.seconds:g} s each; server CPU: "
         "the process tree's CPU time over the requests sent (warm-up included)"
@@ -117,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", type=Path, help="model store (default: the shipped one)")
     p.add_argument("--model", default="digits-jem")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--case", default="", help="only the rows whose name contains this text")
     p.add_argument(
         "--env",
         action="append",

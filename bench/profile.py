@@ -44,7 +44,8 @@ def summarise(raw: str, top: int = 30) -> str:
         n = int(count)
         total += n
         frames = [_FILE.sub(r" (\1)", f) for f in stack.split(";")]
-        for frame in set(frames[1:]):  # frames[0] is the thread
+        skip = 2 if frames[0].startswith("process ") else 1  # [process;] thread; frames
+        for frame in set(frames[skip:]):
             inclusive[frame] += n
         self_[frames[-1]] += n
     if not total:
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         with serve(args.module, env, scratch) as server:
             command = [spy, "record", "-p", str(server.pid), "-d", str(int(args.seconds) + 1)]
             command += ["-r", "200", "-f", "raw", "-o", str(out), "--threads", "--nonblocking"]
+            command += ["--subprocesses"]  # forked workers (JEM_WORKERS=2)
             recorder = subprocess.Popen(
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )

@@ -122,7 +122,7 @@ class MicroBatcher:
                 retry_after_s=self.retry_after_s,
             ) from None
         self._idle.clear()
-        self._metrics.queue_depth.labels(self.model).set(self.depth)
+        self._metrics.child(self._metrics.queue_depth, self.model).set(self.depth)
         self._arrived.set()
         try:
             # the future itself is awaited: cancelled on timeout or when the client goes away,
@@ -180,7 +180,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             items = await self._gather()
-            self._metrics.queue_depth.labels(self.model).set(self.depth)
+            self._metrics.child(self._metrics.queue_depth, self.model).set(self.depth)
             now = loop.time()
             live = []
             for item in items:
@@ -212,14 +212,15 @@ class MicroBatcher:
             return
         compute_s = time.perf_counter() - start
         size = int(x.shape[0])
-        self._metrics.compute.labels(self.model, self.kind).observe(compute_s)
-        self._metrics.batch_size.labels(self.model).observe(size)
+        self._metrics.child(self._metrics.compute, self.model, self.kind).observe(compute_s)
+        self._metrics.child(self._metrics.batch_size, self.model).observe(size)
+        queue_wait = self._metrics.child(self._metrics.queue_wait, self.model)
         offset = 0
         for item in items:
             part = {k: v[offset : offset + item.size] for k, v in outputs.items()}
             offset += item.size
             queue_s = start - item.enqueued
-            self._metrics.queue_wait.labels(self.model).observe(queue_s)
+            queue_wait.observe(queue_s)
             if not item.future.done():
                 item.future.set_result((part, BatchTiming(queue_s, compute_s, size)))
 

@@ -6,7 +6,11 @@ samples to files in that directory and `/metrics` aggregates all workers.
 
 from __future__ import annotations
 
+import bisect
+import collections
 import os
+from collections.abc import Sequence
+from typing import TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,7 +25,9 @@ from prometheus_client import (
 
 from service.server.workers import forget_dead_workers
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "multiprocess_dir"]
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "multiprocess_dir", "observe_many"]
+
+M = TypeVar("M", Counter, Gauge, Histogram)
 
 # `*_created` series double the exposition and no dashboard here uses them.
 disable_created_metrics()
@@ -52,6 +58,28 @@ SCORE_BUCKETS = (
 )  # fmt: skip
 
 
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """`histogram.observe(v)` for every value: one update of the sum and one per bucket touched,
+    where `observe` makes two per value (each a locked write to the worker's file in
+    multiprocess mode: ~3 us; 128 of them for a 64-image predict's energy and OOD score).
+
+    Reads prometheus_client's `_upper_bounds`, `_buckets` and `_sum` (a labelled child's); a
+    version without them gets the plain loop. Same buckets as `observe` (NaN in none), and the
+    sum up to float rounding (tests/service/test_metrics.py)."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if len(values) < 2 or bounds is None or buckets is None or total is None:
+        for value in values:
+            histogram.observe(value)
+        return
+    # observe() counts a value in the first bucket whose bound is >= it (the last is +Inf)
+    counts = collections.Counter(bisect.bisect_left(bounds, v) for v in values if v == v)
+    total.inc(sum(values))
+    for index, n in counts.items():
+        buckets[index].inc(n)
+
+
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
@@ -61,6 +89,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[object, tuple[str, ...]], Counter | Gauge | Histogram] = {}
         r = self.registry
         self.requests = Counter(
             "jem_requests_total", "HTTP requests.", ["model", "endpoint", "status"], registry=r
@@ -132,6 +161,16 @@ class Metrics:
             "jem_generation_duration_seconds", "Generation time.", ["model"],
             buckets=GENERATION_BUCKETS, registry=r,
         )  # fmt: skip
+
+    def child(self, metric: M, *labels: str) -> M:
+        """`metric.labels(*labels)`, looked up once: prometheus_client checks and converts the
+        values and takes a lock on every `labels()` call (~1.3 us; about eight per predict).
+        For the per-request series only, whose children are never removed."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child  # type: ignore[return-value]  # the same metric's child: its type
 
     def exposition(self) -> bytes:
         """The text exposition: this process's registry, or every worker's in multiprocess mode."""

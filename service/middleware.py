@@ -4,7 +4,6 @@ and time for the body) are in service/request_limits.py."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -14,8 +13,8 @@ from collections.abc import Callable, Collection
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.asgi_helpers import header, is_v2, send_error
 from service.batching import InFlight
-from service.errors import error_body
 from service.logs import request_id_var
 from service.metrics import Metrics
 
@@ -39,13 +38,6 @@ MODEL_READY_PATH = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/ready")
 
 access_log = logging.getLogger("service.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 def _from_disconnect(exc: BaseException) -> bool:
@@ -78,7 +70,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
+        incoming = header(scope, b"x-request-id")
         request_id = incoming if incoming and _VALID_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
@@ -115,8 +107,9 @@ class RequestContextMiddleware:
             endpoint = getattr(route, "name", None) or "other"
             model = scope.get("path_params", {}).get("model", "")
             model = model if model and self.known_model(model) else ""
-            self.metrics.requests.labels(model, endpoint, str(status)).inc()
-            self.metrics.request_duration.labels(model, endpoint).observe(elapsed)
+            m = self.metrics
+            m.child(m.requests, model, endpoint, str(status)).inc()
+            m.child(m.request_duration, model, endpoint).observe(elapsed)
             access_log.info(
                 "request",
                 extra={
@@ -129,39 +122,6 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
-
-
-def _is_v2(scope: Scope) -> bool:
-    return str(scope.get("path", "")).startswith("/v2/")
-
-
-async def _send_error(
-    send: Send,
-    status: int,
-    code: str,
-    message: str,
-    headers: Collection[tuple[bytes, bytes]] = (),
-    *,
-    protocol_v2: bool = False,
-) -> None:
-    """The error shape, then the connection closed (the request may be partly unread).
-
-    /v2 (the Open Inference Protocol) has its own error shape: `{"error": "<message>"}`."""
-    error = {"error": message} if protocol_v2 else error_body(code, message)
-    body = json.dumps(error).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class ConcurrencyLimitMiddleware:
@@ -213,13 +173,13 @@ class ConcurrencyLimitMiddleware:
                 f"{self.in_progress} requests are in progress; the limit is {self.limit} "
                 "(JEM_LIMIT_CONCURRENCY): retry after the Retry-After delay"
             )
-            await _send_error(
+            await send_error(
                 send,
                 503,
                 "overloaded",
                 message,
                 [(b"retry-after", self.retry_after)],
-                protocol_v2=_is_v2(scope),
+                protocol_v2=is_v2(scope),
             )
             return
         self.counter.value += 1

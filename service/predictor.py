@@ -78,9 +78,9 @@ class Predictor:
         """
         placement = self.placement
         with placement.out_of_memory_guard():
-            return placement.to_host(self._classify(placement.to_device(x)))
+            return placement.to_host(self.classify_on_device(placement.to_device(x)))
 
-    def _classify(self, x: torch.Tensor) -> Outputs:
+    def classify_on_device(self, x: torch.Tensor) -> Outputs:
         """classify_batch on a batch already on the device; outputs stay there."""
         with torch.inference_mode():
             with self.placement.autocast():

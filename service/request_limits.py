@@ -9,8 +9,8 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.asgi_helpers import header, is_v2, send_error
 from service.errors import BodyTimeout, BodyTooLarge
-from service.middleware import _header, _is_v2, _send_error
 
 __all__ = ["BodyLimitMiddleware", "HeaderLimitMiddleware"]
 
@@ -33,7 +33,7 @@ class HeaderLimitMiddleware:
                     f"request line and headers are {size} bytes; the limit is {self.max_bytes}: "
                     "send fewer or shorter headers"
                 )
-                await _send_error(send, 431, "headers_too_large", message)
+                await send_error(send, 431, "headers_too_large", message)
                 return
         await self.app(scope, receive, send)
 
@@ -57,13 +57,13 @@ class BodyLimitMiddleware:
 
     async def _reject(self, scope: Scope, send: Send, size: str) -> None:
         message = self._message(size)
-        await _send_error(send, 413, "body_too_large", message, protocol_v2=_is_v2(scope))
+        await send_error(send, 413, "body_too_large", message, protocol_v2=is_v2(scope))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = _header(scope, b"content-length")
+        length = header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             await self._reject(scope, send, length)
             return
@@ -105,6 +105,6 @@ class BodyLimitMiddleware:
             if refusal is None:
                 await send(message)
             elif message["type"] == "http.response.start":
-                await _send_error(send, *refusal, protocol_v2=_is_v2(scope))
+                await send_error(send, *refusal, protocol_v2=is_v2(scope))
 
         await self.app(scope, counting_receive, guarded_send)

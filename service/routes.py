@@ -19,6 +19,7 @@ from jem.imaging import labelled_grid
 from service.errors import AdminDisabled, InvalidParameters, ServiceError, error_body
 from service.images import encode_png, tensor_to_images
 from service.inputs import read_batch
+from service.lean_route import LeanRoute, choice, lean, plain_bool, positive_int
 from service.metrics import CONTENT_TYPE_LATEST
 from service.predictor import Predictor
 from service.route_common import (
@@ -52,7 +53,7 @@ __all__ = ["admin_router", "ops_router", "v1_router"]
 
 # Two routers, one tag each: FastAPI adds a route's tags to its router's, and Swagger UI lists
 # an operation once under every tag it has.
-v1_router = APIRouter(**_V1, tags=["models"])
+v1_router = APIRouter(**_V1, tags=["models"], route_class=LeanRoute)
 admin_router = APIRouter(**_V1, tags=["admin"])
 ops_router = APIRouter(tags=["operations"])
 
@@ -64,6 +65,7 @@ ops_router = APIRouter(tags=["operations"])
     openapi_extra=_IMAGE_BODY,
     summary="Classify images: label, calibrated confidence, top-k, energy and OOD verdict",
 )
+@lean(ood=choice("energy", "full"), top_k=positive_int, normalize=plain_bool)
 async def predict(
     request: Request,
     predictor: PredictorDep,
@@ -113,6 +115,7 @@ async def predict(
     openapi_extra=_IMAGE_BODY,
     summary="Every OOD score (higher = more likely out-of-distribution) and a combined verdict",
 )
+@lean(normalize=plain_bool)
 async def ood(
     request: Request, predictor: PredictorDep, normalize: NormalizeQuery = True
 ) -> Response:

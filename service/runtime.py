@@ -15,7 +15,7 @@ from service.batching import BatchTiming, InFlight, MicroBatcher
 from service.device import Placement
 from service.errors import InvalidParameters, NotReady, ReloadRefused, UnknownModel
 from service.generation import GenerationPool
-from service.metrics import Metrics
+from service.metrics import Metrics, observe_many
 from service.predictor import Predictor
 from service.sampling import GenerationLimits
 from service.settings import Settings
@@ -278,17 +278,13 @@ class Runtime:
         """Count a request's images: energies, and per OOD score its values and verdicts
         (None: uncalibrated)."""
         m = self.metrics
-        m.images.labels(model).inc(len(energies))
-        # each child looked up once per request, counters bumped once: .labels() takes a lock
-        energy = m.energy.labels(model)
-        for value in energies:
-            energy.observe(value)
+        m.child(m.images, model).inc(len(energies))
+        # counters bumped once per request, histograms once per bucket; children cached
+        observe_many(m.child(m.energy, model), energies)
         for score, (values, flags) in verdicts.items():
-            histogram = m.ood_score.labels(model, score)
-            for value in values:
-                histogram.observe(value)
+            observe_many(m.child(m.ood_score, model, score), values)
             checked = [flag for flag in flags if flag is not None]
             if checked:
-                m.ood_checks.labels(model, score).inc(len(checked))
+                m.child(m.ood_checks, model, score).inc(len(checked))
                 if any(checked):
-                    m.ood_flags.labels(model, score).inc(sum(checked))
+                    m.child(m.ood_flags, model, score).inc(sum(checked))

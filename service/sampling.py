@@ -192,7 +192,7 @@ def generate(
         done += chunk
         if on_steps is not None:
             on_steps(chunk)
-    out = placement.to_host(predictor._classify(x))
+    out = placement.to_host(predictor.classify_on_device(x))
     x = x.cpu()
     probs, labels = (t.tolist() for t in out["probs"].max(dim=-1))
     energies = out["energy"].tolist()

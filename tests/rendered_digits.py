@@ -19,9 +19,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-__all__ = ["TEST_FONTS", "VALIDATION_FONTS", "RenderedDigit", "missing_fonts", "render_digits"]
+__all__ = [
+    "TEST_FONTS",
+    "VALIDATION_FONTS",
+    "RenderedDigit",
+    "font_package",
+    "missing_fonts",
+    "render_digits",
+]
 
-# Debian package -> font file
+# Debian package (plus "-FACE" where a package gives several faces: `font_package`) -> font file
 TEST_FONTS = {
     "fonts-humor-sans": "/usr/share/fonts/truetype/humor-sans/Humor-Sans.ttf",
     "fonts-dkg-handwriting": "/usr/share/fonts/truetype/fifthhorseman/dkg.ttf",
@@ -34,7 +41,14 @@ VALIDATION_FONTS = {
     "fonts-bwht-build": "/usr/share/fonts/opentype/bwht/BecauseWeBuild-Regular.otf",
     "fonts-rufscript": "/usr/share/fonts/truetype/rufscript/Rufscript010.ttf",
     "fonts-dkg-handwriting-bold": "/usr/share/fonts/truetype/fifthhorseman/dkgBd.ttf",
+    # the package's four other hands (added with rendered-digits-v2: 8 faces, not 4, so one
+    # face's odd glyph moves the figure half as much)
+    **{
+        f"fonts-bwht-{face.lower()}": f"/usr/share/fonts/opentype/bwht/BecauseWe{face}-Regular.otf"
+        for face in ("Connect", "Create", "Mentor", "Organize")
+    },
 }
+_FACE_SUFFIXES = ("-bold", "-build", "-connect", "-create", "-mentor", "-organize")
 
 
 @dataclass(frozen=True)
@@ -49,12 +63,15 @@ class RenderedDigit:
         return "jpg" if self.kind == "photo" else "png"
 
 
+def font_package(name: str) -> str:
+    """The Debian package of a face named in TEST_FONTS or VALIDATION_FONTS."""
+    for suffix in _FACE_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return name
+
+
 def missing_fonts(fonts: dict[str, str]) -> list[str]:
-    return sorted(
-        pkg.removesuffix("-bold").removesuffix("-build")
-        for pkg, path in fonts.items()
-        if not Path(path).is_file()
-    )
+    return sorted({font_package(name) for name, path in fonts.items() if not Path(path).is_file()})
 
 
 def _glyph(font_path: str, digit: int, height: int, stroke: int) -> Image.Image:

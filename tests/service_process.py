@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +19,15 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["REPO", "Server", "free_port", "load_scaled", "run_service", "seconds_to_notice_failure"]
+__all__ = [
+    "REPO",
+    "Server",
+    "free_port",
+    "load_scaled",
+    "run_service",
+    "seconds_to_notice_failure",
+    "wait_ready",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,6 +67,22 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
+def wait_ready(
+    url: str, proc: subprocess.Popen[bytes], logs: Callable[[], str], timeout_s: float = 180.0
+) -> None:
+    """Until ``url``/readyz answers 200; fails with ``logs()`` if ``proc`` exits or time is up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, logs()
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "service not ready in time:\n" + logs()
+        time.sleep(0.2)
+
+
 @contextmanager
 def run_service(
     store_root: Path,
@@ -88,16 +112,7 @@ def run_service(
         )
     server = Server(f"http://127.0.0.1:{port}", "127.0.0.1", port, proc, log)
     try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            assert proc.poll() is None, server.logs()
-            try:
-                if httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "service not ready in time:\n" + server.logs()
-            time.sleep(0.2)
+        wait_ready(server.url, proc, server.logs, ready_timeout_s)
         yield server
     finally:
         if proc.poll() is None:

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from tests.rendered_digits import TEST_FONTS, VALIDATION_FONTS
+from tests.rendered_digits import TEST_FONTS, VALIDATION_FONTS, font_package
 from tests.service_process import REPO
-from training.datasets.digit_rendering import FONTS
+from training.datasets.digit_rendering import FONTS, MORE_FONTS, STROKE_FONTS
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
@@ -22,9 +22,8 @@ def test_make_system_deps_installs_every_font_package() -> None:
         check=True,
     ).stdout.split()
     # the acceptance and validation sets name a few faces by package plus "-bold" / "-build"
-    wanted = {pkg.removesuffix("-bold").removesuffix("-build") for pkg in TEST_FONTS}
-    wanted |= {pkg.removesuffix("-bold").removesuffix("-build") for pkg in VALIDATION_FONTS}
-    wanted |= set(FONTS)
+    wanted = {font_package(name) for name in {**TEST_FONTS, **VALIDATION_FONTS}}
+    wanted |= set(FONTS) | set(MORE_FONTS) | set(STROKE_FONTS)
     assert not wanted - set(printed), (
         f"not in the Makefile's FONT_PACKAGES: {wanted - set(printed)}"
     )

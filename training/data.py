@@ -28,6 +28,8 @@ __all__ = [
     "DatasetError",
     "FolderOptions",
     "LabeledImages",
+    "dataset_from_arrays",
+    "dataset_from_train_test",
     "load_dataset",
     "stratified_split",
 ]
@@ -130,7 +132,7 @@ def stratified_split(
     return np.sort(train), np.sort(val), np.sort(test)
 
 
-def _from_arrays(
+def dataset_from_arrays(
     name: str,
     images: np.ndarray,
     labels: np.ndarray,
@@ -139,6 +141,9 @@ def _from_arrays(
     seed: int,
     fractions: tuple[float, float],
 ) -> Dataset:
+    """A data set from one pool of (N, H, W, C) uint8 images and their labels, split stratified
+    and seeded into train/validation/test by ``fractions`` (validation, test). DatasetError when a
+    class has too few images to split."""
     counts = np.bincount(labels, minlength=len(class_names))
     small = [f"{class_names[k]!r} ({int(n)})" for k, n in enumerate(counts) if n < MIN_PER_CLASS]
     if small:
@@ -166,7 +171,7 @@ def _from_arrays(
     )
 
 
-def _from_train_test(
+def dataset_from_train_test(
     name: str,
     train: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
@@ -200,7 +205,7 @@ def load_digits_dataset(seed: int = 0, fractions: tuple[float, float] = (0.2, 0.
     images = np.round(pixels * 255.0 / 16.0).clip(0, 255).astype(np.uint8)
     labels = np.asarray(bunch.target, dtype=np.int64)
     names = [str(k) for k in range(10)]
-    return _from_arrays("digits", images, labels, names, DIGITS_SPEC, seed, fractions)
+    return dataset_from_arrays("digits", images, labels, names, DIGITS_SPEC, seed, fractions)
 
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "svhn", "folder")
@@ -241,11 +246,11 @@ def load_dataset(
             " docs/your-data.md)"
         )
     # the sources build on this module's Dataset and split: imported here, not at the top
-    from training.data_sources import _cifar, _folder, _svhn
+    from training.data_sources import load_cifar, load_folder, load_svhn
 
     if name == "folder":
         options = folder or FolderOptions()
-        return _folder(path, spec, options, seed, (val_fraction, test_fraction))
+        return load_folder(path, spec, options, seed, (val_fraction, test_fraction))
     if name == "svhn":
-        return _svhn(path, download, seed, val_fraction)
-    return _cifar(path, download, seed, val_fraction, hundred=name == "cifar100")
+        return load_svhn(path, download, seed, val_fraction)
+    return load_cifar(path, download, seed, val_fraction, hundred=name == "cifar100")

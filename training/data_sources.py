@@ -18,8 +18,8 @@ from training.data import (
     Dataset,
     DatasetError,
     FolderOptions,
-    _from_arrays,
-    _from_train_test,
+    dataset_from_arrays,
+    dataset_from_train_test,
 )
 from training.readers import (
     CifarLabels,
@@ -31,7 +31,7 @@ from training.readers import (
     scan_image_folder,
 )
 
-__all__ = ["describe_conversion", "folder_spec"]
+__all__ = ["describe_conversion", "folder_spec", "load_cifar", "load_folder", "load_svhn"]
 
 log = logging.getLogger("training")
 
@@ -78,7 +78,12 @@ def _torchvision() -> Any:
     return torchvision
 
 
-def _cifar(root: Path, download: bool, seed: int, val_fraction: float, *, hundred: bool) -> Dataset:
+def load_cifar(
+    root: Path, download: bool, seed: int, val_fraction: float, *, hundred: bool
+) -> Dataset:
+    """CIFAR-10 (or CIFAR-100's fine labels when ``hundred``): the official binary files under
+    ``root`` when present, else torchvision's (downloaded only when ``download``); the official
+    test set, validation carved from train. Images (N, 32, 32, 3) uint8."""
     classes = 100 if hundred else 10
     name = "cifar100" if hundred else "cifar10"
     bin_dir = root / ("cifar-100-binary" if hundred else "cifar-10-batches-bin")
@@ -100,7 +105,7 @@ def _cifar(root: Path, download: bool, seed: int, val_fraction: float, *, hundre
         parts = [cls(str(root), train=t, download=download) for t in (True, False)]
         train, test = ((np.asarray(p.data), np.asarray(p.targets)) for p in parts)
         names = list(parts[0].classes)
-    return _from_train_test(name, train, test, names, RGB32_SPEC, seed, val_fraction)
+    return dataset_from_train_test(name, train, test, names, RGB32_SPEC, seed, val_fraction)
 
 
 def _names_file(path: Path, expected: int) -> list[str]:
@@ -111,7 +116,9 @@ def _names_file(path: Path, expected: int) -> list[str]:
     return [str(k) for k in range(expected)]
 
 
-def _svhn(root: Path, download: bool, seed: int, val_fraction: float) -> Dataset:
+def load_svhn(root: Path, download: bool, seed: int, val_fraction: float) -> Dataset:
+    """SVHN's cropped digits: the official .mat files under ``root`` when present, else
+    torchvision's; the official test set, validation carved from train."""
     files = [root / "train_32x32.mat", root / "test_32x32.mat"]
     if all(f.exists() for f in files):
         train, test = read_svhn_mat(files[0]), read_svhn_mat(files[1])
@@ -123,16 +130,19 @@ def _svhn(root: Path, download: bool, seed: int, val_fraction: float) -> Dataset
             (np.asarray(p.data).transpose(0, 2, 3, 1).copy(), np.asarray(p.labels)) for p in parts
         )
     names = [str(k) for k in range(10)]
-    return _from_train_test("svhn", train, test, names, RGB32_SPEC, seed, val_fraction)
+    return dataset_from_train_test("svhn", train, test, names, RGB32_SPEC, seed, val_fraction)
 
 
-def _folder(
+def load_folder(
     root: Path,
     spec: InputSpec | None,
     options: FolderOptions,
     seed: int,
     fractions: tuple[float, float],
 ) -> Dataset:
+    """``root/<class>/<image>``, converted per ``spec`` (or the spec ``options`` give), split
+    stratified by ``fractions`` (validation, test). DatasetError names the file or class
+    at fault."""
     try:
         scan = scan_image_folder(root)
         spec = spec or folder_spec(scan, options)
@@ -141,7 +151,7 @@ def _folder(
         images, labels, names = read_image_folder(root, spec, scan)
     except FormatError as exc:
         raise DatasetError(str(exc)) from None
-    dataset = _from_arrays("folder", images, labels, names, spec, seed, fractions)
+    dataset = dataset_from_arrays("folder", images, labels, names, spec, seed, fractions)
     record = root / "dataset.json"  # written by `python -m training data` (training/datasets)
     if record.is_file():
         dataset.split["source"] = json.loads(record.read_text())

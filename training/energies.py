@@ -27,9 +27,8 @@ from model_store.manifest import Sampling
 from training.cli import add_model_source_args, set_threads
 from training.eval_cli import add_ood_folder_argument
 from training.eval_metrics import dataset_for
-from training.evaluate import _folder_set
 from training.health import roughness
-from training.ood_sets import make_ood_sets
+from training.ood_sets import folder_ood_set, make_ood_sets
 from training.screen import SCREEN_OOD_SEED
 
 __all__ = ["energy_table", "register", "run"]
@@ -134,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         loaded = store.load(ref)
         dataset = dataset_for(loaded.manifest, args.data_root)
         x_val = dataset.val.inputs()
-        extra = {name: _folder_set(folder, dataset.spec) for name, folder in folders.items()}
+        extra = {name: folder_ood_set(folder, dataset.spec) for name, folder in folders.items()}
         sets = make_ood_sets(x_val, dataset.spec, seed=SCREEN_OOD_SEED, extra=extra)
         print(_table(str(loaded.ref), energy_table(loaded, x_val, sets, args.sgld_steps)))
         print()

@@ -111,11 +111,11 @@ def estimate_run(
         x_sampled = None
         if generative:
             x0 = trainer.init.sample(n_chains, trainer.data.spec.shape, None, generator)
-            with trainer._autocast():
+            with trainer.autocast():
                 x_sampled = sgld_sample(model, x0.to(device), trainer.sgld, generator=generator)
         model.train()
         x_data = x.clone().requires_grad_(cfg.grad_penalty > 0)
-        with trainer._autocast():
+        with trainer.autocast():
             logits_all = model(x_data if x_sampled is None else torch.cat([x_data, x_sampled]))
         parts = jem_loss(
             logits_all[: len(x)],

@@ -19,11 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from jem import InputSpec, uint8_to_tensor
 from model_store import LoadedModel, ModelStore
 from training.attacks import Norm, robust_accuracy
 from training.calibrate import fit_calibration
-from training.data import Dataset, DatasetError
+from training.data import Dataset
 from training.eval_metrics import (
     batched_logits,
     batched_scores,
@@ -42,8 +41,7 @@ from training.eval_samples import (
 )
 from training.eval_vision import extra_ood_sets, inception_metrics
 from training.judges import PixelSVCJudge, model_training_images, network_predictions
-from training.ood_sets import make_ood_sets
-from training.readers import FormatError, read_images
+from training.ood_sets import folder_ood_set, make_ood_sets
 from training.report import render_report
 from training.samples import class_grid_png
 
@@ -176,7 +174,7 @@ def evaluate(
         judges["baseline_net"] = lambda x: network_predictions(baseline.model, x)
     extra, skipped = extra_ood_sets(dataset, data_root, seed)
     for name, folder in (ood_folders or {}).items():
-        extra[name] = _folder_set(folder, dataset.spec)
+        extra[name] = folder_ood_set(folder, dataset.spec)
     ood_sets = make_ood_sets(x_test, dataset.spec, seed=seed, extra=extra)
     feature_net = baseline.model if baseline is not None else None
 
@@ -237,15 +235,6 @@ def evaluate(
     if out is not None:
         _write(out, report, scores, samples, notes, dataset.class_names)
     return report
-
-
-def _folder_set(folder: Path, spec: InputSpec) -> Callable[[int], Tensor]:
-    try:
-        images = read_images(folder, spec)
-    except FormatError as exc:
-        raise DatasetError(f"--ood: {exc}") from None
-    x = uint8_to_tensor(images, spec)
-    return lambda n: x  # all of the folder's images, however many the test split has
 
 
 def _write(

@@ -68,11 +68,13 @@ def model_training_images(dataset: Dataset, split: Mapping[str, Any] | None) -> 
     extra = (split or {}).get("extra_train")
     if not extra:
         return dataset.train
-    from training.datasets.rendered_digits import NAME, add_to_training_split
+    from training.datasets.rendered_digits import SOURCES, add_to_training_split
 
-    if extra.get("name") != NAME:
+    if extra.get("name") not in SOURCES:
         raise ValueError(f"unknown extra training images {extra.get('name')!r}")
-    grown = add_to_training_split(dataset, int(extra["per_class"]), int(extra["seed"]))
+    grown = add_to_training_split(
+        dataset, int(extra["per_class"]), int(extra["seed"]), source=extra["name"]
+    )
     return grown.train
 
 

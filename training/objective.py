@@ -48,6 +48,19 @@ class LossParts:
     max_abs_energy: float
     data_grad_norm: float = 0.0  # mean ||grad_x E(x_data)||, measured when grad_penalty > 0
 
+    def summary(self, generative: bool) -> str:
+        """One line for the progress bar: loss and accuracy, the energies and the samples' range
+        when ``generative``, and the data gradient's norm when it was measured."""
+        text = f"loss {float(self.loss.detach()):.3f} acc {self.acc:.3f}"
+        if generative:
+            text += (
+                f" gap {self.gap:+.3f} E {self.energy_data:.2f}"
+                f" x[{self.sample_min:.2f},{self.sample_max:.2f}]"
+            )
+        if self.data_grad_norm:
+            text += f" |dE/dx| {self.data_grad_norm:.2f}"
+        return text
+
 
 def jem_loss(
     logits: Tensor,

@@ -15,6 +15,7 @@ sides equally, and is drawn from a seeded generator, so the numbers in a report 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -22,10 +23,13 @@ from torch import Tensor
 
 from jem.imaging import to_pixels
 from jem.preprocess import InputSpec, uint8_to_tensor
+from training.data import DatasetError
+from training.readers import FormatError, read_images
 
 __all__ = [
     "OOD_SET_NAMES",
     "constant_images",
+    "folder_ood_set",
     "image_to_tensor",
     "make_ood_sets",
     "photo_patches",
@@ -104,3 +108,15 @@ def make_ood_sets(
     for name, build in (extra or {}).items():
         sets[name] = build(n)
     return sets
+
+
+def folder_ood_set(folder: Path, spec: InputSpec) -> Callable[[int], Tensor]:
+    """A folder of the user's own images as an OOD set (``--ood NAME=FOLDER``): every image read
+    and converted as the service converts uploads, (N, C, H, W) in the spec's value range,
+    whatever ``n`` is asked for. Raises DatasetError when the folder cannot be read."""
+    try:
+        images = read_images(folder, spec)
+    except FormatError as exc:
+        raise DatasetError(f"--ood: {exc}") from None
+    x = uint8_to_tensor(images, spec)
+    return lambda n: x  # all of the folder's images, however many the test split has

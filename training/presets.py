@@ -130,10 +130,13 @@ _FOLDER_JEM = {
 _RENDERED_DIGITS = {
     # the data set's widths (jem/normalize.py): uploads and rendered digits alike
     "normalization": "digits-v2",
-    "extra_train": "rendered-digits-v1",
+    # more faces, pen strokes of every width (issue 17, third session)
+    "extra_train": "rendered-digits-v2",
     "extra_train_per_class": 300,
     "extra_train_real_repeat": 3,
     "iterations": 2500,
+    # twice the channels: the rendered hands need the capacity (validation fonts, both models)
+    "backbone_kwargs": {"width": 64},
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

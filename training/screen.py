@@ -25,8 +25,7 @@ from training.cli import add_model_source_args, set_threads
 from training.data import Dataset
 from training.eval_cli import add_ood_folder_argument
 from training.eval_metrics import ECE_BINS, batched_logits, batched_scores, dataset_for
-from training.evaluate import _folder_set
-from training.ood_sets import OOD_SET_NAMES, make_ood_sets
+from training.ood_sets import OOD_SET_NAMES, folder_ood_set, make_ood_sets
 
 __all__ = ["SCREEN_OOD_SEED", "register", "run", "screen_model"]
 
@@ -57,7 +56,7 @@ def screen_model(
     scores_in = batched_scores(model, x_val)
     ood = {}
     extra = {
-        name: _folder_set(folder, dataset.spec) for name, folder in (ood_folders or {}).items()
+        name: folder_ood_set(folder, dataset.spec) for name, folder in (ood_folders or {}).items()
     }
     ood_sets = make_ood_sets(x_val, dataset.spec, seed=SCREEN_OOD_SEED, extra=extra)
     for set_name, x in ood_sets.items():

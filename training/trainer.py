@@ -110,6 +110,7 @@ class Trainer:
                 config.extra_train_per_class,
                 config.extra_train_seed,
                 real_repeat=config.extra_train_real_repeat,
+                source=config.extra_train,
             )
         self.total = config.total_iterations(len(self.data.train))
         self.lr_at = lr_multiplier(config, self.total)
@@ -151,7 +152,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast on CUDA when ``amp`` allows it (auto, bf16); otherwise nothing."""
         amp = self.config.amp
         if self.device.type == "cuda" and amp in ("auto", "bf16"):
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -179,7 +181,7 @@ class Trainer:
             if self.cuda is not None:
                 x_sampled = self.cuda.sample(self.model, x0, self.sgld)
             else:
-                with self._autocast():
+                with self.autocast():
                     x_sampled = sgld_sample(
                         self.model, x0.to(self.device), self.sgld, generator=self.gen
                     )
@@ -187,7 +189,7 @@ class Trainer:
         self.net.train()
         if cfg.grad_penalty > 0:
             x.requires_grad_(True)
-        with self._autocast():
+        with self.autocast():
             # one forward over data and samples: one DDP all-reduce per step
             inputs = x if x_sampled is None else torch.cat([x, x_sampled])
             logits_all = self.net(inputs)
@@ -262,7 +264,7 @@ class Trainer:
                 self.step += 1
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == self.total:
-                    bar.set_postfix_str(_postfix(parts, cfg.px_weight > 0), refresh=False)
+                    bar.set_postfix_str(parts.summary(cfg.px_weight > 0), refresh=False)
                 if self.step % cfg.validate_every == 0 or self.step == self.total:
                     val_acc = self.accuracy(self.data.val)
                     trip = self.guard.check_validation(self.step, val_acc)
@@ -309,15 +311,3 @@ class Trainer:
         ref = save_final(self, elapsed, metrics) if self.info.is_main else None
         barrier(self.info)
         return TrainResult(ref, self.step, self.elapsed_before + elapsed, metrics, self.trips)
-
-
-def _postfix(parts: LossParts, generative: bool) -> str:
-    text = f"loss {float(parts.loss.detach()):.3f} acc {parts.acc:.3f}"
-    if generative:
-        text += (
-            f" gap {parts.gap:+.3f} E {parts.energy_data:.2f}"
-            f" x[{parts.sample_min:.2f},{parts.sample_max:.2f}]"
-        )
-    if parts.data_grad_norm:
-        text += f" |dE/dx| {parts.data_grad_norm:.2f}"
-    return text

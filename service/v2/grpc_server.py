@@ -123,8 +123,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         finally:
             m = self.runtime.metrics
             label = model if model in self.runtime.predictors else ""
-            m.requests.labels(label, endpoint, str(status)).inc()
-            m.request_duration.labels(label, endpoint).observe(time.perf_counter() - start)
+            m.child(m.requests, label, endpoint, str(status)).inc()
+            m.child(m.request_duration, label, endpoint).observe(time.perf_counter() - start)
 
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: aio.ServicerContext

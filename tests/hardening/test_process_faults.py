@@ -21,6 +21,7 @@ import pytest
 from model_store import ModelStore, StoreError
 from tests.hardening.conftest import Digits
 from tests.service_process import REPO, load_scaled, run_service, seconds_to_notice_failure
+from tests.training._tiny import TINY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -127,19 +128,13 @@ def test_a_broken_store_ends_the_process_with_status_3(tmp_path: Path, workers: 
 
 # ---- training killed at random points -----------------------------------------------------------
 
-TINY = [
-    'backbone_kwargs={"width": 4}',
-    "batch_size=16",
-    "buffer_size=40",
-    "sgld_steps=2",
-    "sample_steps=2",
+# the trainer tests' tiny run (no rendered digits), longer, with a checkpoint every 3 steps
+KILLED_RUN = [
+    *TINY,
     "iterations=90",
-    "warmup_iters=2",
     "validate_every=10",
     "checkpoint_every=3",
     "keep_checkpoints=2",
-    "num_threads=1",
-    "device=cpu",
 ]
 SEEDS = (0, 1, 2)
 
@@ -192,7 +187,7 @@ def test_training_killed_at_random_points_resumes(tmp_path: Path) -> None:
             stores[seed].root,
             "--preset=digits-jem",
             "--name=run",
-            *(f"--set={kv}" for kv in TINY),
+            *(f"--set={kv}" for kv in KILLED_RUN),
             f"--set=seed={seed}",
         )
         for seed in SEEDS

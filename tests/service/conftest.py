@@ -148,3 +148,14 @@ def png_bytes(pixels: np.ndarray, fmt: str = "PNG", **save: object) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format=fmt, **save)
     return buffer.getvalue()
+
+
+def files(
+    images: np.ndarray, fmt: str = "PNG", **save: object
+) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """Multipart `files` parts for httpx: each (H, W[, C]) uint8 image encoded as `fmt`."""
+    ext = fmt.lower()
+    return [
+        ("files", (f"{i}.{ext}", png_bytes(im, fmt, **save), f"image/{ext}"))
+        for i, im in enumerate(images)
+    ]

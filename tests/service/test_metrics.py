@@ -9,6 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.metrics import Metrics, observe_many
 from tests.service.conftest import Digits, make_settings, png_bytes, serve
 
 pytestmark = pytest.mark.anyio
@@ -103,3 +104,37 @@ async def test_series_and_values_after_traffic(store_root: Path, digits: Digits)
     assert value(s, "jem_sgld_steps_total", model="served") == 15
     assert value(s, "jem_generation_duration_seconds_count", model="served") == 1
     assert value(s, "jem_request_duration_seconds_count", model="served", endpoint="predict") == 24
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [-5.3, -5.3, -4.9, 0.0, 0.01, 1000.0, 1e9, -1e9],
+        [-200.0, -100.0, -0.1, 0.1, 0.3],  # on bucket bounds
+        [float("inf"), float("-inf"), float("nan"), 2.5],
+        [3.0],
+        [],
+    ],
+)
+def test_observe_many_counts_as_observe(values: list[float]) -> None:
+    one_by_one, together = Metrics(), Metrics()
+    child = one_by_one.energy.labels("m")
+    for value in values:
+        child.observe(value)
+    observe_many(together.energy.labels("m"), values)
+
+    def samples(metrics: Metrics) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for family in metrics.registry.collect()
+            if family.name == "jem_energy"
+            for s in family.samples
+        }
+
+    expected, got = samples(one_by_one), samples(together)
+    assert expected.keys() == got.keys()
+    for key, value in expected.items():
+        if key[0] == "jem_energy_sum":
+            assert got[key] == pytest.approx(value, nan_ok=True), key  # up to float rounding
+        else:
+            assert got[key] == value, key  # every bucket and the count exactly

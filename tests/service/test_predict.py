@@ -1,9 +1,9 @@
-"""Predict and OOD in-process: real image bytes in, the model's own answers out."""
+"""Predict and OOD in-process: real image bytes in, the model's own answers out. Other
+request bodies (JSON, .npy): test_predict_bodies.py; listing, health and startup:
+test_startup_and_info.py."""
 
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 
 import httpx
@@ -14,19 +14,9 @@ import torch
 from jem import uint8_to_tensor
 from model_store import ModelStore
 from service.schemas import OODResponse, PredictResponse
-from tests.service.conftest import Digits, make_settings, png_bytes
+from tests.service.conftest import Digits, files
 
 pytestmark = pytest.mark.anyio
-
-
-def files(
-    images: np.ndarray, fmt: str = "PNG", **save: object
-) -> list[tuple[str, tuple[str, bytes, str]]]:
-    ext = fmt.lower()
-    return [
-        ("files", (f"{i}.{ext}", png_bytes(im, fmt, **save), f"image/{ext}"))
-        for i, im in enumerate(images)
-    ]
 
 
 async def predict_all(
@@ -87,82 +77,6 @@ async def test_confidences_are_the_calibrated_softmax(
         assert verdict["flagged"] == (verdict["score"] > verdict["threshold"])
         assert 0.0 <= verdict["percentile"] <= 100.0
         assert "grad_norm" not in p["ood"]
-
-
-async def test_json_inputs_match_multipart(client: httpx.AsyncClient, digits: Digits) -> None:
-    images = digits.test_u8[:5]
-    multipart = (await client.post("/v1/models/served/predict", files=files(images))).json()
-    b64 = [base64.b64encode(png_bytes(im)).decode() for im in images]
-    as_b64 = (await client.post("/v1/models/served/predict", json={"images": b64})).json()
-    floats = uint8_to_tensor(images[..., None], _spec()).tolist()
-    as_float = (await client.post("/v1/models/served/predict", json={"pixels": floats})).json()
-    as_u8 = (
-        await client.post(
-            "/v1/models/served/predict",
-            json={"pixels": images.tolist(), "pixel_format": "uint8"},
-        )
-    ).json()
-    for other in (as_b64, as_float, as_u8):
-        for a, b in zip(multipart["predictions"], other["predictions"], strict=True):
-            assert a["label"] == b["label"]
-            assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-6)
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
-
-
-def _npy_header(shape: tuple[int, ...]) -> bytes:
-    buffer = io.BytesIO()
-    header = {"descr": "|u1", "fortran_order": False, "shape": shape}
-    np.lib.format.write_array_header_1_0(buffer, header)  # type: ignore[no-untyped-call]
-    return buffer.getvalue()
-
-
-async def test_npy_arrays_match_multipart(client: httpx.AsyncClient, digits: Digits) -> None:
-    images = digits.test_u8[:5]
-    multipart = (await client.post("/v1/models/served/predict", files=files(images))).json()
-    floats = uint8_to_tensor(images[..., None], _spec()).numpy()  # (N, 1, H, W) float32
-    headers = {"content-type": "application/x-npy"}
-    for array in (images, floats, floats.astype(np.float64), np.asfortranarray(images)):
-        r = await client.post("/v1/models/served/predict", content=_npy(array), headers=headers)
-        assert r.status_code == 200, r.text
-        for a, b in zip(multipart["predictions"], r.json()["predictions"], strict=True):
-            assert a["label"] == b["label"]
-            assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-6)
-
-
-@pytest.mark.parametrize(
-    ("body", "status", "message"),
-    [
-        (b"not an npy file", 422, "not a .npy file"),
-        (_npy(np.zeros((1, 8, 8), dtype=np.uint8))[:-20], 422, "says 64 bytes of data"),
-        (_npy(np.array([{"a": 1}], dtype=object)), 422, "holds Python objects"),
-        # a header claiming 10^15 bytes and no data: refused before any allocation
-        (_npy_header((10**5, 10**5, 10**5)), 422, "says 1000000000000000 bytes of data"),
-        (_npy(np.zeros((0, 8, 8), dtype=np.uint8)), 422, "no images"),
-        (_npy(np.zeros((2, 7, 8), dtype=np.uint8)), 422, "expected [N, 1, 8, 8]"),
-        (_npy(np.full((1, 8, 8), 2.0, dtype=np.float32)), 422, "must lie in [-1.0, 1.0]"),
-        (_npy(np.zeros((1, 8, 8), dtype=bool)), 422, "nested list of numbers"),
-        (_npy(np.zeros((65, 8, 8), dtype=np.uint8)), 422, "limit is 64"),
-    ],
-)
-async def test_bad_npy_bodies_get_clear_errors(
-    client: httpx.AsyncClient, body: bytes, status: int, message: str
-) -> None:
-    r = await client.post(
-        "/v1/models/served/predict", content=body, headers={"content-type": "application/x-npy"}
-    )
-    assert r.status_code == status, r.text
-    assert message in r.json()["error"]["message"]
-
-
-def _spec():  # type: ignore[no-untyped-def]
-    from jem import InputSpec
-
-    return InputSpec(channels=1, height=8, width=8, color_mode="L")
 
 
 async def test_ood_full_adds_grad_norm_and_ood_route_gives_every_score(
@@ -232,96 +146,3 @@ async def test_uncalibrated_model_says_so(client: httpx.AsyncClient, digits: Dig
     ood = (await client.post("/v1/models/plain/ood", files=files(digits.test_u8[:2]))).json()
     assert ood["results"][0]["flagged"] is None
     assert ood["results"][0]["flagged_by"] == []
-
-
-async def test_model_listing_and_info(client: httpx.AsyncClient) -> None:
-    listing = (await client.get("/v1/models")).json()["models"]
-    assert [m["name"] for m in listing] == ["plain", "served"]
-    info = (await client.get("/v1/models/served")).json()
-    assert info["class_names"] == [str(k) for k in range(10)]
-    assert info["input_spec"]["height"] == 8
-    assert info["has_replay_buffer"] is True
-    assert info["calibration"]["scores"]["energy"]["direction"] == "higher_is_ood"
-    assert info["sampling"]["steps"] == 20
-    assert info["ready"] is True
-
-
-async def test_health_ready_and_request_ids(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/healthz")).json() == {"status": "ok"}
-    ready = await client.get("/readyz")
-    assert ready.json() == {"status": "ready", "models": ["plain", "served"]}
-    assert len(ready.headers["x-request-id"]) == 32
-    echoed = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
-    assert echoed.headers["x-request-id"] == "abc-123"
-    junk = await client.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
-    assert junk.headers["x-request-id"] != "bad id\twith spaces"
-
-
-async def test_a_missing_model_fails_the_startup(tmp_path: Path) -> None:
-    """JEM_EXIT_ON_LOAD_ERROR (default): the lifespan fails before the server would listen."""
-    from service import create_app
-    from service.runtime import ModelsUnavailable
-
-    app = create_app(make_settings(tmp_path, models=["missing"]))
-    with pytest.raises(ModelsUnavailable, match="model 'missing' cannot be served: no model"):
-        async with app.router.lifespan_context(app):
-            pass
-
-
-async def test_readyz_reports_why_not_ready(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, models=["missing"], exit_on_load_error=False)
-    from service import create_app
-
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            for _ in range(100):
-                r = await c.get("/readyz")
-                if "failed" in r.text:
-                    break
-                await __import__("anyio").sleep(0.02)
-            assert r.status_code == 503
-            assert r.json()["error"]["code"] == "not_ready"
-            assert "'missing' failed to load" in r.json()["error"]["message"]
-            r = await c.post("/v1/models/missing/predict", json={"pixels": []})
-            assert r.status_code == 503
-            assert r.json()["error"]["code"] == "not_ready"
-
-
-async def test_openapi_documents_inputs_and_outputs(client: httpx.AsyncClient) -> None:
-    schema = (await client.get("/openapi.json")).json()
-    paths = schema["paths"]
-    predict = paths["/v1/models/{model}/predict"]["post"]
-    assert set(predict["requestBody"]["content"]) == {
-        "multipart/form-data",
-        "application/json",
-        "application/x-npy",
-    }
-    assert "PredictJSON" in schema["components"]["schemas"]
-    assert {"200", "404", "413", "415", "422", "503", "504"} <= set(predict["responses"])
-    generate = paths["/v1/models/{model}/generate"]["post"]
-    assert "image/png" in generate["responses"]["200"]["content"]
-    ood_doc = schema["components"]["schemas"]["OODResult"]["properties"]["scores"]["description"]
-    assert "higher = more likely out-of-distribution" in ood_doc
-    assert {"/healthz", "/readyz", "/metrics", "/v1/models", "/v1/models/{model}"} <= set(paths)
-    assert (await client.get("/docs")).status_code == 200
-
-
-async def test_a_damaged_model_file_fails_the_startup(store_root: Path, tmp_path: Path) -> None:
-    """One flipped byte in the weights: the startup check's checksum stops the process."""
-    import shutil
-
-    from service import create_app
-    from service.runtime import ModelsUnavailable
-
-    store = tmp_path / "store"
-    shutil.copytree(store_root, store)
-    weights = store / "served" / "1" / "weights.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
-    app = create_app(make_settings(store, models=["served"]))
-    with pytest.raises(ModelsUnavailable, match=r"'served' cannot be served: .*sha256"):
-        async with app.router.lifespan_context(app):
-            pass

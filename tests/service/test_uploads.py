@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 from starlette.types import Message
 
 from service.errors import InvalidInput, TooManyImages
-from service.uploads import read_files
+from service.uploads import _boundary, _name_and_filename, read_files
 
 
 def _request(body: bytes, content_type: str, chunk: int = 7) -> Request:
@@ -81,3 +82,43 @@ async def test_limits_and_malformed_bodies_are_4xx_errors() -> None:
         await read_files(
             _request(garbage, "multipart/form-data; boundary=b"), max_files=2, max_fields=2
         )
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        b'form-data; name="files"; filename="17.png"',
+        b'form-data; name="files"; filename=""',
+        b'form-data; name="note"',
+        b'form-data; name="files"; filename="a;b.png"',
+        'form-data; name="files"; filename="ü.png"'.encode(),
+        b'form-data; name="files"; filename="a\\"b.png"',  # escaped quote
+        b'form-data; name="files"; filename="C:\\\\photos\\\\a.png"',  # IE6's whole path
+        b'form-data; name="files"; filename*=UTF-8\'\'a.png; filename="a.png"',
+        b'form-data;name="files";filename="a.png"',
+        b'form-data; NAME="files"; filename="a.png"',
+        b"form-data; name=files; filename=a.png",
+        b'form-data; filename="a.png"',
+        b"",
+    ],
+)
+def test_plain_dispositions_read_as_python_multipart_reads_them(disposition: bytes) -> None:
+    _, options = parse_options_header(disposition)
+    assert _name_and_filename(disposition) == (options.get(b"name"), options.get(b"filename"))
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/form-data; boundary=0b5e9c3a6d1f4e2b",
+        "multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW",
+        "multipart/form-data; boundary=a=b",
+        'multipart/form-data; boundary="quoted boundary"',
+        "multipart/form-data; charset=utf-8; boundary=x",
+        "Multipart/Form-Data; Boundary=x",
+        "multipart/form-data",
+        "",
+    ],
+)
+def test_plain_boundaries_read_as_python_multipart_reads_them(content_type: str) -> None:
+    assert _boundary(content_type) == parse_options_header(content_type)[1].get(b"boundary")

@@ -13,10 +13,16 @@ import torch
 from PIL import Image
 
 from jem.imaging import to_pixels
-from tests.rendered_digits import TEST_FONTS, VALIDATION_FONTS
+from tests.rendered_digits import TEST_FONTS, VALIDATION_FONTS, font_package
 from training.config import ConfigError, TrainConfig
 from training.data import DIGITS_SPEC, DatasetError, load_dataset
-from training.datasets.digit_rendering import FONTS, missing_packages, render_one
+from training.datasets.digit_rendering import (
+    FONTS,
+    MORE_FONTS,
+    STROKE_FONTS,
+    missing_packages,
+    render_one,
+)
 from training.datasets.rendered_digits import (
     NAME,
     RenderedDigits,
@@ -26,7 +32,8 @@ from training.datasets.rendered_digits import (
 )
 
 pytestmark = pytest.mark.skipif(
-    bool(missing_packages()), reason="needs the training font packages (make system-deps)"
+    bool(missing_packages({**FONTS, **MORE_FONTS, **STROKE_FONTS})),
+    reason="needs the training font packages (make system-deps)",
 )
 
 
@@ -37,10 +44,10 @@ def _family(path: str) -> str:
 
 def test_the_fonts_are_disjoint_from_both_acceptance_sets() -> None:
     acceptance = {**TEST_FONTS, **VALIDATION_FONTS}
-    held_out_packages = {p.removesuffix("-bold").removesuffix("-build") for p in acceptance}
-    assert not set(FONTS) & held_out_packages
+    held_out_packages = {font_package(name) for name in acceptance}
+    assert not (set(FONTS) | set(MORE_FONTS) | set(STROKE_FONTS)) & held_out_packages
     held_out_families = {_family(path) for path in acceptance.values()}
-    ours = {_family(path) for paths in FONTS.values() for path in paths}
+    ours = {_family(path) for paths in {**FONTS, **MORE_FONTS}.values() for path in paths}
     assert not ours & held_out_families
     assert len(ours) >= 10
 
@@ -101,7 +108,7 @@ def test_only_the_training_split_grows(
     from training.datasets import rendered_digits
 
     monkeypatch.setattr(
-        rendered_digits, "build_rendered_digits", lambda n, seed, norm: three.prefix(n)
+        rendered_digits, "build_rendered_digits", lambda n, seed, norm, source: three.prefix(n)
     )
     digits = load_dataset("digits")
     extended = add_to_training_split(digits, 3, seed=3, cache=tmp_path)
@@ -185,7 +192,7 @@ def test_a_normalisation_of_its_own_is_kept_apart(
     assert torch.equal(v2.train.images, digits.train.images)  # the data set's pixels as they are
     seen: list[str] = []
 
-    def build(n: int, seed: int, normalization: str) -> RenderedDigits:
+    def build(n: int, seed: int, normalization: str, source: str) -> RenderedDigits:
         seen.append(normalization)
         return three.prefix(n)
 
@@ -198,3 +205,44 @@ def test_a_normalisation_of_its_own_is_kept_apart(
         with_normalization(digits, "digits-v0")
     with pytest.raises(ConfigError, match="digits data set only"):
         TrainConfig(dataset="folder", normalization="digits-v2")
+
+
+def test_v2_adds_pen_stroke_faces_and_keeps_v1_as_it_was(tmp_path: Path) -> None:
+    """``rendered-digits-v2``: v1's faces plus the Hershey faces, four times each, after them (the
+    renderer of a stroke face is tested below); v1's images are the ones v1 always gave; the
+    cache keeps the two apart."""
+    from training.datasets import rendered_digits
+
+    v1 = load_rendered_digits(1, seed=3, cache=tmp_path)
+    v2 = load_rendered_digits(3, seed=3, cache=tmp_path, source="rendered-digits-v2")
+    assert np.array_equal(v1.images, build_rendered_digits(1, seed=3).images)
+    assert v2.record["name"] == "rendered-digits-v2"
+    assert set(v2.record["fonts"]) == set(FONTS) | set(MORE_FONTS) | set(STROKE_FONTS)
+    assert v2.record["fonts"]["hershey-fonts-data"]["version"]
+    faces = rendered_digits._faces("rendered-digits-v2")
+    strokes = [path for path in faces if path.endswith(".jhf")]
+    assert len(strokes) == 4 * len(STROKE_FONTS["hershey-fonts-data"])
+    assert faces[: len(rendered_digits._faces(NAME))] == rendered_digits._faces(NAME)
+    # v1's font faces come first in the same order: the first rounds are v1's
+    assert np.array_equal(v2.prefix(1).images, v1.images)
+    assert np.array_equal(np.bincount(v2.labels, minlength=10), [3] * 10)
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
+        f"{NAME}-digits-v1-1-3.npz",
+        "rendered-digits-v2-digits-v1-3-3.npz",
+    ]
+    with pytest.raises(DatasetError, match="unknown rendered digits"):
+        build_rendered_digits(1, source="rendered-digits-v0")
+
+
+def test_a_stroke_face_digit_goes_through_the_service_normalisation() -> None:
+    from jem.normalize import normalize
+
+    rng = np.random.default_rng(0)
+    for i, path in enumerate(STROKE_FONTS["hershey-fonts-data"]):
+        image = render_one(rng, path, (i * 3) % 10)
+        assert image.mode == "L"
+        assert min(image.size) >= 40
+        assert max(image.size) <= 400
+        pixels = normalize("digits-v2", np.asarray(image), 8, 8)
+        assert pixels is not None
+        assert pixels.max() > 0

@@ -70,7 +70,9 @@ def test_the_pixel_judge_learns_what_the_model_learned(
         np.zeros(10, dtype=np.int64),
     )
     monkeypatch.chdir(tmp_path)  # the cache goes to ./data/cache
-    monkeypatch.setattr(rendered_digits, "build_rendered_digits", lambda n, seed, norm: extra)
+    monkeypatch.setattr(
+        rendered_digits, "build_rendered_digits", lambda n, seed, norm, source: extra
+    )
     record = {"name": rendered_digits.NAME, "per_class": 1, "seed": 3, "real_repeat": 3}
     train = model_training_images(digits, {**digits.split, "extra_train": record})
     assert len(train) == len(digits.train) + 10

@@ -11,15 +11,13 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image
 
 from model_store import ModelStore
-from tests.service_process import REPO, free_port
+from tests.service_process import REPO, free_port, wait_ready
 from tests.training._shapes import make_shapes_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -36,10 +34,10 @@ def doc_commands() -> list[str]:
 def test_the_walkthrough_has_every_step() -> None:
     tools = [" ".join(c.split()[:4]) for c in doc_commands()]
     for step in (
-        "python -m training train",
-        "python -m training calibrate",
-        "python -m training evaluate",
-        "python -m service --store",
+        ".venv/bin/python -m training train",
+        ".venv/bin/python -m training calibrate",
+        ".venv/bin/python -m training evaluate",
+        ".venv/bin/python -m service --store",
     ):
         assert any(t.startswith(step) for t in tools), step
     assert sum(c.startswith("curl") for c in doc_commands()) >= 2
@@ -49,19 +47,6 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{shlex.join(argv)}\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.2)
 
 
 def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
@@ -78,14 +63,14 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
         for command in doc_commands():
             command = command.replace("8000", str(port))
             argv = shlex.split(command.removesuffix("&"))
-            if argv[0] == "python":
+            if argv[0] == ".venv/bin/python":  # the checkout's venv: this interpreter
                 argv[0] = sys.executable
             if command.endswith("&"):
                 with log.open("wb") as out:
                     server = subprocess.Popen(
                         argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
                     )
-                _wait_ready(f"http://127.0.0.1:{port}", server, log)
+                wait_ready(f"http://127.0.0.1:{port}", server, log.read_text)
                 continue
             outputs[command] = _run(argv, tmp_path, env)
     finally:

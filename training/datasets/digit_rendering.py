@@ -1,7 +1,8 @@
-"""The digit renderer of ``rendered-digits-v1`` (training/datasets/rendered_digits.py): the Debian
-font faces it draws in (``FONTS``) and one image of a digit as a camera or a drawing app gives it:
-size, stroke width, slant, width, rotation, elastic distortion, position, blur, sensor noise, JPEG
-compression, either polarity. Change the list or the renderer and the data set's name changes.
+"""The digit renderer of ``rendered-digits-v1`` and ``-v2`` (training/datasets/rendered_digits.py):
+the Debian font faces it draws in (``FONTS``; v2 adds the pen-stroke faces ``STROKE_FONTS``) and
+one image of a digit as a camera or a drawing app gives it: size, stroke width, slant, width,
+rotation, elastic distortion, position, blur, sensor noise, JPEG compression, either polarity.
+Change a list or the renderer of a face and the data set's name changes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 
-__all__ = ["FONTS", "missing_packages", "render_one"]
+from training.datasets.hershey import HERSHEY_DIR, Strokes, digit_strokes, draw_strokes
+
+__all__ = ["FONTS", "MORE_FONTS", "STROKE_FONTS", "missing_packages", "render_one"]
 
 _TT, _OT = "/usr/share/fonts/truetype", "/usr/share/fonts/opentype"
 # Debian package -> its faces used (every file must exist: `make system-deps` installs them)
@@ -81,8 +84,33 @@ FONTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def missing_packages() -> list[str]:
-    return sorted(pkg for pkg, paths in FONTS.items() if not all(Path(p).is_file() for p in paths))
+# rendered-digits-v2's further font faces: a handwriting face (Navilu: Kannada hand, Latin
+# digits), a bold brush script, a dyslexia face (heavy bottoms, open shapes), a technical sans
+# and a coding face (slashed 0, flat-topped 3)
+MORE_FONTS: dict[str, tuple[str, ...]] = {
+    "fonts-navilu": (f"{_TT}/Navilu/Navilu.ttf",),
+    "fonts-lobster": (f"{_OT}/lobster/lobster.otf",),
+    "fonts-opendyslexic": (
+        f"{_OT}/opendyslexic/OpenDyslexic-Regular.otf",
+        f"{_OT}/opendyslexic/OpenDyslexic-Italic.otf",
+        f"{_OT}/opendyslexic/OpenDyslexic-Bold.otf",
+    ),
+    "fonts-jura": (f"{_OT}/jura/Jura-Regular.otf", f"{_OT}/jura/Jura-Bold.otf"),
+    "fonts-monoid": (f"{_TT}/monoid/Monoid-Regular.ttf", f"{_TT}/monoid/Monoid-Italic.ttf"),
+}
+# Debian package -> Hershey vector faces (``.jhf``: centre lines, drawn with a random pen):
+# single-stroke sans (futural), script (scripts), serif (timesr), double-stroke sans (futuram),
+# bold italic (timesib); the package's other ASCII files repeat these digits or are blackletter
+STROKE_FONTS: dict[str, tuple[str, ...]] = {
+    "hershey-fonts-data": tuple(
+        str(HERSHEY_DIR / f"{name}.jhf")
+        for name in ("futural", "scripts", "timesr", "futuram", "timesib")
+    ),
+}
+
+
+def missing_packages(fonts: dict[str, tuple[str, ...]] = FONTS) -> list[str]:
+    return sorted(pkg for pkg, paths in fonts.items() if not all(Path(p).is_file() for p in paths))
 
 
 def _glyph(font: ImageFont.FreeTypeFont, digit: int, stroke: int) -> Image.Image:
@@ -112,12 +140,39 @@ def _elastic(mask: Image.Image, rng: np.random.Generator, strength: float) -> Im
     return Image.fromarray(np.clip(np.round(warped), 0, 255).astype(np.uint8), "L")
 
 
+def _crossed_seven(strokes: Strokes) -> Strokes:
+    """A 7 with the bar across its stem that many hands draw (continental Europe): a level
+    stroke through the stem at mid-height, half the glyph's width long."""
+    points = np.concatenate([np.asarray(s) for s in strokes])
+    top, bottom = float(points[:, 1].min()), float(points[:, 1].max())
+    middle, half = (top + bottom) / 2, (float(np.ptp(points[:, 0])) or 1.0) / 4
+    stem = max(strokes, key=lambda s: np.ptp(np.asarray(s)[:, 1]))  # the tallest stroke
+    ys, xs = np.asarray(stem)[:, 1], np.asarray(stem)[:, 0]
+    order = np.argsort(ys)
+    x = float(np.interp(middle, ys[order], xs[order]))
+    return [*strokes, [(x - half, middle), (x + half, middle)]]
+
+
+def _stroke_glyph(rng: np.random.Generator, path: str, digit: int, height: int) -> Image.Image:
+    """A Hershey face's digit drawn with a pen 3..16% of its height wide, by an unsteady hand;
+    half of the 7s crossed."""
+    strokes = digit_strokes(path, digit)
+    if digit == 7 and rng.random() < 0.5:
+        strokes = _crossed_seven(strokes)
+    pen = max(1, round(height * float(rng.uniform(0.03, 0.16))))
+    return draw_strokes(strokes, height, pen, rng, float(rng.uniform(0.0, 0.02)))
+
+
 def render_one(rng: np.random.Generator, font_path: str, digit: int) -> Image.Image:
     """One digit image (greyscale, about 40..300 px a side), either polarity, as a camera or a
-    drawing app gives it."""
+    drawing app gives it. ``font_path``: a font file (``FONTS``) or a Hershey ``.jhf`` file
+    (``STROKE_FONTS``)."""
     height = int(rng.integers(32, 120))
-    font = ImageFont.truetype(font_path, size=height)
-    mask = _glyph(font, digit, int(rng.integers(0, height // 20 + 1)))
+    if font_path.endswith(".jhf"):
+        mask = _stroke_glyph(rng, font_path, digit, height)
+    else:
+        font = ImageFont.truetype(font_path, size=height)
+        mask = _glyph(font, digit, int(rng.integers(0, height // 20 + 1)))
     w, h = mask.size
     stretch = float(rng.uniform(0.8, 1.2))  # narrower or wider hands
     shear = float(rng.uniform(-0.25, 0.25))  # slant, either way

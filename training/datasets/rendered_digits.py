@@ -1,12 +1,15 @@
 """Digits rendered from Debian fonts, normalised as the service normalises uploads: extra
-training data for the 8x8 digits models (``extra_train=rendered-digits-v1``).
+training data for the 8x8 digits models (``extra_train=rendered-digits-v1`` or ``-v2``).
 
 scikit-learn's digits are the hands of 43 NIST writers; people photograph and draw digits in
 other hands. This source draws each digit 0..9 in 46 faces from 25 Debian font packages
-(handwriting-like and ordinary), with per-image variation that normalisation cannot undo or that
-tests it: size, stroke width, slant, width, rotation (+-15 degrees), elastic distortion (the
-wobble of a hand), position, blur, sensor noise, JPEG compression, and both polarities (dark ink
-on light paper, light strokes on a dark canvas).
+(handwriting-like and ordinary; ``-v2`` adds 9 faces from 5 more packages and five Hershey
+vector faces drawn as pen strokes with a random pen width and an unsteady hand, half of their
+7s crossed, taken four times as often as a font face: training/datasets/hershey.py), with
+per-image variation that normalisation cannot undo or that tests it: size, stroke width, slant,
+width, rotation (+-15 degrees), elastic distortion (the wobble of a hand), position, blur, sensor
+noise, JPEG compression, and both polarities (dark ink on light paper, light strokes on a dark
+canvas).
 Every image then goes through the model's normalisation (``digits-v1`` or ``digits-v2``,
 `jem.normalize.normalize`; the one the data set's spec names, `TrainConfig.normalization`), the
 function `jem.imaging.to_pixels` applies to a greyscale request under 512 px, which these images
@@ -18,10 +21,11 @@ acceptance test (tests/rendered_digits.py: TEST_FONTS for the test, VALIDATION_F
 choices), so neither measures a face the model was trained on. The images join the *training*
 split only: the data set's validation and test splits stay exactly the images they were.
 
-Versioned: ``rendered-digits-v1`` is this font list and this renderer; change either and the
-name changes. Seeded: the same (per_class, seed) and the same font files give the same images;
-the record (`RenderedDigits.record`) lists the packages, their versions, font file hashes, the
-seed and the counts, and is stored in every manifest trained with it (``training.split``).
+Versioned: ``rendered-digits-v1`` and ``-v2`` are each a face list and a renderer; change
+either and the name changes. Seeded: the same (per_class, seed) and the same font files give
+the same images; the record (`RenderedDigits.record`) lists the packages, their versions, font
+file hashes, the seed and the counts, and is stored in every manifest trained with it
+(``training.split``).
 The font list and the renderer of one image are in training/datasets/digit_rendering.py.
 """
 
@@ -37,11 +41,18 @@ import torch
 
 from jem.normalize import normalize
 from training.data import DIGITS_SPEC, Dataset, DatasetError, LabeledImages
-from training.datasets.digit_rendering import FONTS, missing_packages, render_one
+from training.datasets.digit_rendering import (
+    FONTS,
+    MORE_FONTS,
+    STROKE_FONTS,
+    missing_packages,
+    render_one,
+)
 from training.datasets.provenance import file_sha256, package_version
 
 __all__ = [
     "NAME",
+    "SOURCES",
     "RenderedDigits",
     "RenderedDigitsError",
     "add_to_training_split",
@@ -50,6 +61,11 @@ __all__ = [
 ]
 
 NAME = "rendered-digits-v1"
+# source name -> its Debian packages' faces, and how often each pen-stroke face is taken
+SOURCES: dict[str, tuple[dict[str, tuple[str, ...]], int]] = {
+    NAME: (FONTS, 0),
+    "rendered-digits-v2": ({**FONTS, **MORE_FONTS, **STROKE_FONTS}, 4),
+}
 
 
 class RenderedDigitsError(DatasetError):
@@ -75,29 +91,46 @@ class RenderedDigits:
         return RenderedDigits(self.images[keep], self.labels[keep], record, self.rounds[keep])
 
 
-def _font_hashes() -> dict[str, dict[str, str]]:
+def _source(name: str) -> dict[str, tuple[str, ...]]:
+    if name not in SOURCES:
+        raise DatasetError(f"unknown rendered digits {name!r}; known: {', '.join(SOURCES)}")
+    return SOURCES[name][0]
+
+
+def _faces(name: str) -> list[str]:
+    """The faces in the order the rounds take them: font faces, then each stroke face
+    (``.jhf``) as many times as the source weighs it."""
+    paths = [path for paths in _source(name).values() for path in paths]
+    strokes = [path for path in paths if path.endswith(".jhf")] * SOURCES[name][1]
+    return [path for path in paths if not path.endswith(".jhf")] + strokes
+
+
+def _font_hashes(name: str = NAME) -> dict[str, dict[str, str]]:
     """Debian package -> {face file name: sha256}, for the record and the cache's check."""
-    return {pkg: {Path(p).name: file_sha256(p) for p in paths} for pkg, paths in FONTS.items()}
+    return {
+        pkg: {Path(p).name: file_sha256(p) for p in paths} for pkg, paths in _source(name).items()
+    }
 
 
 def build_rendered_digits(
-    per_class: int, seed: int = 0, normalization: str = "digits-v1"
+    per_class: int, seed: int = 0, normalization: str = "digits-v1", source: str = NAME
 ) -> RenderedDigits:
-    """``per_class`` images of each digit, the faces taken in turn; seeded by ``seed``; each
-    normalised by ``normalization`` (a `jem.normalize.NORMALIZATIONS` name).
+    """``per_class`` images of each digit, the faces of ``source`` (a `SOURCES` name) taken in
+    turn; seeded by ``seed``; each normalised by ``normalization`` (a
+    `jem.normalize.NORMALIZATIONS` name).
 
-    Raises RenderedDigitsError when a font package is missing, ValueError for per_class < 1.
-    Images whose normalisation finds no ink (thin strokes blurred away) are left out and
-    counted in the record.
+    Raises RenderedDigitsError when a font package is missing, DatasetError for an unknown
+    source, ValueError for per_class < 1. Images whose normalisation finds no ink (thin strokes
+    blurred away) are left out and counted in the record.
     """
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1, got {per_class}")
-    missing = missing_packages()
+    missing = missing_packages(_source(source))
     if missing:
         raise RenderedDigitsError(
-            f"{NAME}: fonts missing: install {' '.join(missing)} (make system-deps)"
+            f"{source}: fonts missing: install {' '.join(missing)} (make system-deps)"
         )
-    faces = [path for paths in FONTS.values() for path in paths]
+    faces = _faces(source)
     rng = np.random.default_rng([seed, 17])
     images, labels, rounds = [], [], []
     # round by round (each digit once per round), so a smaller build is a prefix of a larger one
@@ -111,7 +144,7 @@ def build_rendered_digits(
             labels.append(digit)
             rounds.append(i)
     record = {
-        "name": NAME,
+        "name": source,
         "seed": seed,
         "per_class": per_class,
         "count": len(labels),
@@ -119,7 +152,7 @@ def build_rendered_digits(
         "normalization": normalization,
         "fonts": {
             pkg: {"version": package_version(pkg), "files": files}
-            for pkg, files in _font_hashes().items()
+            for pkg, files in _font_hashes(source).items()
         },
     }
     return RenderedDigits(
@@ -131,7 +164,11 @@ def build_rendered_digits(
 
 
 def load_rendered_digits(
-    per_class: int, seed: int = 0, cache: Path | None = None, normalization: str = "digits-v1"
+    per_class: int,
+    seed: int = 0,
+    cache: Path | None = None,
+    normalization: str = "digits-v1",
+    source: str = NAME,
 ) -> RenderedDigits:
     """`build_rendered_digits`, kept in ``cache`` (default ``data/cache``) as an .npz beside its
     record: rendering and normalising costs about 30 ms an image on one core (6,000 in three
@@ -139,8 +176,8 @@ def load_rendered_digits(
     normalisation serves (its prefix), but only while its record's font hashes match the
     installed files."""
     cache = cache if cache is not None else Path("data/cache")
-    fonts = _font_hashes()
-    for record_path in sorted(cache.glob(f"{NAME}-*-{seed}.json")):
+    fonts = _font_hashes(source)
+    for record_path in sorted(cache.glob(f"{source}-*-{seed}.json")):
         record = json.loads(record_path.read_text())
         arrays_path = record_path.with_suffix(".npz")
         if record.get("per_class", 0) < per_class or not arrays_path.is_file():
@@ -151,9 +188,9 @@ def load_rendered_digits(
             with np.load(arrays_path) as a:
                 cached = RenderedDigits(a["images"], a["labels"], record, a["rounds"])
             return cached.prefix(per_class)
-    built = build_rendered_digits(per_class, seed, normalization)
+    built = build_rendered_digits(per_class, seed, normalization, source)
     cache.mkdir(parents=True, exist_ok=True)
-    stem = cache / f"{NAME}-{normalization}-{per_class}-{seed}"
+    stem = cache / f"{source}-{normalization}-{per_class}-{seed}"
     np.savez_compressed(
         stem.with_suffix(".npz"), images=built.images, labels=built.labels, rounds=built.rounds
     )
@@ -168,6 +205,7 @@ def add_to_training_split(
     cache: Path | None = None,
     *,
     real_repeat: int = 1,
+    source: str = NAME,
 ) -> Dataset:
     """``dataset`` (scikit-learn's digits) with rendered digits appended to its train split only;
     validation and test are untouched, and so is the split's fingerprint. The data set's own
@@ -178,8 +216,8 @@ def add_to_training_split(
     """
     normalization = dataset.spec.normalization
     if normalization is None or dataset.spec.height != 8:
-        raise DatasetError(f"{NAME} extends the 8x8 digits data set only, not {dataset.name!r}")
-    extra = load_rendered_digits(per_class, seed, cache, normalization)
+        raise DatasetError(f"{source} extends the 8x8 digits data set only, not {dataset.name!r}")
+    extra = load_rendered_digits(per_class, seed, cache, normalization, source)
     real = dataset.train
     train = LabeledImages(
         torch.cat([real.images.repeat(real_repeat, 1, 1, 1), torch.from_numpy(extra.images)]),
