@@ -131,8 +131,9 @@ def test_a_jem_resumed_from_its_baseline_at_px_start_is_the_jem_run(
     jem = tiny_config(
         "grad_penalty=0", "px_start=4", "buffer_init=gaussian", *buffer, name="emoji-jem"
     )
+    # the emoji baseline preset: the JEM's, without the generative terms (same lr, moving average)
     base = tiny_config(
-        "grad_penalty=0", "px_start=4", "buffer_init=gaussian", "px_weight=0", "energy_reg=0"
+        "grad_penalty=0", "px_start=4", "buffer_init=gaussian", name="emoji-baseline"
     )
     for config in (jem, base):
         config.dataset, config.data_root = "digits", None
@@ -146,6 +147,8 @@ def test_a_jem_resumed_from_its_baseline_at_px_start_is_the_jem_run(
     straight.fit()
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+    for key, value in straight.shipped.state_dict().items():  # and the moving average
+        assert torch.equal(value, resumed.shipped.state_dict()[key]), key
     assert torch.equal(straight.buffer.x, resumed.buffer.x)
     assert type(resumed.buffer.init) is type(straight.buffer.init)
 
