@@ -47,7 +47,9 @@ class WeightAverage:
 
     @torch.no_grad()
     def _average(self, averaged: _Tensors, current: _Tensors, updates: Tensor | int) -> None:
-        weight = 1.0 - self.decay_at(int(updates))
+        # the count kept on the CPU (``updates`` is its copy on the weights' device: reading
+        # that would synchronise with a GPU every step)
+        weight = 1.0 - self.decay_at(self.updates)
         for mine, theirs in zip(averaged, current, strict=True):
             mine.lerp_(theirs, weight)
 
