@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +19,10 @@ import torch
 from bench.compute import measure_compute, measure_samplers
 from bench.models import digit_images, locate_model
 from bench.peers.harness import PEERS
-from bench.peers.run import PeerPlan, environment, measure_peers, peers_markdown
+from bench.peers.run import PeerPlan, environment, measure_peers
+from bench.peers.table import peers_markdown
+from bench.plans import make_plan, plan_json
+from bench.provenance import git_commit, git_dirty
 from bench.report import markdown
 from bench.servers import REPO
 from bench.serving import ServingPlan, measure_serving
@@ -87,102 +89,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def _git_commit() -> str | None:
-    return _git("rev-parse", "HEAD") or None
-
-
-def _git_dirty() -> bool | None:
-    """Whether the measured code had uncommitted changes to tracked files (None: no git)."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return None if status is None else bool(status)
-
-
-def _plan(quick: bool, threads: int, seed: int) -> dict[str, Any]:
-    if quick:
-        serving = ServingPlan(
-            duration_s=0.6,
-            warmup_s=0.1,
-            concurrencies=(1, 8),
-            batch_concurrencies=(1,),
-            batch_images=8,
-            gen_samples=8,
-            gen_steps=10,
-            gen_rounds=1,
-            threads=threads,
-            seed=seed,
-            rounds=2,
-        )
-        return {
-            "serving": serving,
-            "compute": {"batch": 64, "round_s": 0.05, "rounds": 2},
-            "samplers": {"batch": 64, "steps": 5, "rounds": 2},
-            "training": {
-                "steps": [0, 5],
-                "iterations": 3,
-                "tta": [("digits-baseline", 1.0)],
-                "target": 0.97,
-                "every": 5,
-            },
-        }
-    serving = ServingPlan(
-        duration_s=4.5,  # per row, split over the rounds
-        warmup_s=0.5,  # per row and round
-        concurrencies=(1, 8, 64),
-        batch_concurrencies=(1, 8),
-        batch_images=64,
-        gen_samples=64,
-        gen_steps=200,
-        gen_rounds=3,
-        threads=threads,
-        seed=seed,
-        rounds=3,
-    )
-    return {
-        "serving": serving,
-        "compute": {"batch": 64, "round_s": 1.0, "rounds": 5},
-        "samplers": {"batch": 64, "steps": 50, "rounds": 7},
-        "training": {
-            "steps": [0, 5, 10, 20],
-            "iterations": 40,
-            "tta": [("digits-baseline", 60.0), ("digits-jem", 240.0)],
-            "target": 0.97,
-            "every": 25,
-        },
-    }
-
-
-def _plan_json(plan: dict[str, Any]) -> dict[str, Any]:
-    out = dict(plan)
-    out["serving"] = vars(plan["serving"])
-    return out
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     sections = set(args.only or SECTIONS)
-    plan = _plan(args.quick, args.threads, args.seed)
+    plan = make_plan(args.quick, args.threads, args.seed)
     started = time.perf_counter()
     results: dict[str, Any] = {
         "quick": args.quick,
         "started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "seed": args.seed,
-        "plan": {**_plan_json(plan), "threads": args.threads},
+        "plan": {**plan_json(plan), "threads": args.threads},
         "environment": {
             "cpu_count": os.cpu_count(),
             "load_before": list(os.getloadavg()),
             "python": platform.python_version(),
             "torch": torch.__version__,
             "platform": platform.platform(),
-            "git_commit": _git_commit(),
-            "git_dirty": _git_dirty(),
+            "git_commit": git_commit(),
+            "git_dirty": git_dirty(),
         },
     }
     data = load_digits_dataset(seed=0)
@@ -281,7 +205,7 @@ def peers(args: argparse.Namespace) -> int:
         source = locate_model(args.store, args.model, scratch, data, standin=args.standin)
         print(f"model {source.ref} ({source.origin}) from {source.store}", flush=True)
         results: dict[str, Any] = {"environment": environment(args.seed, plan)}
-        results["environment"].update(git_commit=_git_commit(), git_dirty=_git_dirty())
+        results["environment"].update(git_commit=git_commit(), git_dirty=git_dirty())
         results["model"] = source.to_dict()
         images = digit_images(data, plan.batch_images)
         results.update(asyncio.run(measure_peers(source, images, plan, scratch)))

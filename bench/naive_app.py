@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import uvicorn
 from fastapi import FastAPI, Request
 from starlette.datastructures import UploadFile
 
@@ -90,19 +89,9 @@ def __getattr__(name: str) -> Any:
 
 def main(argv: list[str] | None = None) -> None:
     """Serve this app with exactly the uvicorn options (and supervisor) of `python -m service`."""
-    from service import __main__ as service_main
+    from service.__main__ import main as service_main
 
-    real_serve = service_main._serve
-
-    def serve(config: uvicorn.Config) -> int:
-        config.app = "bench.naive_app:app"  # loaded by uvicorn (in each worker) from here on
-        return real_serve(config)
-
-    service_main._serve = serve  # type: ignore[assignment]
-    try:
-        service_main.main(argv)
-    finally:
-        service_main._serve = real_serve  # type: ignore[assignment]
+    service_main(argv, app="bench.naive_app:app")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from service.server.prefork import forked_workers
 from service.server.protocol import JemHttpToolsProtocol
 from service.settings import ROOT_PATH_PATTERN, Settings
 
-__all__ = ["main"]
+__all__ = ["main", "serve"]
 
 
 def _root_path(value: str) -> str:
@@ -97,7 +97,7 @@ def _prepare_multiprocess_dir(workers: int) -> None:
             stale.unlink()
 
 
-def _serve(config: uvicorn.Config) -> int:
+def serve(config: uvicorn.Config) -> int:
     """Run the server as `uvicorn.run` does; return the process's exit status.
 
     uvicorn's supervisor stops every worker once one fails its startup, but then returns as
@@ -142,7 +142,10 @@ def _close_worker_pipe_ends(supervisor: Multiprocess, stop: threading.Event) -> 
                 worker.child_conn.close()  # idempotent
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, *, app: str = "service.asgi:app") -> None:
+    """`python -m service`: parse `argv`, check the settings and the device, and `serve` the
+    ASGI `app` ("module:attribute", imported by uvicorn in each worker). Exits with the
+    server's status; a bad flag or device exits 2 with a one-line error."""
     settings = Settings()  # fail fast on a bad JEM_* variable, before forking workers
     args = _parser(settings).parse_args(argv)
     # the app reads its settings from the environment, in this process and in every worker
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["JEM_LIMIT_CONCURRENCY"] = str(args.limit_concurrency)
     os.environ.setdefault("JEM_GRPC_HOST", args.host)  # gRPC binds where HTTP does, by default
     config = uvicorn.Config(
-        "service.asgi:app",
+        app,
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         server_header=False,
         root_path=args.root_path,
     )
-    raise SystemExit(_serve(config))
+    raise SystemExit(serve(config))
 
 
 if __name__ == "__main__":

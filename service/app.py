@@ -14,7 +14,7 @@ from service.head import HeadMiddleware
 from service.metrics import Metrics
 from service.middleware import ConcurrencyLimitMiddleware, RequestContextMiddleware
 from service.request_limits import BodyLimitMiddleware, HeaderLimitMiddleware
-from service.routes import admin_router, ops_router, v1_router
+from service.routes import ROUTERS
 from service.runtime import Runtime
 from service.schemas import PredictJSON
 from service.settings import Settings
@@ -68,9 +68,8 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(v1_router)
-    app.include_router(admin_router)
-    app.include_router(ops_router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.include_router(v2_router)
     install_ui(app)
     app.add_middleware(HeadMiddleware)  # innermost (see its docstring)

@@ -21,7 +21,20 @@ from service.predictor import Predictor
 from service.runtime import Runtime
 from service.schemas import Timing
 
-__all__ = ["NormalizeQuery", "PredictorDep", "RuntimeDep", "get_predictor", "get_runtime"]
+__all__ = [
+    "ERROR_CONTENT",
+    "IMAGE_BODY",
+    "INPUT_ERRORS",
+    "V1_OPTIONS",
+    "NormalizeQuery",
+    "PredictorDep",
+    "RuntimeDep",
+    "get_predictor",
+    "get_runtime",
+    "input_spec",
+    "json_response",
+    "timing_of",
+]
 
 
 # Dependencies are `async def` although they never await: FastAPI runs a plain `def` dependency
@@ -42,8 +55,12 @@ async def get_predictor(model: str, request: Request) -> Predictor:
 
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 
-_ERROR = {"content": {"application/json": {"example": error_body("code", "what to do")}}}
-_IMAGE_BODY: dict[str, Any] = {
+# An error response's OpenAPI content (the `{"error": {"code", "message"}}` shape): spread it
+# into a `responses` entry beside its description.
+ERROR_CONTENT = {"content": {"application/json": {"example": error_body("code", "what to do")}}}
+# The OpenAPI request body of the image routes (`openapi_extra=`): they read the body
+# themselves (service.inputs.read_batch), so FastAPI cannot derive it.
+IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
@@ -68,8 +85,9 @@ _IMAGE_BODY: dict[str, Any] = {
         },
     }
 }
-_INPUT_ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"description": d, **_ERROR}
+# The documented errors of a route that reads images (`responses=`).
+INPUT_ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"description": d, **ERROR_CONTENT}
     for s, d in [
         (404, "Unknown model (the message lists the served ones)."),
         (413, "Body or image too large."),
@@ -80,17 +98,19 @@ _INPUT_ERRORS: dict[int | str, dict[str, Any]] = {
     ]
 }
 
-_V1: dict[str, Any] = {
+# The options of a /v1 router (`APIRouter(**V1_OPTIONS, ...)`): its prefix, the API-key check on
+# every route, and that check's documented errors.
+V1_OPTIONS: dict[str, Any] = {
     "prefix": "/v1",
     "dependencies": [Depends(require_api_key)],
     "responses": {
-        401: {"description": "No API key (when JEM_API_KEYS is set).", **_ERROR},
-        403: {"description": "Wrong API key.", **_ERROR},
+        401: {"description": "No API key (when JEM_API_KEYS is set).", **ERROR_CONTENT},
+        403: {"description": "Wrong API key.", **ERROR_CONTENT},
     },
 }
 
 
-def _json(body: BaseModel) -> Response:
+def json_response(body: BaseModel) -> Response:
     """A response model serialised once, by pydantic's Rust core.
 
     Returning the model itself would make FastAPI dump it to a dict, validate that dict against
@@ -111,12 +131,16 @@ NormalizeQuery = Annotated[
 ]
 
 
-def _spec(predictor: Predictor, normalize: bool) -> InputSpec:
+def input_spec(predictor: Predictor, normalize: bool) -> InputSpec:
+    """The model's input spec, without its normalisation when `normalize` is false."""
     spec = predictor.spec
     return spec if normalize or spec.normalization is None else replace(spec, normalization=None)
 
 
-def _timing(*timings: Any) -> Timing:
+def timing_of(*timings: Any) -> Timing:
+    """One response's timing block from its batcher timings (anything with `queue_s`,
+    `compute_s` in seconds and `batch_size`): the longest queue wait, the summed compute in ms,
+    the largest batch."""
     return Timing(
         queue_ms=round(max(t.queue_s for t in timings) * 1000, 3),
         compute_ms=round(sum(t.compute_s for t in timings) * 1000, 3),

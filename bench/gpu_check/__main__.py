@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.__main__ import _git_commit, _git_dirty
+from bench.provenance import git_commit, git_dirty
 from bench.servers import REPO
 from model_store import ModelStore
 from training.readers import read_cifar_binary
@@ -40,8 +40,8 @@ def _env(device: str) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name(torch.device(device)) if cuda else "CPU",
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "commit": _git_commit() or os.environ.get("JEM_COMMIT", "unknown"),
-        "git_dirty": _git_dirty(),
+        "commit": git_commit() or os.environ.get("JEM_COMMIT", "unknown"),
+        "git_dirty": git_dirty(),
         "python": sys.version.split()[0],
     }
 

@@ -19,7 +19,8 @@ from bench.loadgen import multipart_body, png_bytes
 from bench.models import digit_images, locate_model
 from bench.peers import common
 from bench.peers.harness import compare
-from bench.peers.run import BASELINE, SERVICE, SERVICE_BASE64, peers_markdown
+from bench.peers.run import BASELINE, SERVICE, SERVICE_BASE64
+from bench.peers.table import peers_markdown
 from service import Settings, create_app
 from training.data import Dataset, load_digits_dataset
 

@@ -91,8 +91,8 @@ async def test_api_keys_never_logged_or_echoed(store_root: Path) -> None:
 def test_uvicorn_runs_with_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     served: list[uvicorn.Config] = []
     # main() builds a uvicorn.Config (so uvicorn accepts every option the service passes) and
-    # hands it to _serve, which would start the server
-    monkeypatch.setattr(service_main, "_serve", lambda config: served.append(config) or 0)
+    # hands it to serve, which would start the server
+    monkeypatch.setattr(service_main, "serve", lambda config: served.append(config) or 0)
     for var in ("JEM_LIMIT_CONCURRENCY", "JEM_TIMEOUT_KEEP_ALIVE_S", "JEM_GRACEFUL_SHUTDOWN_S"):
         monkeypatch.setenv(var, "1")  # recorded, so that what main() sets is undone afterwards
         monkeypatch.delenv(var)

@@ -84,7 +84,7 @@ def test_store_and_models_on_the_command_line(
     monkeypatch.setenv("JEM_MODEL_STORE", "/elsewhere")
     monkeypatch.setenv("JEM_MODELS", "other")
     served: list[uvicorn.Config] = []
-    monkeypatch.setattr(cli, "_serve", lambda config: served.append(config) or 0)
+    monkeypatch.setattr(cli, "serve", lambda config: served.append(config) or 0)
     with pytest.raises(SystemExit) as exited:
         cli.main(
             ["--store", str(tmp_path), "--model", "mine:2", "--model", "digits-jem", "--port", "1"]

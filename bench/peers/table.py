@@ -1,0 +1,74 @@
+"""The peer comparison's Markdown table, from `measure_peers`'s results (bench/peers/run.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.peers.run import BASELINE, SERVICE, SERVICE_BASE64
+
+__all__ = ["peers_markdown"]
+
+
+def _cell(r: dict[str, Any]) -> str:
+    if r["images"] > 1:
+        return f"{r['images_per_s']:,.0f} img/s ({r['p99_ms']:,.1f})"
+    return f"{r['requests_per_s']:,.0f} ({r['p99_ms']:,.1f})"
+
+
+def _rate(r: dict[str, Any]) -> float:
+    return float(r["images_per_s"])
+
+
+def peers_markdown(results: dict[str, Any]) -> str:
+    """The issue's table: this service, the best peer per row, the ratio; then every server."""
+    servers: dict[str, list[dict[str, Any]]] = results["servers"]
+    peers = [n for n in servers if n not in (SERVICE, SERVICE_BASE64, BASELINE)]
+    lines = [
+        "| row: req/s or images/s (p99 ms) | this service | best peer | ratio |",
+        "|---|---|---|---|",
+    ]
+    for i, mine in enumerate(servers[SERVICE]):
+        if peers:
+            best = max(peers, key=lambda n: _rate(servers[n][i]))
+            theirs = servers[best][i]
+            ratio = _rate(mine) / _rate(theirs) if _rate(theirs) else float("inf")
+            cells = f"{best} {_cell(theirs)} | {ratio:.2f}x"
+        else:
+            cells = "(no peer measured) | -"
+        lines.append(f"| {mine['row']} | {_cell(mine)} | {cells} |")
+    if BASELINE in servers:
+        lines += [
+            "",
+            f"| row | this service | baseline ({results['environment']['plan']['baseline']}) "
+            "| ratio |",
+            "|---|---|---|---|",
+        ]
+        for mine, old in zip(servers[SERVICE], servers[BASELINE], strict=True):
+            ratio = _rate(mine) / _rate(old) if _rate(old) else float("inf")
+            lines.append(f"| {mine['row']} | {_cell(mine)} | {_cell(old)} | {ratio:.2f}x |")
+    names = list(servers)
+    same = [n for n in names if n != SERVICE_BASE64]  # one process: memory and start-up once
+    lines += ["", "| row | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for i, mine in enumerate(servers[SERVICE]):
+        lines.append(f"| {mine['row']} | " + " | ".join(_cell(servers[n][i]) for n in names) + " |")
+    cpu = " | ".join(f"{servers[n][2]['server_cpu_ms_per_request']:.2f}" for n in names)
+    lines.append(f"| server CPU ms per request, {servers[SERVICE][2]['row']} | {cpu} |")
+    memory = results["memory_mb"]
+    lines += ["", "| | " + " | ".join(same) + " |", "|---|" + "---|" * len(same)]
+    lines.append("| peak memory MB (PSS of the process tree) | " + " | ".join(
+        f"{memory[n]['peak']:,.0f}" for n in same) + " |")  # fmt: skip
+    lines.append("| seconds to ready | " + " | ".join(
+        f"{results['startup_s'][n]:.1f}" for n in same) + " |")  # fmt: skip
+    for name, why in results["unavailable"].items():
+        lines.append(f"\n{name}: not measured: {why}")
+    env = results["environment"]
+    plan = env["plan"]
+    workers = f"this service: {plan.get('workers', 1)} worker process(es) (JEM_WORKERS)"
+    if plan.get("baseline"):
+        workers += f", the baseline: {plan.get('baseline_workers') or plan.get('workers', 1)}"
+    lines.append(f"\n{workers}; every peer: one worker or replica")
+    lines.append(
+        f"\n{env['plan']['rounds']} interleaved rounds; load average before "
+        f"{env['load_before'][0]:.1f}, after {env['load_after'][0]:.1f} on {env['cpu_count']} cores"
+    )
+    return "\n".join(lines) + "\n"
