@@ -34,12 +34,26 @@ from torch import Tensor, nn
 from jem import energy_from_logits
 from training.judges import PixelSVCJudge
 
-__all__ = ["NOISE_WARNING", "Health", "HealthMonitor", "roughness"]
+__all__ = ["NOISE_WARNING", "Health", "HealthMonitor", "never_starts", "roughness"]
 
 NOISE_WARNING = 0.1  # noise_distance below this after WARN_AFTER generative steps: a warning
 WARN_AFTER = 300
 JUDGE_FIT_MAX = 2000  # training images the pixel judge is fitted on (evenly spaced)
 PROBE = 256  # validation images and buffer chains per measurement
+
+
+def never_starts(px_weight: float, px_start: int, iterations: int) -> str | None:
+    """A warning when a JEM run ends before its generative term starts, else None.
+
+    A preset's ``px_start`` (e.g. emoji-jem's 1,000) with a short ``iterations`` (a quick try)
+    silently trains a softmax classifier: no chains, no health figures, ``px_warmup`` unused."""
+    if px_weight <= 0 or px_start < iterations:
+        return None
+    return (
+        f"px_start={px_start} >= iterations={iterations}: the generative term never starts, so"
+        f" this run trains cross-entropy only; for a short JEM run lower px_start too"
+        f" (e.g. --set px_start={iterations // 3})"
+    )
 
 
 def roughness(x: Tensor) -> Tensor:

@@ -44,7 +44,7 @@ from training.distributed import DistInfo, all_agree, barrier, setup
 from training.ema import WeightAverage
 from training.estimate import estimate_run
 from training.guard import DivergenceGuard, Trip
-from training.health import HealthMonitor
+from training.health import HealthMonitor, never_starts
 from training.objective import LossParts, jem_loss
 from training.resume import restore_state
 from training.rollback import roll_back, snapshot
@@ -233,6 +233,8 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         cfg = self.config
+        if self.info.is_main and (warning := never_starts(cfg.px_weight, cfg.px_start, self.total)):
+            log.warning(warning)
         if cfg.estimate_iters > 0 and self.info.is_main and self.step < self.total:
             estimate = estimate_run(self, cfg.estimate_iters)
             log.info(estimate.describe())

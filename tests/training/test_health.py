@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from model_store import ModelStore
 from tests.training._tiny import tiny_config
 from training.data import load_digits_dataset
-from training.health import NOISE_WARNING, HealthMonitor, roughness
+from training.health import NOISE_WARNING, HealthMonitor, never_starts, roughness
 from training.trainer import Trainer
 
 
@@ -75,3 +76,19 @@ def test_trainer_logs_health_into_the_manifest_without_changing_the_run(
     blind.fit()
     for key, value in watched.model.state_dict().items():
         assert torch.equal(value, blind.model.state_dict()[key]), key
+
+
+def test_a_jem_run_that_ends_before_its_generative_term_starts_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert never_starts(px_weight=1.0, px_start=100, iterations=2000) is None
+    assert never_starts(px_weight=0.0, px_start=1000, iterations=300) is None  # a baseline
+    warning = never_starts(px_weight=0.3, px_start=1000, iterations=300)
+    assert warning is not None
+    assert "--set px_start=100" in warning
+    store = ModelStore(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="training"):
+        Trainer(tiny_config("px_start=8"), name="ce", store=store, progress=False).fit()
+        Trainer(tiny_config("px_start=4"), name="jem", store=store, progress=False).fit()
+    warned = [r.getMessage() for r in caplog.records if "never starts" in r.getMessage()]
+    assert warned == [never_starts(1.0, 8, 8)]
