@@ -196,13 +196,14 @@ class Trainer:
         logits, logits_sampled = logits_all[: len(x)], logits_all[len(x) :]
         if self.step == cfg.induce_divergence_at:  # test hook for the divergence guard
             logits = logits * float("nan")
+        ramp = self.px_ramp()
         return jem_loss(
             logits,
             y,
             logits_sampled if x_sampled is not None else None,
             x_sampled,
-            px_weight=cfg.px_weight * self.px_ramp(),
-            energy_reg=cfg.energy_reg * self.px_ramp(),
+            px_weight=cfg.px_weight * ramp,
+            energy_reg=cfg.energy_reg * ramp,
             x_data=x,
             grad_penalty=cfg.grad_penalty,
         )
