@@ -86,7 +86,7 @@ serve: $(STAMP)
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)
 
 # Reproduces the shipped default models (see README: "The embedded default"); the first run
-# renders their extra training digits into data/cache/ (33 s of one core; docs/training.md).
+# renders their extra training digits into data/cache/ (37 s of one core; docs/training.md).
 train-default: $(STAMP)
 	$(BIN)/python -m training train --preset digits-baseline
 	$(BIN)/python -m training train --preset digits-jem

@@ -171,10 +171,10 @@ def load_rendered_digits(
     source: str = NAME,
 ) -> RenderedDigits:
     """`build_rendered_digits`, kept in ``cache`` (default ``data/cache``) as an .npz beside its
-    record: rendering and normalising costs about 30 ms an image on one core (6,000 in three
-    minutes). A cached build of as many or more images per class with the same seed and
-    normalisation serves (its prefix), but only while its record's font hashes match the
-    installed files."""
+    record: rendering and normalising costs about 12 ms an image on one core (the digits
+    presets' 3,000 of ``rendered-digits-v2``: 37 s; docs/training.md). A cached build of as
+    many or more images per class with the same seed and normalisation serves (its prefix), but
+    only while its record's font hashes match the installed files."""
     cache = cache if cache is not None else Path("data/cache")
     fonts = _font_hashes(source)
     for record_path in sorted(cache.glob(f"{source}-*-{seed}.json")):
