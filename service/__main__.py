@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -107,7 +108,15 @@ def serve(config: uvicorn.Config) -> int:
     """
     if config.workers == 1:
         server = uvicorn.Server(config)
-        server.run()  # a failed startup exits STARTUP_FAILURE from inside
+        # uvicorn drains on SIGTERM, then raises the signal again once its own handler is gone:
+        # the process died of it (status 143; make and shells print "Terminated") after a clean
+        # stop. With the server's handler left in place the second one lands there, and a
+        # drained stop exits 0, as the supervisor of --workers N does and as PID 1 in a container.
+        previous = signal.signal(signal.SIGTERM, server.handle_exit)
+        try:
+            server.run()  # a failed startup exits STARTUP_FAILURE from inside
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         return 0 if server.started else STARTUP_FAILURE
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
     stop = threading.Event()
