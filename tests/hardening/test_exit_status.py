@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,11 +15,51 @@ import pytest
 from tests.service_process import (
     REPO,
     free_port,
+    load_scaled,
     run_service,
+    seconds_to_notice_failure,
     wait_ready,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SLOW_START_S = 30
+
+
+def test_a_failed_worker_is_noticed_while_another_is_still_starting(tmp_path: Path) -> None:
+    """Two spawned workers on a broken store, the second slow to start: uvicorn's supervisor
+    pinged the slow one (waiting up to JEM_WORKER_HEALTHCHECK_TIMEOUT_S for its answer) before
+    it looked at the failed one again, so the process ran on for the whole slow start."""
+    empty = tmp_path / "empty-store"
+    empty.mkdir()
+    env = {
+        **os.environ,
+        "JEM_MODEL_STORE": str(empty),
+        "JEM_MODELS": "digits-jem",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "PYTHONPATH": str(REPO),
+        "JEM_TEST_FIRST_WORKER": str(tmp_path / "first-worker"),
+        "JEM_TEST_SLOW_START_S": str(SLOW_START_S),
+    }
+    command = [sys.executable, str(REPO / "tests/hardening/_spawned_workers.py")]
+    start = time.monotonic()
+    done = subprocess.run(
+        [*command, "--port", "0", "--workers", "2"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    seconds = time.monotonic() - start
+    noticed = seconds_to_notice_failure(done.stderr)
+    print(
+        f"\nspawned workers, one slow: exit {done.returncode} after {seconds:.1f} s, "
+        f"{noticed:.1f} s after the failure"
+    )
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert "model 'digits-jem' cannot be served: no model named 'digits-jem'" in done.stderr
+    assert noticed < min(load_scaled(5), SLOW_START_S / 2), done.stderr[-3000:]
 
 
 def test_a_drained_stop_on_sigterm_exits_0(store_root: Path, tmp_path: Path) -> None:
