@@ -122,9 +122,9 @@ def bootstrap_interval(
     resamples sit above the point estimate, and their plain 2.5th-97.5th percentiles can lie
     wholly above it. The basic interval reflects them about the point estimate, which removes
     the bootstrap's estimate of that bias; for the same reason it can lie below the point
-    estimate. On synthetic 10-class predictions (360 rows, 15 bins, true ECE from 10^6 rows) it
-    held the true ECE in 20, 33 and 34 of 40 samples (true ECE 0.1%, 5%, 10%); the percentile
-    interval in 0, 14 and 33, BCa in 0, 28 and 35.
+    estimate. On synthetic 10-class predictions of known ECE (360 rows, 15 bins; `python -m
+    bench.ece_interval`) it held the true ECE in 19, 33 and 35 of 40 test sets (true ECE 0.1%,
+    5.0%, 10.2%), the percentile interval in 0, 12 and 33, BCa in 0, 27 and 35.
     """
     result = stats.bootstrap(
         (np.arange(n),),
