@@ -32,8 +32,8 @@ from training.screen_samples import (
     SAMPLE_INITS,
     SAMPLE_SEED_OFFSET,
     SampleSetting,
-    fit_pixel_judge,
     judged_samples,
+    pixel_judge_for,
 )
 
 __all__ = ["SCREEN_OOD_SEED", "register", "run", "screen_model"]
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = dataset_for(loaded.manifest, args.data_root)
         rows.append(screen_model(loaded, dataset, seed=args.seed, ood_folders=ood_folders))
         if settings:
-            judge = fit_pixel_judge(loaded, dataset)
+            judge = pixel_judge_for(loaded, dataset)
             for setting in settings:
                 result = judged_samples(loaded, judge, setting, SAMPLE_SEED_OFFSET + args.seed)
                 sampled.append({"ref": str(loaded.ref), **result})

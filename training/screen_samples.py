@@ -23,15 +23,15 @@ from model_store import LoadedModel
 from training.config import ConfigError
 from training.data import Dataset
 from training.eval_samples import sgld_config
-from training.judges import PixelSVCJudge, model_training_images
+from training.judges import PixelSVCJudge, fit_pixel_judge
 from training.samples import class_conditional_samples
 
 __all__ = [
     "SAMPLE_INITS",
     "SAMPLE_SEED_OFFSET",
     "SampleSetting",
-    "fit_pixel_judge",
     "judged_samples",
+    "pixel_judge_for",
     "roughness",
 ]
 
@@ -68,15 +68,11 @@ class SampleSetting:
             raise ConfigError("samples: " + "; ".join(problems))
 
 
-def fit_pixel_judge(loaded: LoadedModel, dataset: Dataset) -> PixelSVCJudge:
-    """The report's pixel judge: an RBF SVC on what the model was trained on (train split and
-    the manifest's extra training images), never on validation or test."""
+def pixel_judge_for(loaded: LoadedModel, dataset: Dataset) -> PixelSVCJudge:
+    """The report's pixel judge for ``loaded`` (:func:`training.judges.fit_pixel_judge` on what
+    the model was trained on, a subset drawn as the report's default ``--seed`` 0 draws it)."""
     split = loaded.manifest.training.get("split")
-    train = model_training_images(dataset, split if isinstance(split, dict) else None)
-    grown = len(train) > len(dataset.train)
-    return PixelSVCJudge().fit(
-        train.inputs(), train.labels, split="train + extra_train" if grown else "train"
-    )
+    return fit_pixel_judge(dataset, split if isinstance(split, dict) else None, seed=0)
 
 
 def _init(loaded: LoadedModel, init: SampleInit) -> UniformInit | ClassGaussianInit:

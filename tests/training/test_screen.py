@@ -22,8 +22,8 @@ from training.screen import screen_model
 from training.screen_samples import (
     SAMPLE_SEED_OFFSET,
     SampleSetting,
-    fit_pixel_judge,
     judged_samples,
+    pixel_judge_for,
 )
 
 # trains two tiny models (a few seconds)
@@ -121,7 +121,7 @@ def gaussian_store(tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
 def test_screen_samples_are_judged_with_a_seed_the_report_does_not_use(store: ModelStore) -> None:
     loaded = store.load("long")
     dataset = _without_test(dataset_for(loaded.manifest))
-    judge = fit_pixel_judge(loaded, dataset)
+    judge = pixel_judge_for(loaded, dataset)
     assert judge.fitted_on == {"split": "train", "n": len(dataset.train)}
     setting = SampleSetting(steps=3, per_class=4)
     first = judged_samples(loaded, judge, setting, SAMPLE_SEED_OFFSET)
@@ -143,7 +143,7 @@ def test_class_gaussian_starts_are_smooth_and_read_as_their_class(
 ) -> None:
     loaded = gaussian_store.load("g")
     dataset = dataset_for(loaded.manifest)
-    judge = fit_pixel_judge(loaded, dataset)
+    judge = pixel_judge_for(loaded, dataset)
     noise = judged_samples(loaded, judge, SampleSetting(0, init="noise"), 1)
     gaussian = judged_samples(loaded, judge, SampleSetting(0, init="gaussian"), 1)
     # uniform noise on [-1, 1]: neighbours differ by 2/3 on average; class means are digits
