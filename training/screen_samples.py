@@ -5,17 +5,16 @@ train split, drawn with its ``--seed`` (default 0). Comparing sampling settings 
 size, the chains' start) by that figure would tune the reported number by hand, so `screen`
 draws its samples with seeds the report does not use (:data:`SAMPLE_SEED_OFFSET` + ``--seed``)
 and reports, per model and setting, the fraction the same kind of judge reads as the chain's
-class, with the samples' roughness (mean absolute difference of neighbouring pixels, the
-training health figures' r) and mean energy beside it.
+class, with the samples' roughness (:func:`training.health.roughness`, the training health
+figures' r) and mean energy beside it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
 
 from jem import JEM, ClassGaussianInit, MixedInit, UniformInit
 from jem.buffer import init_from_state_dict
@@ -23,6 +22,7 @@ from model_store import LoadedModel
 from training.config import ConfigError
 from training.data import Dataset
 from training.eval_samples import sgld_config
+from training.health import roughness
 from training.judges import PixelSVCJudge, fit_pixel_judge
 from training.samples import class_conditional_samples
 
@@ -32,7 +32,6 @@ __all__ = [
     "SampleSetting",
     "judged_samples",
     "pixel_judge_for",
-    "roughness",
 ]
 
 SAMPLE_SEED_OFFSET = 1  # screen --seed S draws samples with seed 1 + S; the report's is 0
@@ -91,11 +90,6 @@ def _init(loaded: LoadedModel, init: SampleInit) -> UniformInit | ClassGaussianI
     return gaussian
 
 
-def roughness(x: Tensor) -> float:
-    """Mean absolute difference of horizontally neighbouring pixels, (N, C, H, W) in [-1, 1]."""
-    return float((x[..., 1:] - x[..., :-1]).abs().mean())
-
-
 def judged_samples(
     loaded: LoadedModel, judge: PixelSVCJudge, setting: SampleSetting, seed: int
 ) -> dict[str, Any]:
@@ -109,13 +103,10 @@ def judged_samples(
     if not isinstance(model, JEM):
         raise ConfigError(f"{loaded.ref} is not a JEM: it cannot be sampled")
     config = sgld_config(loaded.manifest, setting.steps)
-    if setting.step_size is not None or setting.noise_std is not None:
-        config = type(config)(
-            steps=config.steps,
-            step_size=config.step_size if setting.step_size is None else setting.step_size,
-            noise_std=config.noise_std if setting.noise_std is None else setting.noise_std,
-            clamp=config.clamp,
-        )
+    if setting.step_size is not None:
+        config = replace(config, step_size=setting.step_size)
+    if setting.noise_std is not None:
+        config = replace(config, noise_std=setting.noise_std)
     shape = loaded.input_spec.shape
     init = _init(loaded, setting.init)
     x, y = class_conditional_samples(model, init, shape, config, setting.per_class, seed)
@@ -129,6 +120,6 @@ def judged_samples(
         "seed": seed,
         "n": len(y),
         "svc_pixels": float((judge.predict(x) == y).float().mean()),
-        "roughness": roughness(x),
+        "roughness": float(roughness(x).mean()),
         "energy": energy,
     }
