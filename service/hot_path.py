@@ -14,6 +14,10 @@ directly, inside the same exception handling (Starlette's `wrap_app_handling_exc
 the app's handlers), so its answers, errors, metrics and access-log line are the router's
 (`tests/service/test_hot_path.py`).
 
+The scope holds what the endpoint and the outer middleware read (route, endpoint, path
+parameters, router, exception handlers); FastAPI's exit stacks and its routing context are not
+made: they serve dependencies with `yield` and form files, which the lean path has none of.
+
 Everything else takes the router: other routes, a lean route's path with a method the route
 does not take, a query FastAPI reads (the lean handler's own rule), OpenTelemetry active, and
 paths beyond `MAX_PATHS`.
@@ -42,6 +46,7 @@ class _Selected:
     """What the router selected for a path, and the exception handlers it ran under."""
 
     route: BaseRoute
+    router: Any
     endpoint: Callable[..., Any]
     path_params: dict[str, Any]
     handler: LeanHandler
@@ -76,6 +81,7 @@ class HotPathMiddleware:
         scope["endpoint"] = selected.endpoint
         scope["path_params"] = dict(selected.path_params)
         scope["route"] = selected.route
+        scope["router"] = selected.router  # for request.url_for
         scope[_HANDLERS_KEY] = selected.exception_handlers
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,6 +96,7 @@ class HotPathMiddleware:
             return
         self.selected[key] = _Selected(
             route=scope["route"],
+            router=scope.get("router"),
             endpoint=scope["endpoint"],
             path_params=dict(scope["path_params"]),
             handler=handler,
