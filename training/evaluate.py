@@ -40,7 +40,7 @@ from training.eval_samples import (
     samples_from_noise,
 )
 from training.eval_vision import extra_ood_sets, inception_metrics
-from training.judges import PixelSVCJudge, model_training_images, network_predictions
+from training.judges import PixelSVCJudge, fit_pixel_judge, network_predictions
 from training.ood_sets import folder_ood_set, make_ood_sets
 from training.report import render_report
 from training.samples import class_grid_png
@@ -49,7 +49,6 @@ __all__ = ["L2_EPS", "LINF_EPS", "evaluate", "evaluate_model"]
 
 LINF_EPS = (0.0, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3)
 L2_EPS = (0.0, 0.25, 0.5, 1.0, 2.0)
-SVC_MAX_TRAIN = 10_000
 
 
 def evaluate_model(
@@ -154,17 +153,10 @@ def evaluate(
     x_test, y_test = dataset.test.inputs(), dataset.test.labels
     per_class = per_class or max(1, len(y_test) // dataset.num_classes)
 
-    # the pixel judge learns what the judged model learned (training.judges); an RBF SVC is
-    # quadratic in its training set: a seeded subset of a large train split will do
+    # the pixel judge learns what the judged model learned (training.judges)
     split = main.manifest.training.get("split")
-    train = model_training_images(dataset, split if isinstance(split, dict) else None)
-    grown = len(train) > len(dataset.train)
-    if len(train) > SVC_MAX_TRAIN:
-        generator = torch.Generator().manual_seed(seed)
-        train = train.subset(torch.randperm(len(train), generator=generator)[:SVC_MAX_TRAIN])
-    svc = PixelSVCJudge().fit(
-        train.inputs(), train.labels, split="train + extra_train" if grown else "train"
-    )
+    svc = fit_pixel_judge(dataset, split if isinstance(split, dict) else None, seed=seed)
+    grown = svc.fitted_on is not None and svc.fitted_on["split"] != "train"
     judges: dict[str, Callable[[Tensor], Tensor]] = {"svc_pixels": svc.predict}
     # and the judge as it was before, on the data set's own train split, reported beside it
     own = None

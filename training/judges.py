@@ -27,8 +27,10 @@ from torch import Tensor, nn
 from training.data import Dataset, LabeledImages
 
 __all__ = [
+    "SVC_MAX_TRAIN",
     "PixelSVCJudge",
     "feature_statistics",
+    "fit_pixel_judge",
     "frechet_distance",
     "inception_score",
     "model_training_images",
@@ -58,6 +60,27 @@ class PixelSVCJudge:
         if self.fitted_on is None:
             raise RuntimeError("PixelSVCJudge.predict called before fit(x_train, y_train)")
         return torch.from_numpy(self._svc.predict(x.flatten(1).numpy())).long()
+
+
+SVC_MAX_TRAIN = 10_000
+
+
+def fit_pixel_judge(
+    dataset: Dataset, split: Mapping[str, Any] | None, *, seed: int, max_train: int = SVC_MAX_TRAIN
+) -> PixelSVCJudge:
+    """The pixel judge of a model: fitted on what the model was trained on
+    (:func:`model_training_images`, from the manifest's ``training.split``), never on
+    validation or test. An RBF SVC is quadratic in its training set: above ``max_train``
+    images it is fitted on a subset drawn with ``seed``. ``fitted_on["split"]`` says whether
+    extra training images were among them ("train + extra_train") or not ("train")."""
+    train = model_training_images(dataset, split)
+    grown = len(train) > len(dataset.train)
+    if len(train) > max_train:
+        generator = torch.Generator().manual_seed(seed)
+        train = train.subset(torch.randperm(len(train), generator=generator)[:max_train])
+    return PixelSVCJudge().fit(
+        train.inputs(), train.labels, split="train + extra_train" if grown else "train"
+    )
 
 
 def model_training_images(dataset: Dataset, split: Mapping[str, Any] | None) -> LabeledImages:

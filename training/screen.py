@@ -7,7 +7,9 @@ the chosen model is evaluated once:
 - accuracy and ECE (raw and temperature-scaled) on validation; the temperature is cross-fitted
   (fitted on one half of the validation split, measured on the other, and the other way round),
   since a temperature measured on the data it was fitted on would look better than it is;
-- AUROC of every OOD score, validation digits against each standard OOD set.
+- AUROC of every OOD score, validation digits against each standard OOD set;
+- with ``--samples STEPS``, class-conditional samples judged by the report's pixel SVC, drawn
+  with seeds the report does not use (training/screen_samples.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ from training.data import Dataset
 from training.eval_cli import add_ood_folder_argument
 from training.eval_metrics import ECE_BINS, batched_logits, batched_scores, dataset_for
 from training.ood_sets import OOD_SET_NAMES, folder_ood_set, make_ood_sets
+from training.screen_samples import (
+    SAMPLE_INITS,
+    SAMPLE_SEED_OFFSET,
+    SampleSetting,
+    judged_samples,
+    pixel_judge_for,
+)
 
 __all__ = ["SCREEN_OOD_SEED", "register", "run", "screen_model"]
 
@@ -102,6 +111,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_model_source_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the validation halves")
     add_ood_folder_argument(p, "; validation-side images here, never the report's folders")
+    p.add_argument(
+        "--samples",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="STEPS",
+        help="also draw class-conditional samples with each number of SGLD steps and report the "
+        f"fraction a pixel SVC (fitted on train) judges as their class; seed {SAMPLE_SEED_OFFSET} "
+        "+ --seed (the report draws with 0)",
+    )
+    p.add_argument(
+        "--sample-init", choices=SAMPLE_INITS, default="noise", help="where chains start"
+    )
+    p.add_argument("--sample-step-size", type=float, default=None, help="default: the manifest's")
+    p.add_argument("--sample-noise", type=float, default=None, help="default: the manifest's")
+    p.add_argument("--per-class", type=int, default=10, help="samples per class (default 10)")
     p.set_defaults(handler=run)
 
 
@@ -109,13 +134,43 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     ood_folders = dict(args.ood_folders)
     store = ModelStore(args.store)
-    rows = []
+    settings = [  # checked before any model is loaded
+        SampleSetting(
+            steps=steps,
+            init=args.sample_init,
+            step_size=args.sample_step_size,
+            noise_std=args.sample_noise,
+            per_class=args.per_class,
+        )
+        for steps in args.samples
+    ]
+    rows, sampled = [], []
     for ref in args.models:
         loaded = store.load(ref)
         dataset = dataset_for(loaded.manifest, args.data_root)
         rows.append(screen_model(loaded, dataset, seed=args.seed, ood_folders=ood_folders))
+        if settings:
+            judge = pixel_judge_for(loaded, dataset)
+            for setting in settings:
+                result = judged_samples(loaded, judge, setting, SAMPLE_SEED_OFFSET + args.seed)
+                sampled.append({"ref": str(loaded.ref), **result})
     print(_table(rows))
+    if sampled:
+        print()
+        print(_samples_table(sampled))
     return 0
+
+
+def _samples_table(rows: list[dict[str, Any]]) -> str:
+    head = ["model", "init", "steps", "step size", "noise", "seed", "n", "judged (pixel SVC)"]
+    head += ["roughness", "mean E(x)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["ref"], r["init"], str(r["steps"]), f"{r['step_size']:g}"]
+        cells += [f"{r['noise_std']:g}", str(r["seed"]), str(r["n"])]
+        cells += [f"{100 * r['svc_pixels']:.2f}%", f"{r['roughness']:.3f}", f"{r['energy']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

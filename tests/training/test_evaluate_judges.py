@@ -58,7 +58,7 @@ def test_the_pixel_judge_learns_what_the_model_learned(
     saw the data set's train split."""
     from training.data import load_dataset
     from training.datasets import rendered_digits
-    from training.judges import model_training_images
+    from training.judges import fit_pixel_judge, model_training_images
 
     digits = load_dataset("digits")
     assert model_training_images(digits, None) is digits.train
@@ -79,3 +79,13 @@ def test_the_pixel_judge_learns_what_the_model_learned(
     assert torch.equal(train.images[len(digits.train) :], torch.from_numpy(extra.images))
     with pytest.raises(ValueError, match="unknown extra training images"):
         model_training_images(digits, {"extra_train": {"name": "mnist", "per_class": 1}})
+    # the judge evaluate and screen fit: on those images, a seeded subset above max_train
+    grown = fit_pixel_judge(digits, {**digits.split, "extra_train": record}, seed=0)
+    assert grown.fitted_on == {"split": "train + extra_train", "n": len(digits.train) + 10}
+    own = fit_pixel_judge(digits, digits.split, seed=0)
+    assert own.fitted_on == {"split": "train", "n": len(digits.train)}
+    few = [fit_pixel_judge(digits, None, seed=s, max_train=200) for s in (0, 0, 1)]
+    assert few[0].fitted_on == {"split": "train", "n": 200}
+    x = digits.val.inputs()
+    assert torch.equal(few[0].predict(x), few[1].predict(x))  # seeded
+    assert not torch.equal(few[0].predict(x), few[2].predict(x))  # another subset

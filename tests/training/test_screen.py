@@ -10,14 +10,21 @@ import pytest
 import torch
 from PIL import Image
 
+from jem import ClassGaussianInit, MixedInit, UniformInit
 from model_store import ModelStore
 from tests.training._tiny_model import train_tiny
 from training import screen as screen_module
 from training.cli import main as training_main
-from training.data import Dataset, LabeledImages
+from training.data import Dataset, LabeledImages, load_digits_dataset
 from training.eval_metrics import dataset_for
 from training.ood_sets import OOD_SET_NAMES
 from training.screen import screen_model
+from training.screen_samples import (
+    SAMPLE_SEED_OFFSET,
+    SampleSetting,
+    judged_samples,
+    pixel_judge_for,
+)
 
 # trains two tiny models (a few seconds)
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -99,4 +106,76 @@ def test_ood_folder_mistakes_are_one_line_errors(
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --ood:")
+    assert err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def gaussian_store(tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
+    root = tmp_path_factory.mktemp("gaussian-store")
+    train = load_digits_dataset(seed=0).train
+    gaussian = ClassGaussianInit.fit(train.inputs(), train.labels, 10)
+    train_tiny(root, name="g", steps=60, init=MixedInit(gaussian, UniformInit(), 0.5))
+    return ModelStore(root)
+
+
+def test_screen_samples_are_judged_with_a_seed_the_report_does_not_use(store: ModelStore) -> None:
+    loaded = store.load("long")
+    dataset = _without_test(dataset_for(loaded.manifest))
+    judge = pixel_judge_for(loaded, dataset)
+    assert judge.fitted_on == {"split": "train", "n": len(dataset.train)}
+    setting = SampleSetting(steps=3, per_class=4)
+    first = judged_samples(loaded, judge, setting, SAMPLE_SEED_OFFSET)
+    assert SAMPLE_SEED_OFFSET != 0  # evaluate's default --seed
+    assert first == judged_samples(loaded, judge, setting, SAMPLE_SEED_OFFSET)  # seeded
+    assert first["n"] == 40
+    assert first["steps"] == 3
+    assert first["init"] == "noise"
+    assert first["step_size"] == 1.0
+    assert first["noise_std"] == 0.01
+    assert 0.0 <= first["svc_pixels"] <= 1.0
+    faster = judged_samples(loaded, judge, SampleSetting(3, step_size=5.0), SAMPLE_SEED_OFFSET)
+    assert faster["step_size"] == 5.0
+    assert faster["energy"] < first["energy"]
+
+
+def test_class_gaussian_starts_are_smooth_and_read_as_their_class(
+    gaussian_store: ModelStore,
+) -> None:
+    loaded = gaussian_store.load("g")
+    dataset = dataset_for(loaded.manifest)
+    judge = pixel_judge_for(loaded, dataset)
+    noise = judged_samples(loaded, judge, SampleSetting(0, init="noise"), 1)
+    gaussian = judged_samples(loaded, judge, SampleSetting(0, init="gaussian"), 1)
+    # uniform noise on [-1, 1]: neighbours differ by 2/3 on average; class means are digits
+    assert noise["roughness"] == pytest.approx(2 / 3, abs=0.03)
+    assert gaussian["roughness"] < noise["roughness"]
+    assert gaussian["svc_pixels"] > 0.5  # 10 classes: chance is 0.1
+
+
+def test_screen_cli_prints_the_samples_table(
+    store: ModelStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["long", "--store", str(store.root), "--samples", "0", "2", "--per-class", "2"]
+    assert screen_module.main([*args, "--sample-step-size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "judged (pixel SVC)" in out
+    assert "| long:1 | noise | 0 | 2 | 0.01 | 1 | 20 |" in out
+    assert "| long:1 | noise | 2 | 2 | 0.01 | 1 | 20 |" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--samples", "-1"], "steps must be >= 0"),
+        (["--samples", "2", "--per-class", "0"], "per_class must be >= 1"),
+        (["--samples", "2", "--sample-init", "gaussian"], "has no class Gaussians"),
+    ],
+)
+def test_sample_mistakes_are_one_line_errors(
+    store: ModelStore, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert training_main(["screen", "long", "--store", str(store.root), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert message in err
     assert err.count("\n") == 1
