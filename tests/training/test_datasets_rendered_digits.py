@@ -17,9 +17,7 @@ from tests.rendered_digits import TEST_FONTS, VALIDATION_FONTS, font_package
 from training.config import ConfigError, TrainConfig
 from training.data import DIGITS_SPEC, DatasetError, load_dataset
 from training.datasets.digit_rendering import (
-    ALLOGRAPH_FACE,
     FONTS,
-    HAND_FONTS,
     MORE_FONTS,
     STROKE_FONTS,
     missing_packages,
@@ -34,7 +32,7 @@ from training.datasets.rendered_digits import (
 )
 
 pytestmark = pytest.mark.skipif(
-    bool(missing_packages({**FONTS, **MORE_FONTS, **HAND_FONTS, **STROKE_FONTS})),
+    bool(missing_packages({**FONTS, **MORE_FONTS, **STROKE_FONTS})),
     reason="needs the training font packages (make system-deps)",
 )
 
@@ -47,11 +45,9 @@ def _family(path: str) -> str:
 def test_the_fonts_are_disjoint_from_both_acceptance_sets() -> None:
     acceptance = {**TEST_FONTS, **VALIDATION_FONTS}
     held_out_packages = {font_package(name) for name in acceptance}
-    ours_packages = set(FONTS) | set(MORE_FONTS) | set(HAND_FONTS) | set(STROKE_FONTS)
-    assert not (ours_packages | set(ALLOGRAPH_FACE)) & held_out_packages
+    assert not (set(FONTS) | set(MORE_FONTS) | set(STROKE_FONTS)) & held_out_packages
     held_out_families = {_family(path) for path in acceptance.values()}
-    font_faces = {**FONTS, **MORE_FONTS, **HAND_FONTS}
-    ours = {_family(path) for paths in font_faces.values() for path in paths}
+    ours = {_family(path) for paths in {**FONTS, **MORE_FONTS}.values() for path in paths}
     assert not ours & held_out_families
     assert len(ours) >= 10
 
@@ -250,46 +246,3 @@ def test_a_stroke_face_digit_goes_through_the_service_normalisation() -> None:
         pixels = normalize("digits-v2", np.asarray(image), 8, 8)
         assert pixels is not None
         assert pixels.max() > 0
-
-
-def test_v3_adds_hand_faces_and_the_allographs(tmp_path: Path) -> None:
-    """``rendered-digits-v3``: v2's faces, the hand and brush faces, and the allograph face
-    taken twelve times; its record names the allographs' file by its hash."""
-    from training.datasets import rendered_digits
-    from training.datasets.allographs import ALLOGRAPHS
-    from training.datasets.provenance import file_sha256
-
-    v3 = load_rendered_digits(2, seed=3, cache=tmp_path, source="rendered-digits-v3")
-    fonts = v3.record["fonts"]
-    assert set(fonts) == set(FONTS) | set(MORE_FONTS) | set(HAND_FONTS) | set(STROKE_FONTS) | {
-        "allographs"
-    }
-    module = ALLOGRAPH_FACE["allographs"][0]
-    assert fonts["allographs"]["files"] == {"allographs.py": file_sha256(module)}
-    faces = rendered_digits._faces("rendered-digits-v3")
-    assert faces.count(module) == 12
-    assert len([path for path in faces if path.endswith(".jhf")]) == 4 * 5
-    assert np.array_equal(np.bincount(v3.labels, minlength=10), [2] * 10)
-    assert all(len(variants) >= 2 for variants in ALLOGRAPHS.values())
-
-
-def test_every_allograph_goes_through_the_service_normalisation() -> None:
-    """Each variant of each digit, drawn as the renderer draws it, leaves ink after the
-    normalisation: no variant is a degenerate polyline."""
-    from jem.normalize import normalize
-    from training.datasets.allographs import ALLOGRAPHS
-    from training.datasets.hershey import draw_strokes
-
-    rng = np.random.default_rng(0)
-    for digit, variants in ALLOGRAPHS.items():
-        for strokes in variants:
-            mask = draw_strokes(strokes, 60, 5, rng, 0.0)
-            box = mask.getbbox()
-            assert box is not None
-            assert (box[3] - box[1]) >= 55  # every variant spans the box's height
-            pixels = normalize("digits-v2", 255 - np.asarray(mask), 8, 8)
-            assert pixels is not None
-            assert pixels.max() > 0, digit
-        image = render_one(rng, ALLOGRAPH_FACE["allographs"][0], digit)
-        assert image.mode == "L"
-        assert normalize("digits-v2", np.asarray(image), 8, 8) is not None

@@ -1,7 +1,5 @@
-"""The digit renderer of ``rendered-digits-v1``, ``-v2`` and ``-v3``
-(training/datasets/rendered_digits.py): the Debian font faces it draws in (``FONTS``; v2 adds
-``MORE_FONTS`` and the pen-stroke faces ``STROKE_FONTS``; v3 adds ``HAND_FONTS`` and the
-handwriting allographs ``ALLOGRAPH_FACE``) and
+"""The digit renderer of ``rendered-digits-v1`` and ``-v2`` (training/datasets/rendered_digits.py):
+the Debian font faces it draws in (``FONTS``; v2 adds the pen-stroke faces ``STROKE_FONTS``) and
 one image of a digit as a camera or a drawing app gives it: size, stroke width, slant, width,
 rotation, elastic distortion, position, blur, sensor noise, JPEG compression, either polarity.
 Change a list or the renderer of a face and the data set's name changes.
@@ -16,18 +14,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 
-from training.datasets import allographs
 from training.datasets.hershey import HERSHEY_DIR, Strokes, digit_strokes, draw_strokes
 
-__all__ = [
-    "ALLOGRAPH_FACE",
-    "FONTS",
-    "HAND_FONTS",
-    "MORE_FONTS",
-    "STROKE_FONTS",
-    "missing_packages",
-    "render_one",
-]
+__all__ = ["FONTS", "MORE_FONTS", "STROKE_FONTS", "missing_packages", "render_one"]
 
 _TT, _OT = "/usr/share/fonts/truetype", "/usr/share/fonts/opentype"
 # Debian package -> its faces used (every file must exist: `make system-deps` installs them)
@@ -119,21 +108,6 @@ STROKE_FONTS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# rendered-digits-v3's further faces: handwritten Latin digits of Japanese hand and brush fonts
-# (YOz: a pen hand, regular and bold italic; Kouzan: a brush hand) and a calligraphic italic
-# (URW's Z003, Zapf Chancery's metrics)
-HAND_FONTS: dict[str, tuple[str, ...]] = {
-    "fonts-yozvox-yozfont-new-kana": (
-        f"{_TT}/yozvox-yozfont/YOzRN_.ttf",
-        f"{_TT}/yozvox-yozfont/YOzBN_i.ttf",
-    ),
-    "fonts-kouzan-mouhitsu": (f"{_TT}/kouzan-mouhitsu/kouzan-mouhitsu-gyosho.ttf",),
-    "fonts-urw-base35": (f"{_OT}/urw-base35/Z003-MediumItalic.otf",),
-}
-# the allograph face (training/datasets/allographs.py; not a Debian package: the module's file,
-# so its hash is in the record)
-ALLOGRAPH_FACE: dict[str, tuple[str, ...]] = {"allographs": (allographs.__file__,)}
-
 
 def missing_packages(fonts: dict[str, tuple[str, ...]] = FONTS) -> list[str]:
     return sorted(pkg for pkg, paths in fonts.items() if not all(Path(p).is_file() for p in paths))
@@ -180,12 +154,9 @@ def _crossed_seven(strokes: Strokes) -> Strokes:
 
 
 def _stroke_glyph(rng: np.random.Generator, path: str, digit: int, height: int) -> Image.Image:
-    """A Hershey face's digit (or one of its allographs) drawn with a pen 3..16% of its height
-    wide, by an unsteady hand; half of the 7s crossed."""
-    if path == allographs.__file__:
-        strokes = allographs.allograph(rng, digit)
-    else:
-        strokes = digit_strokes(path, digit)
+    """A Hershey face's digit drawn with a pen 3..16% of its height wide, by an unsteady hand;
+    half of the 7s crossed."""
+    strokes = digit_strokes(path, digit)
     if digit == 7 and rng.random() < 0.5:
         strokes = _crossed_seven(strokes)
     pen = max(1, round(height * float(rng.uniform(0.03, 0.16))))
@@ -195,9 +166,9 @@ def _stroke_glyph(rng: np.random.Generator, path: str, digit: int, height: int) 
 def render_one(rng: np.random.Generator, font_path: str, digit: int) -> Image.Image:
     """One digit image (greyscale, about 40..300 px a side), either polarity, as a camera or a
     drawing app gives it. ``font_path``: a font file (``FONTS``) or a Hershey ``.jhf`` file
-    (``STROKE_FONTS``) or the allographs (``ALLOGRAPH_FACE``)."""
+    (``STROKE_FONTS``)."""
     height = int(rng.integers(32, 120))
-    if font_path.endswith(".jhf") or font_path == allographs.__file__:
+    if font_path.endswith(".jhf"):
         mask = _stroke_glyph(rng, font_path, digit, height)
     else:
         font = ImageFont.truetype(font_path, size=height)

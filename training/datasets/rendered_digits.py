@@ -42,9 +42,7 @@ import torch
 from jem.normalize import normalize
 from training.data import DIGITS_SPEC, Dataset, DatasetError, LabeledImages
 from training.datasets.digit_rendering import (
-    ALLOGRAPH_FACE,
     FONTS,
-    HAND_FONTS,
     MORE_FONTS,
     STROKE_FONTS,
     missing_packages,
@@ -63,19 +61,11 @@ __all__ = [
 ]
 
 NAME = "rendered-digits-v1"
-# source name -> its Debian packages' faces, how often each pen-stroke face (Hershey) is taken
-# and how often the allograph face is (as often as three stroke faces: it draws 2 to 3 shapes
-# of each digit where a Hershey face draws one)
-SOURCES: dict[str, tuple[dict[str, tuple[str, ...]], int, int]] = {
-    NAME: (FONTS, 0, 0),
-    "rendered-digits-v2": ({**FONTS, **MORE_FONTS, **STROKE_FONTS}, 4, 0),
-    "rendered-digits-v3": (
-        {**FONTS, **MORE_FONTS, **HAND_FONTS, **STROKE_FONTS, **ALLOGRAPH_FACE},
-        4,
-        12,
-    ),
+# source name -> its Debian packages' faces, and how often each pen-stroke face is taken
+SOURCES: dict[str, tuple[dict[str, tuple[str, ...]], int]] = {
+    NAME: (FONTS, 0),
+    "rendered-digits-v2": ({**FONTS, **MORE_FONTS, **STROKE_FONTS}, 4),
 }
-_ALLOGRAPHS = ALLOGRAPH_FACE["allographs"][0]
 
 
 class RenderedDigitsError(DatasetError):
@@ -109,12 +99,10 @@ def _source(name: str) -> dict[str, tuple[str, ...]]:
 
 def _faces(name: str) -> list[str]:
     """The faces in the order the rounds take them: font faces, then each stroke face
-    (``.jhf``) and the allograph face as many times as the source weighs them."""
+    (``.jhf``) as many times as the source weighs it."""
     paths = [path for paths in _source(name).values() for path in paths]
-    _, stroke_weight, allograph_weight = SOURCES[name]
-    strokes = [path for path in paths if path.endswith(".jhf")] * stroke_weight
-    fonts = [path for path in paths if not path.endswith(".jhf") and path != _ALLOGRAPHS]
-    return fonts + strokes + [path for path in paths if path == _ALLOGRAPHS] * allograph_weight
+    strokes = [path for path in paths if path.endswith(".jhf")] * SOURCES[name][1]
+    return [path for path in paths if not path.endswith(".jhf")] + strokes
 
 
 def _font_hashes(name: str = NAME) -> dict[str, dict[str, str]]:
