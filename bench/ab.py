@@ -3,8 +3,8 @@
 A before/after of a service change measured in one run: each NAME=DIR starts `python -m service`
 from that directory (a `git worktree` of the old commit, and the working tree), all on the same
 model store, and drives them with the benchmark's load generator round by round, so that the
-machine's drifting load hits every variant alike. Rows: single-image predict at concurrency 1
-and 64, and 64-image requests as PNG uploads (concurrency 1 and 8), JSON pixels and one .npy
+machine's drifting load hits every variant alike. Rows: single-image predict at concurrency 1,
+8 and 64, and 64-image requests as PNG uploads (concurrency 1 and 8), JSON pixels and one .npy
 array.
 
     git worktree add /tmp/before HEAD~3
@@ -61,6 +61,7 @@ def _cases(images: list[np.ndarray], n: int) -> list[tuple[str, Body, int]]:
     many = images[:n]
     return [
         ("1 PNG, c=1", one, 1),
+        ("1 PNG, c=8", one, 8),
         ("1 PNG, c=64", one, 64),
         (f"{n} PNGs, c=1", multipart_body([png_bytes(a) for a in many]), 1),
         (f"{n} PNGs, c=8", multipart_body([png_bytes(a) for a in many]), 8),

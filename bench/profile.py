@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="digits-jem")
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--env", action="append", default=[], metavar="JEM_X=V")
+    p.add_argument("--raw", type=Path, help="also keep py-spy's raw (collapsed) stacks here")
     args = p.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -112,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             recorder.wait(timeout=args.seconds + 60)
         print(result)
-        print(summarise(out.read_text() if out.exists() else "", args.top))
+        raw = out.read_text() if out.exists() else ""
+        if args.raw is not None:
+            args.raw.write_text(raw)
+        print(summarise(raw, args.top))
     return 0
 
 

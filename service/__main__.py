@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -107,13 +108,21 @@ def serve(config: uvicorn.Config) -> int:
     """
     if config.workers == 1:
         server = uvicorn.Server(config)
-        server.run()  # a failed startup exits STARTUP_FAILURE from inside
+        # uvicorn drains on SIGTERM, then raises the signal again once its own handler is gone:
+        # the process died of it (status 143; make and shells print "Terminated") after a clean
+        # stop. With the server's handler left in place the second one lands there, and a
+        # drained stop exits 0, as the supervisor of --workers N does and as PID 1 in a container.
+        previous = signal.signal(signal.SIGTERM, server.handle_exit)
+        try:
+            server.run()  # a failed startup exits STARTUP_FAILURE from inside
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         return 0 if server.started else STARTUP_FAILURE
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
     stop = threading.Event()
-    closer = threading.Thread(target=_close_worker_pipe_ends, args=(supervisor, stop), daemon=True)
+    watcher = threading.Thread(target=_watch_workers, args=(supervisor, stop), daemon=True)
     with forked_workers() if _forkable() else contextlib.nullcontext():
-        closer.start()
+        watcher.start()
         try:
             supervisor.run()
         finally:
@@ -129,17 +138,32 @@ def _forkable() -> bool:
     return not Placement.resolve(settings.device, settings.precision).cuda
 
 
-def _close_worker_pipe_ends(supervisor: Multiprocess, stop: threading.Event) -> None:
-    """Close the parent's copy of each started worker's end of its health-check pipe.
+def _watch_workers(supervisor: Multiprocess, stop: threading.Event) -> None:
+    """Every 0.2 s: close the parent's copy of each started worker's end of its health-check
+    pipe, and once a worker has failed its startup, stop the supervisor and the other workers.
 
-    uvicorn's parent keeps both ends open, so a ping sent to a worker that is exiting (a failed
-    startup) never sees end-of-file and waits out JEM_WORKER_HEALTHCHECK_TIMEOUT_S (60 s)
-    before the parent notices. The worker holds its own copy from the moment it has a pid.
+    uvicorn's parent keeps both pipe ends open, so a ping sent to a worker that is exiting (a
+    failed startup) never sees end-of-file and waits out JEM_WORKER_HEALTHCHECK_TIMEOUT_S (60 s)
+    before the parent notices; the worker holds its own copy from the moment it has a pid. And
+    the supervisor checks its workers one at a time, each with a ping that waits up to that
+    timeout for an answer: a worker still starting (spawned, importing torch or initialising
+    CUDA) answers only once started, so a failure in another went unseen until then. SIGTERM
+    ends a starting worker at once (uvicorn's handlers are not installed yet) or after its
+    startup, and the pipes of a dead worker answer the ping at once.
     """
     while not stop.wait(0.2):
-        for worker in list(supervisor.processes):
+        workers = list(supervisor.processes)
+        for worker in workers:
             if worker.pid is not None:
                 worker.child_conn.close()  # idempotent
+        if supervisor.should_exit.is_set():
+            continue
+        if any(worker.exitcode == STARTUP_FAILURE for worker in workers):
+            supervisor.should_exit.set()  # before the signals: a dead worker is not restarted
+            for worker in workers:
+                if worker.pid is not None and worker.exitcode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(worker.pid, signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None, *, app: str = "service.asgi:app") -> None:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from service.errors import install_error_handlers
 from service.head import HeadMiddleware
+from service.hot_path import HotPathMiddleware
 from service.metrics import Metrics
 from service.middleware import ConcurrencyLimitMiddleware, RequestContextMiddleware
 from service.request_limits import BodyLimitMiddleware, HeaderLimitMiddleware
@@ -72,7 +73,8 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
         app.include_router(router)
     app.include_router(v2_router)
     install_ui(app)
-    app.add_middleware(HeadMiddleware)  # innermost (see its docstring)
+    app.add_middleware(HotPathMiddleware)  # innermost: where the router is called
+    app.add_middleware(HeadMiddleware)  # inside the others (see its docstring)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,

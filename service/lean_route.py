@@ -28,7 +28,15 @@ from starlette.responses import Response
 from service.auth import require_api_key
 from service.route_common import get_predictor
 
-__all__ = ["LeanRoute", "choice", "lean", "plain_bool", "positive_int"]
+__all__ = [
+    "HANDLER_KEY",
+    "LeanHandler",
+    "LeanRoute",
+    "choice",
+    "lean",
+    "plain_bool",
+    "positive_int",
+]
 
 # A parser returns the parameter's value, or raises ValueError for "let FastAPI decide".
 Parser = Callable[[str], Any]
@@ -80,6 +88,64 @@ def lean(**query: Parser) -> Callable[[Endpoint], Endpoint]:
 _DEPENDENCIES = (require_api_key, get_predictor)
 
 
+# The scope key a lean handler puts itself under when it runs (service.hot_path remembers the
+# path then).
+HANDLER_KEY = "jem.lean_handler"
+
+
+class LeanHandler:
+    """A lean route's request handler: `values` reads a plain query, `answer` runs the
+    dependencies and the endpoint; anything else goes to FastAPI's handler (`full`)."""
+
+    def __init__(
+        self,
+        full: Callable[[Request], Coroutine[Any, Any, Response]],
+        endpoint: Callable[..., Awaitable[Response]],
+        parsers: dict[str, Parser],
+        defaults: dict[str, Any],
+    ) -> None:
+        self.full = full
+        self.endpoint = endpoint
+        self.parsers = parsers
+        self.defaults = defaults
+
+    def values(self, request: Request) -> dict[str, Any] | None:
+        """The query's values as FastAPI would read them; None: let FastAPI read them (an
+        unusual query, or OpenTelemetry active: it records FastAPI's own steps)."""
+        if get_telemetry_data() is not None:
+            return None
+        values = dict(self.defaults)
+        query = request.query_params
+        if query:
+            seen = set()
+            for name, value in query.multi_items():
+                parse = self.parsers.get(name)
+                if parse is None:
+                    continue  # FastAPI ignores parameters a route does not declare
+                if name in seen:
+                    return None
+                seen.add(name)
+                try:
+                    values[name] = parse(value)
+                except ValueError:
+                    return None
+        return values
+
+    async def answer(self, request: Request, values: dict[str, Any]) -> Response:
+        """The dependencies in FastAPI's order (API key, then predictor), then the endpoint."""
+        await require_api_key(request)
+        values["predictor"] = await get_predictor(request.path_params["model"], request)
+        values["request"] = request
+        return await self.endpoint(**values)
+
+    async def __call__(self, request: Request) -> Response:
+        request.scope[HANDLER_KEY] = self
+        values = self.values(request)
+        if values is None:
+            return await self.full(request)
+        return await self.answer(request, values)
+
+
 class LeanRoute(APIRoute):
     """An `APIRoute`; for an endpoint marked with `@lean`, a direct path for plain requests."""
 
@@ -88,34 +154,7 @@ class LeanRoute(APIRoute):
         parsers: dict[str, Parser] | None = getattr(self.endpoint, _LEAN_QUERY, None)
         if parsers is None:
             return full
-        defaults = self._check(parsers)
-        endpoint = self.endpoint
-
-        async def handler(request: Request) -> Response:
-            if get_telemetry_data() is not None:  # OpenTelemetry records FastAPI's own steps
-                return await full(request)
-            values = dict(defaults)
-            query = request.query_params
-            if query:
-                seen = set()
-                for name, value in query.multi_items():
-                    parse = parsers.get(name)
-                    if parse is None:
-                        continue  # FastAPI ignores parameters a route does not declare
-                    if name in seen:
-                        return await full(request)
-                    seen.add(name)
-                    try:
-                        values[name] = parse(value)
-                    except ValueError:
-                        return await full(request)
-            await require_api_key(request)
-            values["predictor"] = await get_predictor(request.path_params["model"], request)
-            values["request"] = request
-            response: Response = await endpoint(**values)
-            return response
-
-        return handler
+        return LeanHandler(full, self.endpoint, parsers, self._check(parsers)).__call__
 
     def _check(self, parsers: dict[str, Parser]) -> dict[str, Any]:
         """The defaults of the route's query parameters, after checking that the lean path reads

@@ -23,11 +23,26 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
 }
 
 
+# One encoder for every line: `json.dumps(..., default=str)` builds a new one per call.
+_ENCODER = json.JSONEncoder(default=str)
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time (UTC, ms), level, logger, message, the request id, and
+    every `extra=` field."""
+
+    # (a whole second, how it is spelt): formatted once per second rather than per line; one
+    # tuple, so that a thread never reads one second's number with another's spelling
+    _stamp: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
+        second, stamp = self._stamp
+        if int(record.created) != second:
+            second = int(record.created)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._stamp = (second, stamp)
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": f"{stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -40,7 +55,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
 
 
 def log_config(level: str = "INFO") -> dict[str, Any]:

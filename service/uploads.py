@@ -1,40 +1,34 @@
-"""A multipart/form-data body's file parts, as bytes: python-multipart's parser, kept lean.
+"""A multipart/form-data body's file parts, as bytes.
 
 Starlette's `Request.form()` wraps every file part in an `UploadFile` over a
 `SpooledTemporaryFile`, with its headers parsed into a `Headers` object, then copies the bytes
 out again: a tenth of a 64-image request's CPU time went there (py-spy,
-docs/benchmarks-peers.md). Here the same parser (python-multipart's `MultipartParser`) hands
-each part's bytes straight to a list; the body is already capped by `BodyLimitMiddleware`
-(JEM_MAX_BODY_BYTES), so nothing needs spooling to disk.
+docs/benchmarks-peers.md). Here the parts' bytes go straight to a list; the body is already
+capped by `BodyLimitMiddleware` (JEM_MAX_BODY_BYTES), so nothing needs spooling to disk.
+
+The parser is `multipart`'s `PushMultipartParser` (the parser Bottle uses): it finds part
+headers and boundaries with `bytes.find`, where python-multipart's `MultipartParser` walks every
+header byte in Python; 1.0 against 2.3 ms for a 64-PNG body, 13 against 30 us for one PNG
+(docs/benchmarks-peers.md, "Multipart"). python-multipart still reads the Content-Type header's
+unusual spellings.
 """
 
 from __future__ import annotations
 
 import re
 
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+import multipart
+from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
 from service.errors import InvalidInput, TooManyImages
 
 __all__ = ["read_files"]
 
-# The headers every HTTP client writes (browsers, curl, requests, httpx, aiohttp): read by one
-# regular expression each. Anything else (escapes, other spellings, more parameters) goes through
-# python-multipart's `parse_options_header`, which gives the same values for these plain forms
-# (tests/service/test_uploads.py) at ~6 us a call, once per part.
-_PLAIN_DISPOSITION = re.compile(rb'form-data; name="([^"\\]*)"(?:; filename="([^"\\]*)")?')
+# The Content-Type every HTTP client writes (browsers, curl, requests, httpx, aiohttp): read by
+# one regular expression. Anything else (quotes, other parameters, case) goes through
+# python-multipart's `parse_options_header` (tests/service/test_uploads.py), at ~6 us a call.
 _PLAIN_MULTIPART = re.compile(r"multipart/form-data; boundary=([0-9A-Za-z'()+_,./:=?-]+)")
-
-
-def _name_and_filename(disposition: bytes) -> tuple[bytes | None, bytes | None]:
-    """A part's Content-Disposition `name` and `filename` (None where absent)."""
-    plain = _PLAIN_DISPOSITION.fullmatch(disposition)
-    if plain is not None:
-        return plain.group(1), plain.group(2)
-    _, options = parse_options_header(disposition)
-    return options.get(b"name"), options.get(b"filename")
 
 
 def _boundary(content_type: str) -> bytes | None:
@@ -45,75 +39,13 @@ def _boundary(content_type: str) -> bytes | None:
     return params.get(b"boundary")
 
 
-class _Parts:
-    """python-multipart's callbacks: collects the file parts, counts the other fields."""
-
-    def __init__(self, max_files: int, max_fields: int, max_field_bytes: int) -> None:
-        self.max_files = max_files
-        self.max_fields = max_fields
-        self.max_field_bytes = max_field_bytes
-        self.files: list[tuple[str, bytes]] = []
-        self.fields = 0
-        self._header_name = b""
-        self._header_value = b""
-        self._disposition = b""
-        self._label: str | None = None  # "field[filename]" of a file part; None for a field
-        self._chunks: list[bytes] = []
-        self._size = 0
-
-    def on_part_begin(self) -> None:
-        self._disposition = b""
-        self._chunks = []
-        self._size = 0
-
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header_name += data[start:end]
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
-
-    def on_header_end(self) -> None:
-        if self._header_name.lower() == b"content-disposition":
-            self._disposition = self._header_value
-        self._header_name = self._header_value = b""
-
-    def on_headers_finished(self) -> None:
-        name, filename = _name_and_filename(self._disposition)
-        if name is None:
-            raise InvalidInput(
-                "multipart body: a part's Content-Disposition header has no 'name'; "
-                "send images as file parts ('files')"
-            )
-        if filename is None:
-            self._label = None
-            self.fields += 1
-            if self.fields > self.max_fields:
-                raise InvalidInput(
-                    f"multipart body: more than {self.max_fields} form fields "
-                    "(JEM_MAX_IMAGES_PER_REQUEST); send images as file parts ('files')"
-                )
-            return
-        if len(self.files) >= self.max_files:
-            raise TooManyImages(
-                f"more than {self.max_files} files in one request (JEM_MAX_IMAGES_PER_REQUEST): "
-                "split them over several requests"
-            )
-        field = name.decode("utf-8", "replace")
-        self._label = f"{field}[{filename.decode('utf-8', 'replace') or len(self.files)}]"
-
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        self._size += end - start
-        if self._label is None and self._size > self.max_field_bytes:
-            raise InvalidInput(
-                f"multipart body: a form field over {self.max_field_bytes // 1024} KiB; "
-                "send images as file parts ('files')"
-            )
-        self._chunks.append(data[start:end])
-
-    def on_part_end(self) -> None:
-        if self._label is not None:
-            self.files.append((self._label, b"".join(self._chunks)))
-        self._chunks = []
+def _has_name(segment: multipart.MultipartSegment) -> bool:
+    """Whether the part's Content-Disposition names it (`multipart` reads a missing name as
+    ""; RFC 7578 requires one)."""
+    for header, value in segment.headerlist:
+        if header == "Content-Disposition":
+            return b"name" in parse_options_header(value)[1]
+    return False
 
 
 async def read_files(
@@ -129,25 +61,52 @@ async def read_files(
     boundary = _boundary(request.headers.get("content-type", ""))
     if not boundary:
         raise InvalidInput("multipart body: the Content-Type header has no boundary")
-    parts = _Parts(max_files, max_fields, max_field_bytes)
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": parts.on_part_begin,
-            "on_part_data": parts.on_part_data,
-            "on_part_end": parts.on_part_end,
-            "on_header_field": parts.on_header_field,
-            "on_header_value": parts.on_header_value,
-            "on_header_end": parts.on_header_end,
-            "on_headers_finished": parts.on_headers_finished,
-        },
-    )
+    files: list[tuple[str, bytes]] = []
+    fields = 0
+    label: str | None = None  # "field[filename]" of the file part being read; None for a field
+    chunks: list[bytes] = []
+    size = 0
     try:
-        async for chunk in request.stream():
-            parser.write(chunk)
-        parser.finalize()
-    except FormParserError as exc:
+        with multipart.PushMultipartParser(boundary) as parser:  # leaving it checks the end
+            async for data in request.stream():
+                for event in parser.parse(data):
+                    if event is None:  # the part's end
+                        if label is not None:
+                            files.append((label, b"".join(chunks)))
+                        chunks = []
+                    elif isinstance(event, bytes):
+                        size += len(event)
+                        if label is None and size > max_field_bytes:
+                            raise InvalidInput(
+                                f"multipart body: a form field over {max_field_bytes // 1024} "
+                                "KiB; send images as file parts ('files')"
+                            )
+                        chunks.append(event)
+                    else:  # a part's headers
+                        size = 0
+                        if not event.name and not _has_name(event):
+                            raise InvalidInput(
+                                "multipart body: a part's Content-Disposition header has no "
+                                "'name'; send images as file parts ('files')"
+                            )
+                        if event.filename is None:
+                            label = None
+                            fields += 1
+                            if fields > max_fields:
+                                raise InvalidInput(
+                                    f"multipart body: more than {max_fields} form fields "
+                                    "(JEM_MAX_IMAGES_PER_REQUEST); send images as file parts "
+                                    "('files')"
+                                )
+                        elif len(files) >= max_files:
+                            raise TooManyImages(
+                                f"more than {max_files} files in one request "
+                                "(JEM_MAX_IMAGES_PER_REQUEST): split them over several requests"
+                            )
+                        else:
+                            label = f"{event.name}[{event.filename or len(files)}]"
+    except multipart.MultipartError as exc:
         raise InvalidInput(f"multipart body: invalid multipart data ({exc})") from None
-    if not parts.files:
+    if not files:
         raise InvalidInput("multipart body holds no files; send images as file parts ('files')")
-    return parts.files
+    return files

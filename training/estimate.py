@@ -4,7 +4,9 @@ A few iterations are timed on throwaway copies of the network and its optimiser,
 from the init distribution and a generator of their own: the run itself (weights, buffer, every
 random stream) is exactly what it would have been without the measurement, so exact resume
 still holds. The first timed iteration is a warm-up (allocation, kernel selection) and is not
-counted; the estimate is the median of the rest.
+counted; the estimate is the median of the rest. A JEM run's iterations before ``px_start`` are
+cross-entropy only (no SGLD: a few times cheaper), so those are timed apart and counted at their
+own cost. Validation, health checks and saving are not counted.
 """
 
 from __future__ import annotations
@@ -36,22 +38,37 @@ WARN_AFTER_S = 30 * 60.0  # a run estimated longer than this gets a warning, and
 
 @dataclass(frozen=True)
 class Estimate:
+    """Seconds per iteration (after ``px_start``, or every iteration of a run without the
+    generative term) and, apart, per iteration before ``px_start`` (cross-entropy only)."""
+
     seconds_per_iteration: float
-    iterations: int  # still to run
-    timed: int  # iterations timed (after one warm-up)
+    iterations: int  # still to run, ``before_px_start`` of them included
+    timed: int  # iterations timed (after one warm-up), of each kind
     device: str
     threads: int
     cheaper: tuple[str, ...] = ()  # settings that would cut the cost, given the config
+    before_px_start: int = 0  # of ``iterations``: cross-entropy only, no SGLD
+    seconds_before_px_start: float = 0.0  # per such iteration
 
     @property
     def total_s(self) -> float:
-        return self.seconds_per_iteration * self.iterations
+        after = self.iterations - self.before_px_start
+        return (
+            self.seconds_per_iteration * after + self.seconds_before_px_start * self.before_px_start
+        )
 
     def describe(self) -> str:
+        timing = f"median of {self.timed} timed iterations on {self.device}, {self.threads} threads"
+        if self.before_px_start == 0:
+            return (
+                f"estimate: {self.seconds_per_iteration:.3g} s/iteration ({timing}) x "
+                f"{self.iterations} iterations = about {_duration(self.total_s)}"
+            )
+        after = self.iterations - self.before_px_start
         return (
-            f"estimate: {self.seconds_per_iteration:.3g} s/iteration (median of {self.timed} "
-            f"timed iterations on {self.device}, {self.threads} threads) x {self.iterations} "
-            f"iterations = about {_duration(self.total_s)}"
+            f"estimate: {self.before_px_start} iterations before px_start (cross-entropy only) x "
+            f"{self.seconds_before_px_start:.3g} s + {after} x {self.seconds_per_iteration:.3g} s "
+            f"({timing}, each kind) = about {_duration(self.total_s)}"
         )
 
     def warning(self) -> str | None:
@@ -94,32 +111,65 @@ def _cheaper(trainer: Trainer) -> tuple[str, ...]:
 def estimate_run(
     trainer: Trainer, timed: int = 2, clock: Callable[[], float] = time.perf_counter
 ) -> Estimate:
-    """Time ``1 + timed`` iterations of ``trainer``'s configuration on copies; see the module.
+    """Time ``1 + timed`` iterations of ``trainer``'s configuration on copies (and as many
+    cross-entropy-only ones when iterations before ``px_start`` remain); see the module.
     ``clock``: wall time by default; ``time.process_time`` gives CPU time (benchmarks)."""
-    cfg, device = trainer.config, trainer.device
-    model = copy.deepcopy(trainer.model)
-    optimizer = build_optimizer(cfg, model)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    train = trainer.data.train
-    index = batch_indices(cfg.seed, 0, len(train), cfg.batch_size, 0, 1)  # as step 0 draws
-    x, y = train.inputs(index).to(device), train.labels[index].to(device)
+    cfg = trainer.config
+    iterations = max(0, trainer.total - trainer.step)
     generative = cfg.px_weight > 0
-    n_chains = cfg.sgld_batch_size or cfg.batch_size
-    times = []
-    for _ in range(1 + max(1, timed)):
-        start = clock()
+    before = max(0, min(trainer.total, cfg.px_start) - trainer.step) if generative else 0
+    timing = _Timing(trainer, clock)
+    per_iteration = timing.median(generative, timed)
+    per_before = timing.median(False, timed) if before else 0.0
+    return Estimate(
+        seconds_per_iteration=per_iteration,
+        iterations=iterations,
+        timed=max(1, timed),
+        device=str(trainer.device),
+        threads=torch.get_num_threads(),
+        cheaper=_cheaper(trainer),
+        before_px_start=before,
+        seconds_before_px_start=per_before,
+    )
+
+
+class _Timing:
+    """Throwaway copies of the network and optimiser, a generator of their own, one batch as
+    step 0 draws it: iterations timed on these leave the run untouched."""
+
+    def __init__(self, trainer: Trainer, clock: Callable[[], float]) -> None:
+        cfg, self.trainer, self.clock = trainer.config, trainer, clock
+        self.model = copy.deepcopy(trainer.model)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        train = trainer.data.train
+        index = batch_indices(cfg.seed, 0, len(train), cfg.batch_size, 0, 1)  # as step 0 draws
+        self.x = train.inputs(index).to(trainer.device)
+        self.y = train.labels[index].to(trainer.device)
+
+    def median(self, generative: bool, timed: int) -> float:
+        """Median seconds of ``timed`` iterations after one warm-up."""
+        times = [self.iteration(generative) for _ in range(1 + max(1, timed))]
+        return statistics.median(times[1:])
+
+    def iteration(self, generative: bool) -> float:
+        trainer, cfg, model, x = self.trainer, self.trainer.config, self.model, self.x
+        start = self.clock()
         x_sampled = None
         if generative:
-            x0 = trainer.init.sample(n_chains, trainer.data.spec.shape, None, generator)
+            n_chains = cfg.sgld_batch_size or cfg.batch_size
+            x0 = trainer.init.sample(n_chains, trainer.data.spec.shape, None, self.generator)
             with trainer.autocast():
-                x_sampled = sgld_sample(model, x0.to(device), trainer.sgld, generator=generator)
+                x_sampled = sgld_sample(
+                    model, x0.to(trainer.device), trainer.sgld, generator=self.generator
+                )
         model.train()
         x_data = x.clone().requires_grad_(cfg.grad_penalty > 0)
         with trainer.autocast():
             logits_all = model(x_data if x_sampled is None else torch.cat([x_data, x_sampled]))
         parts = jem_loss(
             logits_all[: len(x)],
-            y,
+            self.y,
             logits_all[len(x) :] if x_sampled is not None else None,
             x_sampled,
             px_weight=cfg.px_weight,
@@ -127,17 +177,9 @@ def estimate_run(
             x_data=x_data,
             grad_penalty=cfg.grad_penalty,
         )
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         parts.loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(clock() - start)
-    return Estimate(
-        seconds_per_iteration=statistics.median(times[1:]),
-        iterations=max(0, trainer.total - trainer.step),
-        timed=len(times) - 1,
-        device=str(device),
-        threads=torch.get_num_threads(),
-        cheaper=_cheaper(trainer),
-    )
+        self.optimizer.step()
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize(trainer.device)
+        return self.clock() - start

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import Tensor
 
 from jem import JEM, InputSpec
@@ -110,22 +111,39 @@ def bootstrap_interval(
     resamples: int = 1000,
     seed: int = 0,
 ) -> list[float]:
-    """2.5th and 97.5th percentile of `statistic(index)` over bootstrap resamples of range(n).
+    """95% bias-corrected ("basic", reverse-percentile) bootstrap interval of the nonnegative
+    ``statistic(index)`` over ``resamples`` seeded resamples of range(n): [2 s - q97.5, 2 s - q2.5]
+    with s the statistic on the whole sample and q the resamples' percentiles, clipped at 0
+    (``scipy.stats.bootstrap(method="basic")``).
 
     A test split of a few hundred images gives ECE a sampling error of about a point: the
-    interval says which differences the split can resolve at all.
+    interval says which differences the split can resolve at all. ECE is biased upward (binning
+    turns sampling noise into miscalibration, and a resample repeats rows), so the ECEs of
+    resamples sit above the point estimate, and their plain 2.5th-97.5th percentiles can lie
+    wholly above it. The basic interval reflects them about the point estimate, which removes
+    the bootstrap's estimate of that bias; for the same reason it can lie below the point
+    estimate. On synthetic 10-class predictions of known ECE (360 rows, 15 bins; `python -m
+    bench.ece_interval`) it held the true ECE in 19, 33 and 35 of 40 test sets (true ECE 0.1%,
+    5.0%, 10.2%), the percentile interval in 0, 12 and 33, BCa in 0, 27 and 35.
     """
-    rng = np.random.default_rng(seed)
-    values = [statistic(rng.integers(0, n, n)) for _ in range(resamples)]
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return [float(lo), float(hi)]
+    result = stats.bootstrap(
+        (np.arange(n),),
+        statistic,
+        n_resamples=resamples,
+        vectorized=False,
+        batch=100,  # resampled indices held at once: 100 x n
+        method="basic",
+        random_state=np.random.default_rng(seed),
+    )
+    lo, hi = result.confidence_interval
+    return [max(0.0, float(lo)), max(0.0, float(hi))]
 
 
 def classification_metrics(
     logits: Tensor, labels: Tensor, temperature: float, *, bootstrap: int = 1000
 ) -> dict[str, Any]:
     """Accuracy, ECE and NLL raw (T = 1) and temperature-scaled, with reliability bins of both;
-    95% bootstrap intervals of both ECEs (seeded)."""
+    95% bias-corrected bootstrap intervals of both ECEs (seeded; ``bootstrap_interval``)."""
     raw = logits.softmax(dim=1)
     scaled = (logits / temperature).softmax(dim=1)
     n = len(labels)

@@ -146,7 +146,12 @@ def render_report(report: dict[str, Any], pngs: Sequence[str], notes: str = "") 
             cells.append(fmt(c[key]) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else ""))
         rows.append([name, *cells])
     out.append(_table(["metric", *refs], rows))
-    out.append("ECE in brackets: 95% bootstrap interval over the test split (1000 resamples).\n")
+    out.append(
+        "ECE in brackets: 95% bias-corrected (basic) bootstrap interval over the test split "
+        "(1000 resamples; training/eval_metrics.py, `bootstrap_interval`). ECE is biased upward, "
+        "resampled ECE more so: the interval reflects the resamples about the point estimate, "
+        "which removes that bias, so it can lie below the point estimate.\n"
+    )
 
     out.append("## Out-of-distribution detection (test split vs each OOD set)\n")
     out.append(

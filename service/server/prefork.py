@@ -27,7 +27,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn._subprocess
+import uvicorn.supervisors.multiprocess
 from prometheus_client import values as prometheus_values
+
+from service.server.balance import BalancedServer, ConnectionBoard
 
 __all__ = ["PRELOAD", "forked_workers"]
 
@@ -42,7 +45,8 @@ def forked_workers() -> Iterator[None]:
     On entry: imports `PRELOAD`, lets prometheus_client see `PROMETHEUS_MULTIPROC_DIR` as set
     now (see below), and moves every object allocated so far into the garbage
     collector's permanent generation (`gc.freeze`), so that a collection in a worker does not
-    write to, and so copy, the pages it shares with the parent.
+    write to, and so copy, the pages it shares with the parent. The workers accept connections
+    in turns (service/server/balance.py), on a board made here.
     """
     for module in PRELOAD:
         importlib.import_module(module)
@@ -55,9 +59,16 @@ def forked_workers() -> Iterator[None]:
     # uvicorn._subprocess.get_subprocess builds every worker from this module-level context
     spawn = uvicorn._subprocess.spawn
     uvicorn._subprocess.spawn = multiprocessing.get_context("fork")  # type: ignore[assignment]
+    # ... and every worker's server from this name (`Process.server`)
+    supervisors = uvicorn.supervisors.multiprocess
+    server_class = supervisors.Server  # type: ignore[attr-defined]
+    BalancedServer.board = ConnectionBoard()
+    supervisors.Server = BalancedServer  # type: ignore[attr-defined]
     try:
         yield
     finally:
+        supervisors.Server = server_class  # type: ignore[attr-defined]
+        BalancedServer.board = None
         uvicorn._subprocess.spawn = spawn
         prometheus_values.ValueClass = value_class
         gc.unfreeze()

@@ -6,7 +6,17 @@ import importlib
 
 import jem
 
-MODULES = ["backbones", "buffer", "metrics", "model", "ood", "preprocess", "sgld", "sgld_graph"]
+MODULES = [
+    "backbones",
+    "buffer",
+    "chain_init",
+    "metrics",
+    "model",
+    "ood",
+    "preprocess",
+    "sgld",
+    "sgld_graph",
+]
 
 
 def test_package_all_names_exist() -> None:

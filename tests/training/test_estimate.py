@@ -1,0 +1,45 @@
+"""The run-time estimate counts a JEM run's iterations before ``px_start`` at their own cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from model_store import ModelStore
+from tests.training._tiny import tiny_config
+from training.estimate import Estimate, estimate_run
+from training.trainer import Trainer
+
+
+def test_iterations_before_px_start_are_timed_without_sgld(
+    tmp_path: Path, one_thread: None
+) -> None:
+    # 20 SGLD steps: a JEM iteration is ~20 forward/backward passes, a cross-entropy one ~1
+    config = tiny_config("iterations=10", "px_start=6", "sgld_steps=20")
+    trainer = Trainer(config, name="t", store=ModelStore(tmp_path), progress=False)
+    estimate = estimate_run(trainer, 2)
+    assert (estimate.iterations, estimate.before_px_start) == (10, 6)
+    assert 0 < estimate.seconds_before_px_start < estimate.seconds_per_iteration / 2
+    expected = 6 * estimate.seconds_before_px_start + 4 * estimate.seconds_per_iteration
+    assert abs(estimate.total_s - expected) < 1e-12
+    assert estimate.total_s < 10 * estimate.seconds_per_iteration
+    assert "6 iterations before px_start (cross-entropy only) x" in estimate.describe()
+    trainer.step = 7  # resumed past px_start: every remaining iteration is a JEM one
+    assert estimate_run(trainer, 1).before_px_start == 0
+
+
+def test_a_run_without_the_generative_term_has_one_kind_of_iteration(
+    tmp_path: Path, one_thread: None
+) -> None:
+    config = tiny_config("iterations=10", "px_start=6", "px_weight=0")
+    trainer = Trainer(config, name="t", store=ModelStore(tmp_path), progress=False)
+    estimate = estimate_run(trainer, 1)
+    assert (estimate.iterations, estimate.before_px_start) == (10, 0)
+    assert estimate.total_s == 10 * estimate.seconds_per_iteration
+
+
+def test_the_described_total_adds_both_kinds() -> None:
+    estimate = Estimate(0.3, 300, 2, "cpu", 1, before_px_start=100, seconds_before_px_start=0.1)
+    assert estimate.describe() == (
+        "estimate: 100 iterations before px_start (cross-entropy only) x 0.1 s + 200 x 0.3 s "
+        "(median of 2 timed iterations on cpu, 1 threads, each kind) = about 70 s"
+    )
