@@ -168,6 +168,11 @@ def _main() -> None:
     parser.add_argument("--fonts", choices=("validation", "test"), default="validation")
     parser.add_argument("--per-digit", type=int, default=4)
     parser.add_argument("--store", default=None)
+    parser.add_argument(
+        "--by-font",
+        action="store_true",
+        help="also each font's correct count per digit, and the commonest wrong label",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     fonts, seed = (VALIDATION_FONTS, 1) if args.fonts == "validation" else (TEST_FONTS, 0)
@@ -188,6 +193,23 @@ def _main() -> None:
             f"{ref} ({spec.normalization}): {(got == labels).mean():.3f} on {len(items)} "
             f"{args.fonts} digits; SVC on the same pixels {(svc_got == labels).mean():.3f}"
         )
+        if args.by_font:
+            _print_by_font(items, got)
+
+
+def _print_by_font(items: list[RenderedDigit], got: np.ndarray) -> None:
+    """One row per font: for each digit 0..9, how many of its images were read right, and
+    (in brackets, where any was not) the label most of the wrong ones got."""
+    labels = np.array([item.label for item in items])
+    fonts = np.array([item.font for item in items])
+    for font in sorted(set(fonts.tolist())):
+        cells = []
+        for digit in range(10):
+            mine = got[(fonts == font) & (labels == digit)]
+            wrong = mine[mine != digit]
+            top = f"({np.bincount(wrong, minlength=10).argmax()})" if len(wrong) else ""
+            cells.append(f"{int((mine == digit).sum())}{top}".ljust(5))
+        print(f"  {font:28s} {' '.join(cells)}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ def test_every_preset_builds() -> None:
 def test_baseline_differs_from_jem_only_in_the_generative_term() -> None:
     jem, base = preset("digits-jem").to_dict(), preset("digits-baseline").to_dict()
     differing = {k for k in jem if jem[k] != base[k]}
-    assert differing <= {"px_weight", "energy_reg", "grad_penalty"}
+    # the generative term and its schedule (px_start, px_warmup: nothing without px_weight)
+    assert differing <= {"px_weight", "energy_reg", "grad_penalty", "px_start", "px_warmup"}
     assert base["px_weight"] == 0.0
     assert jem["px_weight"] > 0
 

@@ -246,3 +246,18 @@ def test_a_stroke_face_digit_goes_through_the_service_normalisation() -> None:
         pixels = normalize("digits-v2", np.asarray(image), 8, 8)
         assert pixels is not None
         assert pixels.max() > 0
+
+
+def test_the_by_font_table_counts_each_cell(capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m tests.rendered_digits --by-font`: per font and digit, the images read right
+    and the commonest wrong label, the error analysis of docs/training.md."""
+    from tests.rendered_digits import RenderedDigit, _print_by_font
+
+    items = [RenderedDigit(d, f, "photo", b"") for f in ("a", "b") for d in range(10) for _ in "xy"]
+    got = np.array([item.label for item in items])
+    got[[8, 9]] = [9, 7]  # font a's two 4s: read as 9 and 7
+    got[20 + 13] = 1  # one of font b's 6s read as 1
+    _print_by_font(items, got)
+    rows = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines())
+    assert rows["a"].split() == ["2", "2", "2", "2", "0(7)", "2", "2", "2", "2", "2"]
+    assert rows["b"].split() == ["2", "2", "2", "2", "2", "2", "1(1)", "2", "2", "2"]
