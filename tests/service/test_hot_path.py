@@ -8,7 +8,6 @@ request metrics must agree, and the first app must have skipped the router where
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from prometheus_client import generate_latest
 
 import service.hot_path
 from service.app import create_app
+from tests.service._compare import comparable
 from tests.service.conftest import make_settings, png_bytes, wait_ready
 
 pytestmark = pytest.mark.anyio
@@ -54,17 +54,6 @@ def _body(kind: str, digits: Any) -> dict[str, Any]:
     if kind == "junk":
         return {"files": [("files", ("a.png", b"not a png", "image/png"))]}
     return {}
-
-
-def _comparable(response: httpx.Response) -> tuple[int, Any, dict[str, str]]:
-    headers = {k: v for k, v in response.headers.items() if k != "content-length"}
-    try:
-        body = response.json()
-    except json.JSONDecodeError:
-        body = response.text
-    if isinstance(body, dict):
-        body.pop("timing", None)
-    return response.status_code, body, headers
 
 
 class _Lines(logging.Handler):
@@ -120,7 +109,7 @@ async def _run(store_root: Path, digits: Any, routed: list[int]) -> tuple[list[A
                         headers={**headers, "X-Request-ID": f"r{i}"},
                         **_body(kind, digits),
                     )
-                    answers.append((_comparable(response), len(routed) == before, hot))
+                    answers.append((comparable(response), len(routed) == before, hot))
     return answers, app
 
 

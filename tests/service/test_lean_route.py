@@ -8,11 +8,10 @@ with the same status, body (timings aside) and headers.
 
 from __future__ import annotations
 
-import json
+import functools
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
@@ -21,6 +20,7 @@ import service.lean_route
 from service.auth import require_api_key
 from service.lean_route import LeanRoute, lean, plain_bool
 from service.route_common import PredictorDep
+from tests.service._compare import comparable
 from tests.service.conftest import make_settings, png_bytes, serve
 
 pytestmark = pytest.mark.anyio
@@ -45,18 +45,8 @@ PREDICT_QUERIES = [
 ]
 OOD_QUERIES = [("", True), ("normalize=false", True), ("normalize=no", False), ("x=1", True)]
 
-
-def _comparable(response: httpx.Response) -> tuple[int, Any, dict[str, str]]:
-    headers = {
-        k: v for k, v in response.headers.items() if k not in ("x-request-id", "content-length")
-    }
-    try:
-        body = response.json()
-    except json.JSONDecodeError:
-        body = response.text
-    if isinstance(body, dict):
-        body.pop("timing", None)
-    return response.status_code, body, headers
+# each app generates its own request id
+_comparable = functools.partial(comparable, ignore_headers=("x-request-id",))
 
 
 @pytest.fixture
