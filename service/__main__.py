@@ -22,11 +22,13 @@ from pathlib import Path
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors.multiprocess import Process as UvicornProcess
 
 from service.device import Placement
 from service.logs import log_config
 from service.server.prefork import forked_workers
 from service.server.protocol import JemHttpToolsProtocol
+from service.server.workers import process_alive
 from service.settings import ROOT_PATH_PATTERN, Settings
 
 __all__ = ["main", "serve"]
@@ -150,6 +152,10 @@ def _watch_workers(supervisor: Multiprocess, stop: threading.Event) -> None:
     CUDA) answers only once started, so a failure in another went unseen until then. SIGTERM
     ends a starting worker at once (uvicorn's handlers are not installed yet) or after its
     startup, and the pipes of a dead worker answer the ping at once.
+
+    This thread never reaps a worker (`exitcode` does, by `waitpid`): with two threads reaping,
+    one of them finds the child gone, takes it for running, and uvicorn's `terminate` then
+    signals a pid that no longer exists (ProcessLookupError: the parent exited 1, not 3).
     """
     while not stop.wait(0.2):
         workers = list(supervisor.processes)
@@ -158,12 +164,24 @@ def _watch_workers(supervisor: Multiprocess, stop: threading.Event) -> None:
                 worker.child_conn.close()  # idempotent
         if supervisor.should_exit.is_set():
             continue
-        if any(worker.exitcode == STARTUP_FAILURE for worker in workers):
+        if any(_failed_startup(worker) for worker in workers):
             supervisor.should_exit.set()  # before the signals: a dead worker is not restarted
             for worker in workers:
-                if worker.pid is not None and worker.exitcode is None:
+                if worker.pid is not None and process_alive(worker.pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(worker.pid, signal.SIGTERM)
+
+
+def _failed_startup(worker: UvicornProcess) -> bool:
+    """Whether `worker` exited with STARTUP_FAILURE, read without reaping it (`WNOWAIT`)."""
+    pid = worker.pid
+    if pid is None:
+        return False
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # reaped by the supervisor already: multiprocessing holds the code
+        return worker.process.exitcode == STARTUP_FAILURE
+    return info is not None and info.si_code == os.CLD_EXITED and info.si_status == STARTUP_FAILURE
 
 
 def main(argv: list[str] | None = None, *, app: str = "service.asgi:app") -> None:

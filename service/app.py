@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
         RequestContextMiddleware,
         metrics=runtime.metrics,
         known_model=lambda name: name in runtime.predictors,
+        retry_after_s=settings.retry_after_s,
     )
 
     # PredictJSON is parsed by hand (the route also takes multipart); list it for OpenAPI.

@@ -4,6 +4,7 @@ and time for the body) are in service/request_limits.py."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -58,13 +59,22 @@ class RequestContextMiddleware:
     A client that closes its connection before the response starts is recorded as 499 (one
     INFO access line), whatever the route made of the missing body (starlette's
     ClientDisconnect, FastAPI's 400 for a body it could not read): nobody reads that answer,
-    and it is not the server's fault.
+    and it is not the server's fault. A request still running when the graceful shutdown time
+    is up (uvicorn cancels it) is answered 503 `not_ready` with Retry-After, if nothing was
+    sent yet.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, known_model: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        known_model: Callable[[str], bool],
+        retry_after_s: int = 1,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.known_model = known_model
+        self.retry_after = str(retry_after_s).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,6 +112,24 @@ class RequestContextMiddleware:
             if not (client_gone and _from_disconnect(exc)):
                 raise
             status = CLIENT_CLOSED_REQUEST  # the route stopped reading: nothing to answer
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running JEM_GRACEFUL_SHUTDOWN_S after SIGTERM
+            # (a generation may take longer: JEM_GENERATION_TIME_BUDGET_S); left alone, the
+            # client got uvicorn's plain-text 500 and the log a traceback. The task ends here
+            # either way, so the cancellation is answered rather than passed on.
+            if started:
+                raise
+            await send_error(
+                send_with_id,
+                503,
+                "not_ready",
+                "the service is shutting down and this request did not finish within its "
+                "graceful shutdown time (JEM_GRACEFUL_SHUTDOWN_S): retry, on another replica "
+                "or after the Retry-After delay",
+                [(b"retry-after", self.retry_after)],
+                protocol_v2=is_v2(scope),
+            )
+            access_log.warning("request cancelled at shutdown")
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")

@@ -6,6 +6,7 @@ chains' start, the run under a time budget) is in service/sampling.py.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -251,6 +252,7 @@ class Predictor:
         *,
         deadline: float,
         on_steps: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> Generated:
         """Run SGLD (seeded) and describe each sample. Runs in a worker thread.
 
@@ -259,7 +261,8 @@ class Predictor:
         a CUDA generator seeded alike on a CUDA device (the same seed gives the same samples up
         to the non-determinism of cuDNN's backward kernels: docs/deployment.md states the
         tolerance). `deadline` is a `time.monotonic()` value; past it, GenerationTimeout is
-        raised. A device out-of-memory error raises DeviceOutOfMemory (503).
+        raised. Once `stop` is set (the request was cancelled), NotReady is raised within
+        10 steps. A device out-of-memory error raises DeviceOutOfMemory (503).
         """
         with self.placement.out_of_memory_guard():
-            return sampling.generate(self, params, deadline, on_steps)
+            return sampling.generate(self, params, deadline, on_steps, stop)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from jem.sgld import SGLDConfig, sgld_sample
-from service.errors import GenerationTimeout, InvalidParameters
+from service.errors import GenerationTimeout, InvalidParameters, NotReady
 from service.images import encode_png, tensor_to_images
 from service.schemas import GeneratedSample, GenerateRequest, GenerationParameters
 
@@ -167,6 +168,7 @@ def generate(
     params: GenerationParameters,
     deadline: float,
     on_steps: Callable[[int], None] | None,
+    stop: threading.Event | None = None,
 ) -> Generated:
     placement = predictor.placement
     g = torch.Generator().manual_seed(params.seed)
@@ -184,6 +186,11 @@ def generate(
             raise GenerationTimeout(
                 f"generation stopped after {done} of {params.steps} SGLD steps: over the time "
                 "budget (JEM_GENERATION_TIME_BUDGET_S); ask for fewer samples or steps"
+            )
+        if stop is not None and stop.is_set():
+            raise NotReady(
+                f"generation stopped after {done} of {params.steps} SGLD steps: the request was "
+                "cancelled (the service is shutting down)"
             )
         chunk = min(_CHUNK_STEPS, params.steps - done)
         config = SGLDConfig(chunk, params.step_size, params.noise_std, params.clamp)

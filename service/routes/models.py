@@ -4,6 +4,8 @@ SGLD (JSON, or a labelled PNG grid).
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 
 from fastapi import APIRouter, Request
@@ -105,11 +107,16 @@ async def generate(
         def on_steps(n: int) -> None:
             m.sgld_steps.labels(predictor.name).inc(n)
 
+        stop = threading.Event()
+
         def run() -> Generated:
-            return predictor.generate(params, deadline=deadline, on_steps=on_steps)
+            return predictor.generate(params, deadline=deadline, on_steps=on_steps, stop=stop)
 
         try:
             result = await runtime.generation.run(run)
+        except asyncio.CancelledError:
+            stop.set()  # cancelled at shutdown: the thread stops instead of running to its budget
+            raise
         finally:
             runtime.observe_device_memory()
     except ServiceError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 
 from jem.ood import grad_norm_score
 from model_store import ModelStore
-from service.errors import GenerationTimeout, InvalidParameters
+from service.errors import GenerationTimeout, InvalidParameters, NotReady
 from service.predictor import Predictor
 from service.sampling import GenerationLimits
 from service.schemas import GenerateRequest
@@ -76,3 +77,17 @@ def test_generation_limits_and_budget(predictor: Predictor) -> None:
     with pytest.raises(GenerationTimeout, match="after 0 of 100"):
         predictor.generate(params, deadline=time.monotonic() - 1, on_steps=steps.append)
     assert steps == []
+
+
+def test_generation_stops_when_its_request_is_cancelled(predictor: Predictor) -> None:
+    params = predictor.resolve_generation(GenerateRequest(num_samples=2, steps=100), LIMITS)
+    stop = threading.Event()
+    steps: list[int] = []
+
+    def on_steps(n: int) -> None:
+        steps.append(n)
+        if sum(steps) == 30:
+            stop.set()
+
+    with pytest.raises(NotReady, match="after 30 of 100 SGLD steps: the request was cancelled"):
+        predictor.generate(params, deadline=time.monotonic() + 60, on_steps=on_steps, stop=stop)

@@ -99,6 +99,41 @@ def test_graceful_shutdown_finishes_in_flight_requests(store_root: Path, tmp_pat
     assert '"msg": "stopped"' in log.read_text()
 
 
+def test_a_request_past_the_graceful_shutdown_time_gets_503_json(
+    store_root: Path, tmp_path: Path
+) -> None:
+    # a generation may run longer (JEM_GENERATION_TIME_BUDGET_S, 60 s) than the drain (1 s
+    # here): uvicorn cancels it, and the client must get the API's 503, not a plain-text 500
+    log = tmp_path / "server.log"
+    with run_service(
+        store_root, log, JEM_GRACEFUL_SHUTDOWN_S="1", JEM_GENERATION_MAX_STEPS="20000"
+    ) as server:
+        url, proc = server.url, server.proc
+        result: dict[str, httpx.Response] = {}
+
+        def slow() -> None:
+            body = {"num_samples": 64, "steps": 20000, "seed": 0}
+            result["r"] = httpx.post(f"{url}/v1/models/served/generate", json=body, timeout=60)
+
+        worker = threading.Thread(target=slow)
+        worker.start()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        worker.join(timeout=60)
+        # the generation's thread stops too: not at its 60 s budget (the interpreter waits for it)
+        assert proc.wait(timeout=20) == 0
+    r = result["r"]
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "not_ready"
+    assert "JEM_GRACEFUL_SHUTDOWN_S" in r.json()["error"]["message"]
+    assert r.headers["retry-after"] == "1"
+    assert r.headers["x-request-id"]
+    text = log.read_text()
+    assert "Exception in ASGI application" not in text
+    access = [json.loads(line) for line in text.splitlines() if '"service.access"' in line]
+    assert any(a.get("endpoint") == "generate" and a["status"] == 503 for a in access)
+
+
 def test_workers_share_metrics(store_root: Path, digits: Digits, tmp_path: Path) -> None:
     metrics_dir = tmp_path / "prom"
     with run_service(
