@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from jem.metrics import accuracy, auroc, expected_calibration_error, fit_temperature
+from jem.ood import OOD_SCORES
 from model_store import LoadedModel, ModelStore
 from training.cli import add_model_source_args, set_threads
 from training.data import Dataset
@@ -85,7 +86,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
     sets = [s for s in OOD_SET_NAMES if s in rows[0]["auroc"]]
     sets += [s for s in rows[0]["auroc"] if s not in OOD_SET_NAMES]
     head = ["model", "val acc", "ECE raw", "ECE cal. (cross-fit)"]
-    head += [f"{score} AUROC ({', '.join(sets)})" for score in ("energy", "grad_norm")]
+    head += [f"{score} AUROC ({', '.join(sets)})" for score in OOD_SCORES]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [
@@ -94,7 +95,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"{100 * r['ece']:.2f}%",
             f"{100 * r['ece_calibrated_crossfit']:.2f}%",
         ]
-        for score in ("energy", "grad_norm"):
+        for score in OOD_SCORES:
             cells.append(" / ".join(f"{r['auroc'][s][score]:.3f}" for s in sets))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
