@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
         metrics=runtime.metrics,
         known_model=lambda name: name in runtime.predictors,
         retry_after_s=settings.retry_after_s,
+        routes=[route for router in (*ROUTERS, v2_router) for route in router.routes],
     )
 
     # PredictJSON is parsed by hand (the route also takes multipart); list it for OpenAPI.

@@ -9,9 +9,11 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 from starlette.requests import ClientDisconnect
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.asgi_helpers import header, is_v2, send_error
@@ -53,6 +55,16 @@ def _from_disconnect(exc: BaseException) -> bool:
     return False
 
 
+def _route_for(routes: Sequence[BaseRoute], scope: Scope) -> tuple[Any, dict[str, Any]]:
+    """The route (and its path parameters) a request would have reached: a request that the
+    limits answered before routing is logged and counted under its endpoint, not "other"."""
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.FULL:
+            return route, child.get("path_params", {})
+    return None, {}
+
+
 class RequestContextMiddleware:
     """Gives each request an id (`X-Request-ID`, echoed or generated), logs and counts it.
 
@@ -61,7 +73,8 @@ class RequestContextMiddleware:
     ClientDisconnect, FastAPI's 400 for a body it could not read): nobody reads that answer,
     and it is not the server's fault. A request still running when the graceful shutdown time
     is up (uvicorn cancels it) is answered 503 `not_ready` with Retry-After, if nothing was
-    sent yet.
+    sent yet. A request answered before routing (by a limit) is named by the route it would
+    have reached (`routes`: the app's).
     """
 
     def __init__(
@@ -70,11 +83,13 @@ class RequestContextMiddleware:
         metrics: Metrics,
         known_model: Callable[[str], bool],
         retry_after_s: int = 1,
+        routes: Sequence[BaseRoute] = (),
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.known_model = known_model
         self.retry_after = str(retry_after_s).encode()
+        self.routes = routes  # the app's, to name a request answered before routing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,9 +147,11 @@ class RequestContextMiddleware:
             access_log.warning("request cancelled at shutdown")
         finally:
             elapsed = time.perf_counter() - start
-            route = scope.get("route")
+            route, params = scope.get("route"), scope.get("path_params", {})
+            if route is None:  # answered before routing (413, 408, 431, 503 overloaded) or 404
+                route, params = _route_for(self.routes, scope)
             endpoint = getattr(route, "name", None) or "other"
-            model = scope.get("path_params", {}).get("model", "")
+            model = params.get("model", "")
             model = model if model and self.known_model(model) else ""
             m = self.metrics
             m.child(m.requests, model, endpoint, str(status)).inc()

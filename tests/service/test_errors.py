@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.service._metrics import requests_total
 from tests.service.conftest import Digits, make_settings, png_bytes, serve
 
 pytestmark = pytest.mark.anyio
@@ -115,6 +116,23 @@ async def test_streamed_body_over_the_limit_is_413(strict: httpx.AsyncClient) ->
         PREDICT, content=chunks(), headers={"content-type": "application/json"}
     )
     await check(response, 413, "body_too_large", "JEM_MAX_BODY_BYTES")
+
+
+async def test_a_request_refused_before_routing_is_counted_under_its_endpoint(
+    strict: httpx.AsyncClient,
+) -> None:
+    # the body limit answers before the router runs: the log and the metrics still name the
+    # route the request was for, and its model
+    response = await strict.post(PREDICT, files=upload(b"x" * 70_000))
+    await check(response, 413, "body_too_large", "JEM_MAX_BODY_BYTES")
+    text = (await strict.get("/metrics")).text
+    assert requests_total(text, "predict", "413") == 1
+    assert requests_total(text, "other", "413") == 0
+    assert 'model="served"' in next(
+        line
+        for line in text.splitlines()
+        if line.startswith("jem_requests_total") and '"413"' in line
+    )
 
 
 async def test_query_parameters_routes_and_models(
