@@ -1,12 +1,17 @@
-"""Reading the service's Prometheus text in tests: request counts, and both workers' readiness."""
+"""Reading the service's Prometheus text in tests: request counts, and both workers' readiness;
+a real service with two workers, started and waited for."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.service_process import Server, run_service
 
 
 def requests_total(text: str, endpoint: str, status: str | None = None) -> float:
@@ -32,3 +37,20 @@ def wait_both_workers_ready(url: str, metrics_dir: Path, timeout_s: float = 120)
             return
         assert time.monotonic() < deadline, text[-2000:]
         time.sleep(0.2)
+
+
+@contextmanager
+def two_workers(store_root: Path, tmp_path: Path, **kwargs: str) -> Iterator[tuple[Server, Path]]:
+    """`python -m service --workers 2` with a multiprocess metrics directory (yielded with the
+    server), once both workers have their model loaded; `kwargs` go to `run_service`."""
+    metrics_dir = tmp_path / "prom"
+    with run_service(
+        store_root,
+        tmp_path / "server.log",
+        "--workers",
+        "2",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        **kwargs,
+    ) as server:
+        wait_both_workers_ready(server.url, metrics_dir)
+        yield server, metrics_dir

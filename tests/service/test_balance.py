@@ -15,8 +15,7 @@ import pytest
 
 from service.server import balance
 from service.server.balance import ConnectionBoard
-from tests.service._metrics import wait_both_workers_ready
-from tests.service_process import run_service
+from tests.service._metrics import two_workers
 
 
 def test_the_least_loaded_live_other_worker_counts() -> None:
@@ -69,16 +68,7 @@ def _per_worker(parent: psutil.Process, port: int) -> list[int]:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_burst_of_connections_is_split_evenly(store_root: Path, tmp_path: Path) -> None:
-    metrics_dir = tmp_path / "prom"
-    with run_service(
-        store_root,
-        tmp_path / "server.log",
-        "--workers",
-        "2",
-        models="served",
-        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-    ) as server:
-        wait_both_workers_ready(server.url, metrics_dir)
+    with two_workers(store_root, tmp_path, models="served") as (server, _):
         parent = psutil.Process(server.proc.pid)
         time.sleep(1.0)  # a worker takes its slot on the board just after its model is ready
         for n in (8, 8, 8, 64):

@@ -16,7 +16,7 @@ import pytest
 import uvicorn._subprocess
 
 from service.server.prefork import forked_workers
-from tests.service._metrics import requests_total, wait_both_workers_ready
+from tests.service._metrics import requests_total, two_workers
 from tests.service.conftest import Digits, png_bytes
 from tests.service_process import run_service
 
@@ -48,17 +48,8 @@ def _workers(parent: psutil.Process, timeout_s: float = 120) -> list[psutil.Proc
 def test_workers_are_forked_share_the_parents_pages_and_come_back(
     store_root: Path, digits: Digits, tmp_path: Path
 ) -> None:
-    metrics_dir = tmp_path / "prom"
-    with run_service(
-        store_root,
-        tmp_path / "server.log",
-        "--workers",
-        "2",
-        models="served",
-        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-    ) as server:
+    with two_workers(store_root, tmp_path, models="served") as (server, _):
         parent = psutil.Process(server.proc.pid)
-        wait_both_workers_ready(server.url, metrics_dir)
         workers = _workers(parent)
         # forked: the parent's command line, not multiprocessing's `spawn_main` interpreter
         assert all(w.cmdline() == parent.cmdline() for w in workers), [w.cmdline() for w in workers]

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service._metrics import requests_total, wait_both_workers_ready
+from tests.service._metrics import requests_total, two_workers
 from tests.service.conftest import Digits, png_bytes
-from tests.service_process import run_service
+from tests.service_process import Server, run_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -76,24 +76,29 @@ def test_real_server_end_to_end(
     assert all({"ts", "level", "latency_ms", "path"} <= set(r) for r in access)
 
 
+def _generate_across_sigterm(server: Server, body: dict[str, int]) -> httpx.Response:
+    """POST `body` to /generate, send SIGTERM 0.5 s later, and return the answer."""
+    result: dict[str, httpx.Response] = {}
+
+    def slow() -> None:
+        url = f"{server.url}/v1/models/served/generate"
+        result["r"] = httpx.post(url, json=body, timeout=60)
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    time.sleep(0.5)
+    server.proc.send_signal(signal.SIGTERM)
+    worker.join(timeout=60)
+    return result["r"]
+
+
 def test_graceful_shutdown_finishes_in_flight_requests(store_root: Path, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     with run_service(store_root, log) as server:
-        url, proc = server.url, server.proc
-        result: dict[str, httpx.Response] = {}
-
-        def slow() -> None:
-            body = {"num_samples": 32, "steps": 300, "seed": 0}
-            result["r"] = httpx.post(f"{url}/v1/models/served/generate", json=body, timeout=60)
-
-        worker = threading.Thread(target=slow)
-        worker.start()
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        worker.join(timeout=60)
-        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
-    assert result["r"].status_code == 200
-    assert len(result["r"].json()["samples"]) == 32
+        r = _generate_across_sigterm(server, {"num_samples": 32, "steps": 300, "seed": 0})
+        assert server.proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    assert r.status_code == 200
+    assert len(r.json()["samples"]) == 32
     # uvicorn re-raises the SIGTERM after its graceful shutdown (exit -15 is clean); the
     # lifespan's drain ran: "stopped" is logged after it
     assert '"msg": "stopped"' in log.read_text()
@@ -108,21 +113,9 @@ def test_a_request_past_the_graceful_shutdown_time_gets_503_json(
     with run_service(
         store_root, log, JEM_GRACEFUL_SHUTDOWN_S="1", JEM_GENERATION_MAX_STEPS="20000"
     ) as server:
-        url, proc = server.url, server.proc
-        result: dict[str, httpx.Response] = {}
-
-        def slow() -> None:
-            body = {"num_samples": 64, "steps": 20000, "seed": 0}
-            result["r"] = httpx.post(f"{url}/v1/models/served/generate", json=body, timeout=60)
-
-        worker = threading.Thread(target=slow)
-        worker.start()
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        worker.join(timeout=60)
+        r = _generate_across_sigterm(server, {"num_samples": 64, "steps": 20000, "seed": 0})
         # the generation's thread stops too: not at its 60 s budget (the interpreter waits for it)
-        assert proc.wait(timeout=20) == 0
-    r = result["r"]
+        assert server.proc.wait(timeout=20) == 0
     assert r.status_code == 503, r.text
     assert r.json()["error"]["code"] == "not_ready"
     assert "JEM_GRACEFUL_SHUTDOWN_S" in r.json()["error"]["message"]
@@ -135,16 +128,8 @@ def test_a_request_past_the_graceful_shutdown_time_gets_503_json(
 
 
 def test_workers_share_metrics(store_root: Path, digits: Digits, tmp_path: Path) -> None:
-    metrics_dir = tmp_path / "prom"
-    with run_service(
-        store_root,
-        tmp_path / "server.log",
-        "--workers",
-        "2",
-        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-    ) as server:
+    with two_workers(store_root, tmp_path) as (server, metrics_dir):
         url = server.url
-        wait_both_workers_ready(url, metrics_dir)
         blob = upload([png_bytes(digits.test_u8[0])])
         for _ in range(20):  # a new connection each: the kernel spreads them over the workers
             assert httpx.post(f"{url}/v1/models/served/predict", files=blob).status_code == 200
