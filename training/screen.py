@@ -7,7 +7,8 @@ the chosen model is evaluated once:
 - accuracy and ECE (raw and temperature-scaled) on validation; the temperature is cross-fitted
   (fitted on one half of the validation split, measured on the other, and the other way round),
   since a temperature measured on the data it was fitted on would look better than it is;
-- AUROC of every OOD score, validation digits against each standard OOD set;
+- AUROC of every OOD score (energy, grad-norm, max-softmax), validation images against each
+  standard OOD set and each ``--ood NAME=DIR`` folder;
 - with ``--samples STEPS``, class-conditional samples judged by the report's pixel SVC, drawn
   with seeds the report does not use (training/screen_samples.py).
 """
