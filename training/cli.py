@@ -151,6 +151,7 @@ SUMMARIES = {
     "screen": "compare candidate models on validation data (never the test split)",
     "energies": "energies of data, OOD sets, buffer chains and SGLD descents (validation only)",
     "data": "build a real data set as an image folder (emoji from Debian packages)",
+    "steps": "validation accuracy of a run's kept checkpoints, and what choosing among them gains",
 }
 
 # name -> registration function; the evaluation package adds "evaluate" and "calibrate" here
@@ -161,6 +162,7 @@ SUBCOMMANDS: dict[str, Register] = {
     "screen": lambda sub: _lazy("training.screen").register(sub),
     "energies": lambda sub: _lazy("training.energies").register(sub),
     "data": lambda sub: _lazy("training.datasets.cli").register(sub),
+    "steps": lambda sub: _lazy("training.steps").register(sub),
 }
 
 

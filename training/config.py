@@ -71,6 +71,9 @@ class TrainConfig:
     # > 0: validate, checkpoint and ship an exponential moving average of the weights with this
     # decay per optimiser step (training/ema.py); 0: the last weights
     ema_decay: float = 0.0
+    # ship the weights of the best validation (from px_start + px_warmup on for a JEM), not the
+    # last step's; the manifest records which step and every candidate's figure (training/best.py)
+    load_best_model_at_end: bool = False
     # the generative term
     px_weight: float = 1.0
     energy_reg: float = 0.0  # weight of mean(E_data^2 + E_sample^2)

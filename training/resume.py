@@ -2,10 +2,11 @@
 
 Saved: the optimiser, every generator the loop draws from (the run's two, torch's global one,
 numpy's, python's), the live weights when the version's are their moving average (``ema_decay``,
-:mod:`training.ema`) and its update count, the step, the guard's learning-rate scale and history,
-and the time spent so far. The learning-rate schedule needs nothing else: it is a pure function
-of the step and that scale. Weights and the replay buffer travel as the version's own
-weights/buffer files.
+:mod:`training.ema`) and its update count, the best validation's weights and figures when the run
+ships those (``load_best_model_at_end``, :mod:`training.best`), the step, the guard's
+learning-rate scale and history, and the time spent so far. The learning-rate schedule needs
+nothing else: it is a pure function of the step and that scale. Weights and the replay buffer
+travel as the version's own weights/buffer files.
 
 The resumed run's config (the checkpoint's, with any ``--set`` overrides) decides the replay
 buffer: chains the checkpoint never advanced (a baseline's, or a JEM's before ``px_start``) are
@@ -48,6 +49,7 @@ def capture_state(t: Trainer, elapsed: float) -> TrainingState:
     rng_tensors, rng_meta = rng_to_flat({"main": t.gen, "buffer": t.buffer_gen})
     # with a moving average the version's weights are the average's: the live ones go here
     live = live_tensors(t.model) if t.ema is not None else {}
+    best = t.best.tensors() if t.best is not None else {}
     meta = {
         "step": t.step,
         "lr_scale": t.lr_scale,
@@ -56,10 +58,11 @@ def capture_state(t: Trainer, elapsed: float) -> TrainingState:
         "best_val_acc": t.guard.best_val_acc,
         "elapsed_s": t.elapsed_before + elapsed,
         "ema_updates": t.ema.updates if t.ema is not None else 0,
+        "best": t.best.meta() if t.best is not None else None,
         "optimizer": opt_meta,
         "rng": rng_meta,
     }
-    return TrainingState({**opt_tensors, **rng_tensors, **live}, meta)
+    return TrainingState({**opt_tensors, **rng_tensors, **live, **best}, meta)
 
 
 def restore_state(t: Trainer, ref: str) -> ModelRef:
@@ -91,6 +94,8 @@ def restore_state(t: Trainer, ref: str) -> ModelRef:
     t.trips = [Trip(int(x["step"]), str(x["reason"])) for x in meta["trips"]]
     t.guard.best_val_acc = float(meta["best_val_acc"])
     t.elapsed_before = float(meta["elapsed_s"])
+    if t.best is not None:  # without a copy in the checkpoint the choice starts from here
+        t.best.restore(tensors, meta.get("best"))
     log.info("resumed %s at step %d of %d", mref, t.step, t.total)
     return mref
 

@@ -28,6 +28,7 @@ from jem import JEM, sgld_sample, use_fast_layout
 from model_store import ModelRef, ModelStore
 from training.accel import CudaPath
 from training.batches import augment, batch_indices, derive_seed
+from training.best import BestWeights, candidates_from
 from training.build import (
     build_buffer,
     build_model,
@@ -100,6 +101,11 @@ class Trainer:
         self.optimizer = build_optimizer(config, self.model)
         # the moving average of the weights, when on, is what is validated and saved
         self.ema = WeightAverage(self.model, config.ema_decay) if config.ema_decay > 0 else None
+        # the best validation's copy of those weights, when the run ships it (training/best.py)
+        self.best: BestWeights | None = None
+        if config.load_best_model_at_end:
+            first = candidates_from(config.px_weight, config.px_start, config.px_warmup)
+            self.best = BestWeights(first)
         if config.normalization and data is None:
             self.data = with_normalization(self.data, config.normalization)
         if config.extra_train and data is None:
@@ -275,6 +281,8 @@ class Trainer:
                         roll_back(self, trip or Trip(self.step, "collapse on another rank"), bar)
                         continue
                     log.info("step %d: val acc %.4f", self.step, val_acc)
+                    if self.best is not None:
+                        self.best.consider(self.step, val_acc, self.shipped)
                     self._check_health(bar)
                     self.good = snapshot(self)
                 if self.step % cfg.checkpoint_every == 0 and self.step < self.total:
@@ -301,12 +309,33 @@ class Trainer:
         self.good = snapshot(self)
         return mref
 
+    def _load_best(self) -> None:
+        """Put the best validation's weights into the shipped model (``load_best_model_at_end``)."""
+        assert self.best is not None
+        if not self.best.load_into(self.shipped):
+            log.warning(
+                "load_best_model_at_end: no validation at or after step %d (px_start + "
+                "px_warmup); the last weights are kept",
+                self.best.first_step,
+            )
+            return
+        last = self.best.record(self.step)["last_val_accuracy"]
+        log.info(
+            "load_best_model_at_end: shipping step %d's weights (val acc %.4f; step %d's: %s)",
+            self.best.step,
+            self.best.accuracy,
+            self.step,
+            "-" if last is None else f"{last:.4f}",
+        )
+
     def _checkpoint(self, elapsed: float) -> None:
         if self.info.is_main:
             save_checkpoint(self, elapsed)
         barrier(self.info)
 
     def _finish(self, elapsed: float) -> TrainResult:
+        if self.best is not None:
+            self._load_best()
         metrics = {
             "val_accuracy": self.accuracy(self.data.val),
             "test_accuracy": self.accuracy(self.data.test),

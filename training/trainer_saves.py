@@ -42,6 +42,8 @@ def training_info(trainer: Trainer, elapsed: float) -> dict[str, Any]:
         "health": trainer.health.summary() if trainer.health is not None else None,
         # the weights saved: the moving average (config ema_decay) or the last iterate
         "weights": "ema" if trainer.ema is not None else "last",
+        # load_best_model_at_end: the step the weights come from, and every candidate's figure
+        "selection": trainer.best.record(trainer.step) if trainer.best is not None else None,
         "device": str(trainer.device),
         "world_size": trainer.info.world_size,
         "torch_threads": torch.get_num_threads(),
