@@ -59,7 +59,9 @@ def batch_indices(
 def augment(x: Tensor, mode: str, generator: torch.Generator, pad: int = 4) -> Tensor:
     """``crop``: random translation by up to ``pad`` pixels (reflect padding), as torchvision's
     RandomCrop(padding=pad); ``crop_flip`` adds a horizontal flip with probability 1/2;
-    ``affine_flip`` is :func:`random_affine` (rotation, scale, translation) then the flip.
+    ``affine_flip`` is :func:`random_affine` (rotation, scale, translation) then the flip;
+    ``affine_flip_jitter`` then changes each image's brightness and contrast
+    (:func:`brightness_contrast`; inputs in [-1, 1]).
 
     The offsets and flips are drawn from ``generator`` (on its own device, a few numbers) and
     applied on ``x``'s device in one gather: no per-image kernels, no host round trip.
@@ -68,6 +70,8 @@ def augment(x: Tensor, mode: str, generator: torch.Generator, pad: int = 4) -> T
         return x
     if mode == "affine_flip":
         return _flip(random_affine(x, generator), generator)
+    if mode == "affine_flip_jitter":
+        return brightness_contrast(_flip(random_affine(x, generator), generator), generator)
     b, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator).to(x.device)
@@ -111,3 +115,30 @@ def random_affine(
     ).to(device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+# ITU-R 601 luma as torchvision's rgb_to_grayscale writes it: the grey contrast is scaled about
+LUMA = (0.2989, 0.587, 0.114)
+
+
+def brightness_contrast(x: Tensor, generator: torch.Generator, strength: float = 0.2) -> Tensor:
+    """Per-image brightness then contrast change, as torchvision's ``ColorJitter(brightness=s,
+    contrast=s)`` in a fixed order: on pixels in [0, 1], ``x * b`` then ``(x - m) * c + m`` with
+    m the image's mean grey level, each clamped to [0, 1]; b and c uniform in [1 - s, 1 + s].
+
+    x: (B, C, H, W) in [-1, 1] (the model units of ``jem.uint8_to_tensor``); C 1 or 3. Hue and
+    saturation are left alone: colour carries class information in the emoji set (the yellow
+    faces of ``smileys-emotion``), while lighting does not.
+    """
+    b, c = x.shape[:2]
+    u = torch.rand(b, 2, generator=generator, dtype=torch.float64) * 2 - 1  # (B, 2) in [-1, 1]
+    factors = (1 + strength * u).to(device=x.device, dtype=x.dtype).view(b, 2, 1, 1, 1)
+    unit = ((x + 1) / 2 * factors[:, 0]).clamp(0, 1)
+    if c == 3:
+        luma = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        grey = (unit * luma).sum(1, keepdim=True)
+    else:
+        grey = unit.mean(1, keepdim=True)
+    mean = grey.mean((1, 2, 3), keepdim=True)
+    unit = ((unit - mean) * factors[:, 1] + mean).clamp(0, 1)
+    return unit * 2 - 1

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from training.batches import augment, batch_indices, random_affine
+from training.batches import augment, batch_indices, brightness_contrast, random_affine
 
 
 def test_batch_order_depends_only_on_seed_and_step() -> None:
@@ -70,3 +70,26 @@ def test_batched_augment_equals_the_per_image_reference() -> None:
         g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
         assert torch.equal(augment(x, mode, g1), _augment_per_image(x, mode, g2))
         assert torch.equal(g1.get_state(), g2.get_state())
+
+
+def test_brightness_contrast_matches_colorjitter_per_image() -> None:
+    x = torch.rand(5, 3, 6, 6) * 2 - 1
+    out = brightness_contrast(x, torch.Generator().manual_seed(3), strength=0.3)
+    u = torch.rand(5, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 2 - 1
+    for i in range(5):  # torchvision's adjust_brightness then adjust_contrast, one image at a time
+        b, c = (1 + 0.3 * u[i]).tolist()
+        img = ((x[i] + 1) / 2 * b).clamp(0, 1)
+        grey = 0.2989 * img[0] + 0.587 * img[1] + 0.114 * img[2]
+        img = ((img - grey.mean()) * c + grey.mean()).clamp(0, 1)
+        assert torch.allclose(out[i], img * 2 - 1, atol=1e-6)
+    assert float(out.abs().max()) <= 1
+    same = brightness_contrast(x, torch.Generator().manual_seed(3), strength=0.0)
+    assert torch.allclose(same, x, atol=1e-6)  # strength 0: the identity
+
+
+def test_affine_flip_jitter_is_affine_flip_then_the_jitter() -> None:
+    x = torch.rand(4, 3, 8, 8) * 2 - 1
+    jittered = augment(x, "affine_flip_jitter", torch.Generator().manual_seed(2))
+    gen = torch.Generator().manual_seed(2)
+    expected = brightness_contrast(augment(x, "affine_flip", gen), gen)
+    assert torch.equal(jittered, expected)
