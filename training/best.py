@@ -20,12 +20,15 @@ its training state (``best.<name>`` tensors), so a resumed run chooses as an uni
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
 
 __all__ = ["BEST_PREFIX", "BestWeights", "candidates_from"]
+
+log = logging.getLogger("training")
 
 BEST_PREFIX = "best."  # training-state tensors holding the best validation's weights
 
@@ -63,6 +66,24 @@ class BestWeights:
             return False
         module.load_state_dict(self.weights)
         return True
+
+    def finish(self, module: nn.Module, last_step: int) -> None:
+        """At the end of the run: put the chosen weights into ``module`` and log the choice."""
+        if not self.load_into(module):
+            log.warning(
+                "load_best_model_at_end: no validation at or after step %d (px_start + "
+                "px_warmup); the last weights are kept",
+                self.first_step,
+            )
+            return
+        last = self.record(last_step)["last_val_accuracy"]
+        log.info(
+            "load_best_model_at_end: shipping step %d's weights (val acc %.4f; step %d's: %s)",
+            self.step,
+            self.accuracy,
+            last_step,
+            "-" if last is None else f"{last:.4f}",
+        )
 
     def record(self, last_step: int) -> dict[str, Any]:
         """The manifest's ``training.selection``: which step was shipped, and against what."""

@@ -309,33 +309,14 @@ class Trainer:
         self.good = snapshot(self)
         return mref
 
-    def _load_best(self) -> None:
-        """Put the best validation's weights into the shipped model (``load_best_model_at_end``)."""
-        assert self.best is not None
-        if not self.best.load_into(self.shipped):
-            log.warning(
-                "load_best_model_at_end: no validation at or after step %d (px_start + "
-                "px_warmup); the last weights are kept",
-                self.best.first_step,
-            )
-            return
-        last = self.best.record(self.step)["last_val_accuracy"]
-        log.info(
-            "load_best_model_at_end: shipping step %d's weights (val acc %.4f; step %d's: %s)",
-            self.best.step,
-            self.best.accuracy,
-            self.step,
-            "-" if last is None else f"{last:.4f}",
-        )
-
     def _checkpoint(self, elapsed: float) -> None:
         if self.info.is_main:
             save_checkpoint(self, elapsed)
         barrier(self.info)
 
     def _finish(self, elapsed: float) -> TrainResult:
-        if self.best is not None:
-            self._load_best()
+        if self.best is not None:  # load_best_model_at_end: the best validation's weights
+            self.best.finish(self.shipped, self.step)
         metrics = {
             "val_accuracy": self.accuracy(self.data.val),
             "test_accuracy": self.accuracy(self.data.test),
