@@ -19,24 +19,35 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from model_store import ModelRef, ModelStore, StoreError
+from model_store import Manifest, ModelRef, ModelStore, StoreError
 from training.best import candidates_from
 from training.cli import add_model_source_args, set_threads
 from training.eval_metrics import batched_logits, dataset_for
 
-__all__ = ["crossfit_choice", "register", "run", "run_versions"]
+__all__ = ["crossfit_choice", "register", "run", "run_versions", "weights_step"]
+
+
+def weights_step(manifest: Manifest) -> int:
+    """The step a version's weights are from: a ``load_best_model_at_end`` run's final version
+    holds its chosen step's (``training.selection``), every other version its own step's."""
+    training = manifest.training
+    selection = training.get("selection")
+    if manifest.stage == "final" and isinstance(selection, dict):
+        return int(str(selection["chosen_step"]))
+    return int(str(training.get("step", 0)))
 
 
 def run_versions(store: ModelStore, ref: str) -> list[tuple[int, ModelRef]]:
-    """(step, version) of every version kept from the run ``ref`` belongs to, by step."""
+    """(step, version) of every version kept from the run ``ref`` belongs to, by the step its
+    weights are from (a later version with the same step's weights wins)."""
     mref = store.resolve(ref)
     run_id = store.manifest(mref).training.get("run_id")
     found: dict[int, ModelRef] = {}
     for version in store.list_versions(mref.name):
         other = ModelRef(mref.name, version)
-        training = store.manifest(other).training
-        if training.get("run_id") == run_id:
-            found[int(str(training.get("step", 0)))] = other  # a resumed run's later save wins
+        manifest = store.manifest(other)
+        if manifest.training.get("run_id") == run_id:
+            found[weights_step(manifest)] = other
     return sorted(found.items(), key=lambda item: item[0])
 
 
@@ -92,43 +103,60 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_model_source_args(p)
     p.add_argument("--halvings", type=int, default=50, help="random validation halvings")
     p.add_argument("--seed", type=int, default=0, help="seed of the halvings")
+    p.add_argument(
+        "--one-run",
+        action="store_true",
+        help="the RUNs are one training (a rerun of the same config and seed: bit-exact on CPU) "
+        "whose versions were kept in different runs: read them as one run's steps",
+    )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     store = ModelStore(args.store)
-    for ref in args.runs:
-        kept = run_versions(store, ref)
+    for refs in [args.runs] if args.one_run else [[ref] for ref in args.runs]:
+        merged: dict[int, ModelRef] = {}
+        for ref in refs:  # a later run's version of the same step wins
+            merged.update(run_versions(store, ref))
+        kept = sorted(merged.items(), key=lambda item: item[0])
+        name = " + ".join(refs)
         if len(kept) < 2:
             raise StoreError(
-                f"{ref}: one version of its run is kept; train with --set keep_checkpoints_final=N "
-                "to keep its checkpoints"
+                f"{name}: one version of its run is kept; train with --set "
+                "keep_checkpoints_final=N to keep its checkpoints"
             )
-        last = store.load(kept[-1][1])
-        dataset = dataset_for(last.manifest, args.data_root)
-        x, y = dataset.val.inputs(), dataset.val.labels
-        correct = torch.stack(
-            [batched_logits(store.load(r).model, x).argmax(1) == y for _, r in kept]
-        )
-        cfg = last.manifest.training.get("config")
-        c: dict[str, Any] = cfg if isinstance(cfg, dict) else {}
-        first = candidates_from(
-            float(c.get("px_weight", 0)), int(c.get("px_start", 0)), int(c.get("px_warmup", 0))
-        )
-        steps = [s for s, _ in kept]
-        result = crossfit_choice(correct, steps, first, args.halvings, args.seed)
-        accs = ", ".join(
-            f"{s}: {100 * float(row.float().mean()):.2f}%"
-            for s, row in zip(steps, correct, strict=True)
-        )
-        print(f"{ref} ({len(y)} validation images; candidates from step {first})")
-        print(f"  val acc by step: {accs}")
-        print(f"  best on the whole split: step {result['full_choice']}")
-        print(
-            f"  cross-fitted ({args.halvings} halvings x 2, seed {args.seed}): chosen "
-            f"{100 * result['chosen']:.2f}%, last step {100 * result['last']:.2f}%, gain "
-            f"{100 * result['gain']:+.2f} points (sd {100 * result['gain_std']:.2f}); chosen "
-            + ", ".join(f"{s} x{n}" for s, n in result["chosen_steps"].items())
-        )
+        _report(store, name, kept, args)
     return 0
+
+
+def _report(
+    store: ModelStore, name: str, kept: list[tuple[int, ModelRef]], args: argparse.Namespace
+) -> None:
+    last = store.load(kept[-1][1])
+    dataset = dataset_for(last.manifest, args.data_root)
+    x, y = dataset.val.inputs(), dataset.val.labels
+    correct = torch.stack([batched_logits(store.load(r).model, x).argmax(1) == y for _, r in kept])
+    cfg = last.manifest.training.get("config")
+    c: dict[str, Any] = cfg if isinstance(cfg, dict) else {}
+    first = candidates_from(
+        float(c.get("px_weight", 0)), int(c.get("px_start", 0)), int(c.get("px_warmup", 0))
+    )
+    steps = [s for s, _ in kept]
+    result = crossfit_choice(correct, steps, first, args.halvings, args.seed)
+    accs = ", ".join(
+        f"{s}: {100 * float(row.float().mean()):.2f}%"
+        for s, row in zip(steps, correct, strict=True)
+    )
+    print(f"{name} ({len(y)} validation images; candidates from step {first})")
+    iterations = last.manifest.training.get("iterations")
+    if isinstance(iterations, int) and steps[-1] < iterations:
+        print(f"  the run's last step ({iterations}) is not kept: step {steps[-1]} stands in")
+    print(f"  val acc by step: {accs}")
+    print(f"  best on the whole split: step {result['full_choice']}")
+    print(
+        f"  cross-fitted ({args.halvings} halvings x 2, seed {args.seed}): chosen "
+        f"{100 * result['chosen']:.2f}%, last step {100 * result['last']:.2f}%, gain "
+        f"{100 * result['gain']:+.2f} points (sd {100 * result['gain_std']:.2f}); chosen "
+        + ", ".join(f"{s} x{n}" for s, n in result["chosen_steps"].items())
+    )

@@ -287,6 +287,9 @@ class Trainer:
                     self.good = snapshot(self)
                 if self.step % cfg.checkpoint_every == 0 and self.step < self.total:
                     self._checkpoint(time.monotonic() - started)
+                elif self.step == self.total and self.best is not None:
+                    # the final version will hold the chosen weights: keep the last ones too
+                    self._checkpoint(time.monotonic() - started)
         return self._finish(time.monotonic() - started)
 
     def _check_health(self, bar: tqdm[Any]) -> None:

@@ -10,7 +10,7 @@ import torch
 from model_store import ModelStore
 from tests.training._tiny import tiny_config
 from training.cli import main
-from training.steps import crossfit_choice
+from training.steps import crossfit_choice, run_versions, weights_step
 from training.trainer import Trainer
 
 
@@ -60,6 +60,16 @@ def test_the_command_reads_every_kept_version_of_the_run(
     by_step = ", ".join(f"{s}: {100 * a:.2f}%" for s, a in record["validations"][:3])
     assert f"val acc by step: {by_step}, 8: " in out
     assert "cross-fitted (4 halvings x 2, seed 0): chosen" in out
+    # the final version holds the chosen step's weights; the last step's are a checkpoint
+    last = store.manifest("run:4")
+    assert (last.stage, last.training["step"]) == ("checkpoint", 8)
+    final = store.manifest("run:5")
+    assert weights_step(final) == record["chosen_step"]
+    assert [step for step, _ in run_versions(store, "run")] == [2, 4, 6, 8]
+    # two stores of one training read as one run: the later one's version of a step wins
+    code = main(["steps", "run", "other", "--one-run", "--store", str(tmp_path), "--halvings", "2"])
+    assert code == 0
+    assert "run + other (" in capsys.readouterr().out
     # a run whose checkpoints were not kept: one line saying how to keep them
     code = main(["steps", "other", "--store", str(tmp_path)])
     assert code == 2
