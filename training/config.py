@@ -38,14 +38,7 @@ class TrainConfig:
     # extra images for the train split only (validation and test stay the data set's own):
     # "rendered-digits-v1" or "-v2" (training/datasets/rendered_digits.py), N per class, seeded;
     # the data set's own training images repeated `extra_train_real_repeat` times (not swamped)
-    extra_train: Literal[
-        "",
-        "rendered-digits-v1",
-        "rendered-digits-v2",
-        "rendered-digits-v4e",
-        "rendered-digits-v4m",
-        "rendered-digits-v4em",
-    ] = ""
+    extra_train: Literal["", "rendered-digits-v1", "rendered-digits-v2"] = ""
     extra_train_per_class: int = 0
     extra_train_seed: int = 0
     extra_train_real_repeat: int = 1

@@ -8,7 +8,6 @@ Change a list or the renderer of a face and the data set's name changes.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from scipy import ndimage
 
 from training.datasets.hershey import HERSHEY_DIR, Strokes, digit_strokes, draw_strokes
 
-__all__ = ["FONTS", "MORE_FONTS", "STROKE_FONTS", "Shapes", "missing_packages", "render_one"]
+__all__ = ["FONTS", "MORE_FONTS", "STROKE_FONTS", "missing_packages", "render_one"]
 
 _TT, _OT = "/usr/share/fonts/truetype", "/usr/share/fonts/opentype"
 # Debian package -> its faces used (every file must exist: `make system-deps` installs them)
@@ -110,26 +109,6 @@ STROKE_FONTS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class Shapes:
-    """How far `render_one` moves a face's glyph away from its drawn shape, so one face gives
-    many writers' digits. The defaults are ``rendered-digits-v1`` and ``-v2``'s.
-
-    ``elastic``: the largest elastic distortion (Simard et al. 2003), a displacement field whose
-    standard deviation is that fraction of the glyph's size, smoothed over ``smooth`` of it;
-    ``shear``: the largest slant (x shift per unit of height, either way); ``stretch``: the
-    largest relative change of width; ``morph``: the largest stroke-width change by a grey-level
-    dilation or erosion with a disk, as a fraction of the glyph's height (0: none, and no random
-    draw, so the images of the sources without it stay as they were).
-    """
-
-    elastic: float = 0.03
-    smooth: float = 0.12
-    shear: float = 0.25
-    stretch: float = 0.2
-    morph: float = 0.0
-
-
 def missing_packages(fonts: dict[str, tuple[str, ...]] = FONTS) -> list[str]:
     return sorted(pkg for pkg, paths in fonts.items() if not all(Path(p).is_file() for p in paths))
 
@@ -145,15 +124,13 @@ def _glyph(font: ImageFont.FreeTypeFont, digit: int, stroke: int) -> Image.Image
     return mask
 
 
-def _elastic(
-    mask: Image.Image, rng: np.random.Generator, strength: float, smooth: float = 0.12
-) -> Image.Image:
+def _elastic(mask: Image.Image, rng: np.random.Generator, strength: float) -> Image.Image:
     """Simard et al.'s (2003) elastic distortion, the classic stand-in for the wobble of a hand:
-    a random displacement field smoothed over ``smooth`` of the glyph, its standard deviation
+    a random displacement field smoothed over 12% of the glyph, its standard deviation
     ``strength`` times the glyph's size."""
     ink = np.asarray(mask, dtype=np.float64)
     size = max(ink.shape)
-    fields = [ndimage.gaussian_filter(rng.uniform(-1, 1, ink.shape), smooth * size) for _ in "xy"]
+    fields = [ndimage.gaussian_filter(rng.uniform(-1, 1, ink.shape), 0.12 * size) for _ in "xy"]
     rows, cols = np.meshgrid(np.arange(ink.shape[0]), np.arange(ink.shape[1]), indexing="ij")
     coords = [
         grid + field * (strength * size / max(float(field.std()), 1e-9))
@@ -161,23 +138,6 @@ def _elastic(
     ]
     warped = ndimage.map_coordinates(ink, coords, order=1, mode="constant")
     return Image.fromarray(np.clip(np.round(warped), 0, 255).astype(np.uint8), "L")
-
-
-def _morph(mask: Image.Image, radius: int) -> Image.Image:
-    """The mask's strokes ``radius`` px thicker (dilation with a disk) or, for a negative
-    radius, thinner (erosion); an erosion that would leave under a third of the ink (a thin
-    face's strokes gone) is not made."""
-    if radius == 0:
-        return mask
-    r = abs(radius)
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    disk = xx**2 + yy**2 <= r * r
-    ink = np.asarray(mask)
-    op = ndimage.grey_dilation if radius > 0 else ndimage.grey_erosion
-    out = op(ink, footprint=disk)
-    if radius < 0 and out.astype(np.float64).sum() < ink.astype(np.float64).sum() / 3:
-        return mask
-    return Image.fromarray(np.asarray(out, dtype=np.uint8), "L")
 
 
 def _crossed_seven(strokes: Strokes) -> Strokes:
@@ -203,23 +163,19 @@ def _stroke_glyph(rng: np.random.Generator, path: str, digit: int, height: int) 
     return draw_strokes(strokes, height, pen, rng, float(rng.uniform(0.0, 0.02)))
 
 
-def render_one(
-    rng: np.random.Generator, font_path: str, digit: int, shapes: Shapes = Shapes()
-) -> Image.Image:
+def render_one(rng: np.random.Generator, font_path: str, digit: int) -> Image.Image:
     """One digit image (greyscale, about 40..300 px a side), either polarity, as a camera or a
     drawing app gives it. ``font_path``: a font file (``FONTS``) or a Hershey ``.jhf`` file
-    (``STROKE_FONTS``); ``shapes``: how far the glyph's shape is varied."""
+    (``STROKE_FONTS``)."""
     height = int(rng.integers(32, 120))
     if font_path.endswith(".jhf"):
         mask = _stroke_glyph(rng, font_path, digit, height)
     else:
         font = ImageFont.truetype(font_path, size=height)
         mask = _glyph(font, digit, int(rng.integers(0, height // 20 + 1)))
-    if shapes.morph > 0:  # a finer or a broader pen
-        mask = _morph(mask, round(float(rng.uniform(-shapes.morph, shapes.morph)) * height))
     w, h = mask.size
-    stretch = float(rng.uniform(1 - shapes.stretch, 1 + shapes.stretch))  # narrower or wider
-    shear = float(rng.uniform(-shapes.shear, shapes.shear))  # slant, either way
+    stretch = float(rng.uniform(0.8, 1.2))  # narrower or wider hands
+    shear = float(rng.uniform(-0.25, 0.25))  # slant, either way
     mask = mask.transform(
         (w, h),
         Image.Transform.AFFINE,
@@ -227,7 +183,7 @@ def render_one(
         resample=Image.Resampling.BILINEAR,
     )
     mask = mask.rotate(float(rng.uniform(-15, 15)), resample=Image.Resampling.BILINEAR)
-    mask = _elastic(mask, rng, float(rng.uniform(0.0, shapes.elastic)), shapes.smooth)
+    mask = _elastic(mask, rng, float(rng.uniform(0.0, 0.03)))
     box = mask.getbbox()
     if box is not None:
         mask = mask.crop(box)

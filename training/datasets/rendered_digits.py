@@ -45,7 +45,6 @@ from training.datasets.digit_rendering import (
     FONTS,
     MORE_FONTS,
     STROKE_FONTS,
-    Shapes,
     missing_packages,
     render_one,
 )
@@ -62,18 +61,10 @@ __all__ = [
 ]
 
 NAME = "rendered-digits-v1"
-# source name -> its Debian packages' faces, how often each pen-stroke face is taken, and how
-# far each glyph's shape is varied
-SOURCES: dict[str, tuple[dict[str, tuple[str, ...]], int, Shapes]] = {
-    NAME: (FONTS, 0, Shapes()),
-    "rendered-digits-v2": ({**FONTS, **MORE_FONTS, **STROKE_FONTS}, 4, Shapes()),
-    "rendered-digits-v4e": ({**FONTS, **MORE_FONTS, **STROKE_FONTS}, 4, Shapes(elastic=0.07)),
-    "rendered-digits-v4m": ({**FONTS, **MORE_FONTS, **STROKE_FONTS}, 4, Shapes(morph=0.04)),
-    "rendered-digits-v4em": (
-        {**FONTS, **MORE_FONTS, **STROKE_FONTS},
-        4,
-        Shapes(elastic=0.07, morph=0.04, shear=0.35),
-    ),
+# source name -> its Debian packages' faces, and how often each pen-stroke face is taken
+SOURCES: dict[str, tuple[dict[str, tuple[str, ...]], int]] = {
+    NAME: (FONTS, 0),
+    "rendered-digits-v2": ({**FONTS, **MORE_FONTS, **STROKE_FONTS}, 4),
 }
 
 
@@ -145,8 +136,7 @@ def build_rendered_digits(
     # round by round (each digit once per round), so a smaller build is a prefix of a larger one
     for i in range(per_class):
         for digit in range(10):
-            face = faces[(i + digit) % len(faces)]
-            image = np.asarray(render_one(rng, face, digit, SOURCES[source][2]))
+            image = np.asarray(render_one(rng, faces[(i + digit) % len(faces)], digit))
             pixels = normalize(normalization, image, DIGITS_SPEC.height, DIGITS_SPEC.width)
             if pixels is None:  # no ink found: to_pixels would resize it plainly
                 continue
