@@ -215,10 +215,12 @@ class MicroBatcher:
         self._metrics.child(self._metrics.compute, self.model, self.kind).observe(compute_s)
         self._metrics.child(self._metrics.batch_size, self.model).observe(size)
         queue_wait = self._metrics.child(self._metrics.queue_wait, self.model)
-        offset = 0
-        for item in items:
-            part = {k: v[offset : offset + item.size] for k, v in outputs.items()}
-            offset += item.size
+        # every request's slice of every output in one `split` per output, rather than one
+        # indexing call per request and output (~2 us each, on the event loop)
+        sizes = [item.size for item in items]
+        parts = {k: v.split(sizes) for k, v in outputs.items()}
+        for i, item in enumerate(items):
+            part = {k: views[i] for k, views in parts.items()}
             queue_s = start - item.enqueued
             queue_wait.observe(queue_s)
             if not item.future.done():
