@@ -122,7 +122,9 @@ class MicroBatcher:
                 retry_after_s=self.retry_after_s,
             ) from None
         self._idle.clear()
-        self._metrics.child(self._metrics.queue_depth, self.model).set(self.depth)
+        self._metrics.tally.set(
+            self._metrics.child(self._metrics.queue_depth, self.model), self.depth
+        )
         self._arrived.set()
         try:
             # the future itself is awaited: cancelled on timeout or when the client goes away,
@@ -180,7 +182,8 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             items = await self._gather()
-            self._metrics.child(self._metrics.queue_depth, self.model).set(self.depth)
+            m = self._metrics
+            m.tally.set(m.child(m.queue_depth, self.model), self.depth)
             now = loop.time()
             live = []
             for item in items:
@@ -212,18 +215,17 @@ class MicroBatcher:
             return
         compute_s = time.perf_counter() - start
         size = int(x.shape[0])
-        self._metrics.child(self._metrics.compute, self.model, self.kind).observe(compute_s)
-        self._metrics.child(self._metrics.batch_size, self.model).observe(size)
-        queue_wait = self._metrics.child(self._metrics.queue_wait, self.model)
+        queue_waits = [start - item.enqueued for item in items]
+        m = self._metrics
+        m.tally.observe(m.child(m.compute, self.model, self.kind), compute_s)
+        m.tally.observe(m.child(m.batch_size, self.model), size)
+        m.tally.observe_all(m.child(m.queue_wait, self.model), queue_waits)
         # every request's slice of every output in one `split` per output, rather than one
         # indexing call per request and output (~2 us each, on the event loop)
-        sizes = [item.size for item in items]
-        parts = {k: v.split(sizes) for k, v in outputs.items()}
-        for i, item in enumerate(items):
-            part = {k: views[i] for k, views in parts.items()}
-            queue_s = start - item.enqueued
-            queue_wait.observe(queue_s)
+        parts = {k: v.split([item.size for item in items]) for k, v in outputs.items()}
+        for i, (item, queue_s) in enumerate(zip(items, queue_waits, strict=True)):
             if not item.future.done():
+                part = {k: views[i] for k, views in parts.items()}
                 item.future.set_result((part, BatchTiming(queue_s, compute_s, size)))
 
     async def close(self, timeout_s: float = 30.0) -> None:

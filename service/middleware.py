@@ -155,8 +155,8 @@ class RequestContextMiddleware:
             model = params.get("model", "")
             model = model if model and self.known_model(model) else ""
             m = self.metrics
-            m.child(m.requests, model, endpoint, str(status)).inc()
-            m.child(m.request_duration, model, endpoint).observe(elapsed)
+            m.tally.inc(m.child(m.requests, model, endpoint, str(status)))
+            m.tally.observe(m.child(m.request_duration, model, endpoint), elapsed)
             self.access_line.log(
                 {
                     "method": scope.get("method"),
