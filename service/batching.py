@@ -126,9 +126,8 @@ class MicroBatcher:
                 retry_after_s=self.retry_after_s,
             ) from None
         self._idle.clear()
-        self._metrics.tally.set(
-            self._metrics.child(self._metrics.queue_depth, self.model), self.depth
-        )
+        m = self._metrics
+        m.tally.set(m.child(m.queue_depth, self.model), self.depth)
         self._arrived.set()
         self._pending.append(item)
         if self._deadline_timer is None:
