@@ -60,7 +60,7 @@ class Tally:
         self._counts: dict[Counter, float] = {}
         self._values: dict[Histogram, list[float]] = {}
         self._settings: dict[Gauge, float] = {}
-        self._scheduled = False
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # where a flush is scheduled
 
     def inc(self, counter: Counter, amount: float = 1.0) -> None:
         """`counter.inc(amount)` (a labelled child), written at the end of the turn."""
@@ -87,19 +87,18 @@ class Tally:
         self._written_later()
 
     def _written_later(self) -> None:
-        if self._scheduled:
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop in this thread: now
             self.flush()
             return
-        loop.call_soon(self.flush)
-        self._scheduled = True
+        if self._flush_on is not loop:  # not yet scheduled, or on a loop no longer running
+            loop.call_soon(self.flush)
+            self._flush_on = loop
 
     def flush(self) -> None:
         """Write every update held (also called by readers before they read)."""
-        self._scheduled = False
+        self._flush_on = None
         counts, self._counts = self._counts, {}
         values, self._values = self._values, {}
         settings, self._settings = self._settings, {}

@@ -90,3 +90,23 @@ async def test_requests_are_counted_by_the_time_metrics_answers(
     line = 'jem_requests_total{endpoint="predict",model="served",status="200"} 5.0'
     assert line in text.splitlines()
     assert 'jem_images_total{model="served"} 5.0' in text.splitlines()
+
+
+def test_a_flush_left_on_a_closed_loop_does_not_hold_back_later_updates() -> None:
+    direct, held = Metrics(), Metrics()
+    _updates(direct, direct=True)
+    _updates(direct, direct=True)
+
+    async def update() -> None:
+        _updates(held, direct=False)
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(update())  # stops before the scheduled flush runs
+    loop.close()
+
+    async def update_then_wait() -> None:
+        _updates(held, direct=False)
+        await asyncio.sleep(0)
+
+    asyncio.run(update_then_wait())
+    assert _exposition(held) == _exposition(direct)
