@@ -2,15 +2,15 @@
 
 Every update of a prometheus_client value in multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, as
 with `--workers N`) takes a lock, checks the process id and writes to the worker's file (1.2 us
-for a counter, 2.9 us for a histogram's `observe`); a single-image predict made twelve of them
-(the request counter and latency, the queue wait and depth, the image count, energy, OOD score
-and checks): about a tenth of the app's CPU time for it (docs/benchmarks-peers.md, "sixth
-part"). A `Tally` keeps the turn's counter increments, histogram values and gauge settings in
-dictionaries and writes them, added up, in a callback the event loop runs after the callbacks
-already waiting, so the requests of one batch, which finish in one turn, share one write per
-series (and one per histogram bucket touched).
+for a counter, 2.9 us for a histogram's `observe`, which writes twice); a single-image predict
+made twelve such writes (the request counter and latency, the queue wait and depth, the image
+count, energy, OOD score and checks): up to 7% of the app's CPU time for it
+(docs/benchmarks-peers.md, "sixth part"). A `Tally` keeps the turn's counter increments,
+histogram values and gauge settings in dictionaries and writes them, added up, in a callback
+the event loop runs after the callbacks already waiting, so the requests of one batch, which
+finish in one turn, share one write per series (and one per histogram bucket touched).
 
-Nothing is lost or reordered: counters get the sum of their increments, histograms every value
+Nothing is lost: counters get the sum of their increments, histograms every value
 (`observe_many`: the buckets and sum `observe` would give), a gauge its last setting. A reader
 in this process sees every update made before it reads: `Metrics.exposition` (the /metrics
 route) and `Runtime.close` flush first. Another worker's /metrics reads this worker's file, at
