@@ -73,7 +73,11 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
         app.include_router(router)
     app.include_router(v2_router)
     install_ui(app)
-    app.add_middleware(HotPathMiddleware)  # innermost: where the router is called
+
+    def known_model(name: str) -> bool:
+        return name in runtime.predictors
+
+    app.add_middleware(HotPathMiddleware, known_model=known_model)  # innermost: the router's place
     app.add_middleware(HeadMiddleware)  # inside the others (see its docstring)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -90,7 +94,7 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
     app.add_middleware(
         RequestContextMiddleware,
         metrics=runtime.metrics,
-        known_model=lambda name: name in runtime.predictors,
+        known_model=known_model,
         retry_after_s=settings.retry_after_s,
         routes=[route for router in (*ROUTERS, v2_router) for route in router.routes],
     )

@@ -12,6 +12,7 @@ window for a ninth. Requests carry a deadline: expired ones are dropped before c
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Callable
@@ -95,6 +96,9 @@ class MicroBatcher:
         self._worker: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        # requests not yet answered, in arrival (= deadline) order, and the one deadline timer
+        self._pending: collections.deque[_Item] = collections.deque()
+        self._deadline_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         if self._worker is None:
@@ -122,21 +126,49 @@ class MicroBatcher:
                 retry_after_s=self.retry_after_s,
             ) from None
         self._idle.clear()
-        self._metrics.child(self._metrics.queue_depth, self.model).set(self.depth)
+        m = self._metrics
+        m.tally.set(m.child(m.queue_depth, self.model), self.depth)
         self._arrived.set()
+        self._pending.append(item)
+        if self._deadline_timer is None:
+            self._deadline_timer = loop.call_at(item.deadline, self._expire)
         try:
-            # the future itself is awaited: cancelled on timeout or when the client goes away,
-            # and the worker skips cancelled items (no shield, no wait_for task per request)
-            async with asyncio.timeout(self.timeout_s):
-                return await item.future
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"request not finished within {self.timeout_s:g} s (JEM_REQUEST_TIMEOUT_S): "
-                "the service is overloaded; retry later or send fewer images"
-            ) from None
+            # the future itself is awaited: failed at its deadline (`_expire`), cancelled when
+            # the client goes away; the worker skips finished items (no shield, no wait_for
+            # task and no timer per request)
+            return await item.future
         finally:
             if not item.future.done():
                 item.future.cancel()
+
+    def _expire(self) -> None:
+        """Fail the requests past their deadline, then wait for the next one's.
+
+        One timer per batcher rather than one per request (asyncio.timeout: ~4.5 us a request
+        under uvloop): every request gets the same `timeout_s`, so `_pending`, in arrival
+        order, is in deadline order too."""
+        self._deadline_timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        pending = self._pending
+        while pending and (pending[0].future.done() or pending[0].deadline <= now):
+            item = pending.popleft()
+            if not item.future.done():
+                item.future.set_exception(
+                    DeadlineExceeded(
+                        f"request not finished within {self.timeout_s:g} s "
+                        "(JEM_REQUEST_TIMEOUT_S): the service is overloaded; retry later or "
+                        "send fewer images"
+                    )
+                )
+        if pending:
+            self._deadline_timer = loop.call_at(pending[0].deadline, self._expire)
+
+    def _forget_finished(self) -> None:
+        """Drop the finished requests at the front of `_pending` (it stays short)."""
+        pending = self._pending
+        while pending and pending[0].future.done():
+            pending.popleft()
 
     async def _next(self) -> _Item:
         if self._carry is not None:
@@ -180,7 +212,8 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             items = await self._gather()
-            self._metrics.child(self._metrics.queue_depth, self.model).set(self.depth)
+            m = self._metrics
+            m.tally.set(m.child(m.queue_depth, self.model), self.depth)
             now = loop.time()
             live = []
             for item in items:
@@ -197,6 +230,7 @@ class MicroBatcher:
                 live.append(item)
             if live:
                 await self._compute(live)
+            self._forget_finished()
             if self.depth == 0:
                 self._idle.set()
 
@@ -212,16 +246,17 @@ class MicroBatcher:
             return
         compute_s = time.perf_counter() - start
         size = int(x.shape[0])
-        self._metrics.child(self._metrics.compute, self.model, self.kind).observe(compute_s)
-        self._metrics.child(self._metrics.batch_size, self.model).observe(size)
-        queue_wait = self._metrics.child(self._metrics.queue_wait, self.model)
-        offset = 0
-        for item in items:
-            part = {k: v[offset : offset + item.size] for k, v in outputs.items()}
-            offset += item.size
-            queue_s = start - item.enqueued
-            queue_wait.observe(queue_s)
+        queue_waits = [start - item.enqueued for item in items]
+        m = self._metrics
+        m.tally.observe(m.child(m.compute, self.model, self.kind), compute_s)
+        m.tally.observe(m.child(m.batch_size, self.model), size)
+        m.tally.observe_all(m.child(m.queue_wait, self.model), queue_waits)
+        # every request's slice of every output in one `split` per output, rather than one
+        # indexing call per request and output (~2 us each, on the event loop)
+        parts = {k: v.split([item.size for item in items]) for k, v in outputs.items()}
+        for i, (item, queue_s) in enumerate(zip(items, queue_waits, strict=True)):
             if not item.future.done():
+                part = {k: views[i] for k, views in parts.items()}
                 item.future.set_result((part, BatchTiming(queue_s, compute_s, size)))
 
     async def close(self, timeout_s: float = 30.0) -> None:

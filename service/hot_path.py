@@ -6,13 +6,15 @@ middleware, its exit-stack middleware, the router's search over the included rou
 route's request wrapper before the lean handler ran: about 5% of the server's samples for a
 single-image predict at concurrency 64 (py-spy, docs/benchmarks-peers.md "The hot path").
 `HotPathMiddleware` sits innermost, where the router would be called. The first request to a
-path goes through the router as before; if the router picked a lean route and its handler ran,
-the route, its handler, the path parameters and the exception handlers the request ran under
-are remembered for that (method, root path, path). A later request to the same path whose
-query the lean handler reads itself (`LeanHandler.values`) runs the handler's lean answer
-directly, inside the same exception handling (Starlette's `wrap_app_handling_exceptions` with
-the app's handlers), so its answers, errors, metrics and access-log line are the router's
-(`tests/service/test_hot_path.py`).
+path goes through the router as before; if the router picked a lean route, its handler ran and
+the path names a served model (`known_model`), the route, its handler, the path parameters and
+the exception handlers the request ran under are remembered for that (method, root path, path).
+An unknown model's path (a 404) goes through the router every time, so requests for made-up
+names do not fill the memory; served models' paths are a few per model. A later request to a
+remembered path whose query the lean handler reads itself (`LeanHandler.values`) runs the
+handler's lean answer directly, inside the same exception handling (Starlette's
+`wrap_app_handling_exceptions` with the app's handlers), so its answers, errors, metrics and
+access-log line are the router's (`tests/service/test_hot_path.py`).
 
 The scope holds what the endpoint and the outer middleware read (route, endpoint, path
 parameters, router, exception handlers); FastAPI's exit stacks and its routing context are not
@@ -58,8 +60,9 @@ class HotPathMiddleware:
 
     MAX_PATHS = 1024  # distinct (method, root path, path) remembered: a few per served model
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, known_model: Callable[[str], bool]) -> None:
         self.app = app
+        self.known_model = known_model  # whether a model name is served
         self.selected: dict[tuple[str, str, str], _Selected] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,6 +97,8 @@ class HotPathMiddleware:
         handler = scope.get(HANDLER_KEY)
         if handler is None or key in self.selected or len(self.selected) >= self.MAX_PATHS:
             return
+        if not self.known_model(scope["path_params"].get("model", "")):
+            return  # a 404: made-up names must not fill the memory
         self.selected[key] = _Selected(
             route=scope["route"],
             router=scope.get("router"),

@@ -115,10 +115,9 @@ class LeanHandler:
         if get_telemetry_data() is not None:
             return None
         values = dict(self.defaults)
-        query = request.query_params
-        if query:
+        if request.scope.get("query_string"):  # no QueryParams parsed for an empty query
             seen = set()
-            for name, value in query.multi_items():
+            for name, value in request.query_params.multi_items():
                 parse = self.parsers.get(name)
                 if parse is None:
                     continue  # FastAPI ignores parameters a route does not declare

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
+import os
+import threading
 import time
 from typing import Any
 
-__all__ = ["JsonFormatter", "configure_logging", "log_config", "request_id_var"]
+__all__ = ["AccessLog", "JsonFormatter", "configure_logging", "log_config", "request_id_var"]
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -56,6 +59,66 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return _ENCODER.encode(entry)
+
+
+def _task_name() -> str | None:
+    """The current asyncio task's name, as `LogRecord.__init__` records it (Python 3.12+)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return None
+    return task.get_name() if task is not None else None
+
+
+class AccessLog:
+    """`logger.info(message, extra=fields)` from one call site, at a fraction of its cost.
+
+    Every access line is logged from the same line of the request middleware, by the same
+    thread of the same process: where `Logger.info` looks up its caller (a walk up the stack)
+    and `LogRecord.__init__` its thread, process and source file for every line (4-5 us of a
+    ~20 us line, py-spy: the access line was ~5% of a single-image predict), `log` copies those
+    attributes from a record made the standard way on the first line (per process and thread),
+    and sets the time and `fields`. The handlers, filters and levels are the logger's own, and
+    the record holds the same attributes; with a custom log record factory installed
+    (`logging.setLogRecordFactory`), every line is made by it (`Logger.info`).
+    """
+
+    def __init__(self, logger: logging.Logger, message: str) -> None:
+        self.logger = logger
+        self.message = message
+        self._template: tuple[tuple[int, int], dict[str, Any]] = ((-1, -1), {})
+
+    def log(self, fields: dict[str, Any]) -> None:
+        """Log `message` at INFO with `fields` as the record's attributes (`extra=`)."""
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        if logging.getLogRecordFactory() is not logging.LogRecord:
+            logger.info(self.message, extra=fields, stacklevel=2)
+            return
+        where = (os.getpid(), threading.get_ident())
+        made_for, template = self._template
+        if made_for != where:
+            pathname, lineno, func, _ = logger.findCaller(stacklevel=2)
+            standard = logger.makeRecord(
+                logger.name, logging.INFO, pathname, lineno, self.message, (), None, func
+            )
+            template = dict(standard.__dict__)
+            self._template = (where, template)
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        attributes = record.__dict__
+        attributes.update(template)
+        now = time.time()  # as LogRecord.__init__ sets the three
+        attributes["created"] = now
+        attributes["msecs"] = int((now - int(now)) * 1000) + 0.0
+        # ms since logging was imported: the template's, moved on by the time since it was made
+        attributes["relativeCreated"] = (
+            template["relativeCreated"] + (now - template["created"]) * 1000
+        )
+        if attributes.get("taskName") is not None:  # Python 3.12+: the asyncio task, per record
+            attributes["taskName"] = _task_name()
+        attributes.update(fields)
+        logger.handle(record)
 
 
 def log_config(level: str = "INFO") -> dict[str, Any]:

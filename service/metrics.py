@@ -6,10 +6,7 @@ samples to files in that directory and `/metrics` aggregates all workers.
 
 from __future__ import annotations
 
-import bisect
-import collections
 import os
-from collections.abc import Sequence
 from typing import TypeVar
 
 from prometheus_client import (
@@ -24,6 +21,7 @@ from prometheus_client import (
 )
 
 from service.server.workers import forget_dead_workers
+from service.tally import Tally, observe_many
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "multiprocess_dir", "observe_many"]
 
@@ -58,28 +56,6 @@ SCORE_BUCKETS = (
 )  # fmt: skip
 
 
-def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
-    """`histogram.observe(v)` for every value: one update of the sum and one per bucket touched,
-    where `observe` makes two per value (each a locked write to the worker's file in
-    multiprocess mode: ~3 us; 128 of them for a 64-image predict's energy and OOD score).
-
-    Reads prometheus_client's `_upper_bounds`, `_buckets` and `_sum` (a labelled child's); a
-    version without them gets the plain loop. Same buckets as `observe` (NaN in none), and the
-    sum up to float rounding (tests/service/test_metrics.py)."""
-    bounds = getattr(histogram, "_upper_bounds", None)
-    buckets = getattr(histogram, "_buckets", None)
-    total = getattr(histogram, "_sum", None)
-    if len(values) < 2 or bounds is None or buckets is None or total is None:
-        for value in values:
-            histogram.observe(value)
-        return
-    # observe() counts a value in the first bucket whose bound is >= it (the last is +Inf)
-    counts = collections.Counter(bisect.bisect_left(bounds, v) for v in values if v == v)
-    total.inc(sum(values))
-    for index, n in counts.items():
-        buckets[index].inc(n)
-
-
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
@@ -90,6 +66,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self._children: dict[tuple[object, tuple[str, ...]], Counter | Gauge | Histogram] = {}
+        # the per-request series' updates, written once per event-loop turn (service/tally.py)
+        self.tally = Tally()
         r = self.registry
         self.requests = Counter(
             "jem_requests_total", "HTTP requests.", ["model", "endpoint", "status"], registry=r
@@ -174,6 +152,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text exposition: this process's registry, or every worker's in multiprocess mode."""
+        self.tally.flush()  # this process's updates of this turn, before they are read
         if directory := multiprocess_dir():
             forget_dead_workers(directory)  # see service/server/workers.py for why here
             registry = CollectorRegistry()

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.asgi_helpers import header, is_v2, send_error
 from service.batching import InFlight
-from service.logs import request_id_var
+from service.logs import AccessLog, request_id_var
 from service.metrics import Metrics
 
 __all__ = [
@@ -90,6 +90,7 @@ class RequestContextMiddleware:
         self.known_model = known_model
         self.retry_after = str(retry_after_s).encode()
         self.routes = routes  # the app's, to name a request answered before routing
+        self.access_line = AccessLog(access_log, "request")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -154,18 +155,17 @@ class RequestContextMiddleware:
             model = params.get("model", "")
             model = model if model and self.known_model(model) else ""
             m = self.metrics
-            m.child(m.requests, model, endpoint, str(status)).inc()
-            m.child(m.request_duration, model, endpoint).observe(elapsed)
-            access_log.info(
-                "request",
-                extra={
+            m.tally.inc(m.child(m.requests, model, endpoint, str(status)))
+            m.tally.observe(m.child(m.request_duration, model, endpoint), elapsed)
+            self.access_line.log(
+                {
                     "method": scope.get("method"),
                     "path": scope.get("path"),
                     "endpoint": endpoint,
                     "model": model or None,
                     "status": status,
                     "latency_ms": round(elapsed * 1000, 3),
-                },
+                }
             )
             request_id_var.reset(token)
 

@@ -15,7 +15,7 @@ from service.batching import BatchTiming, InFlight, MicroBatcher
 from service.device import Placement
 from service.errors import InvalidParameters, NotReady, ReloadRefused, UnknownModel
 from service.generation import GenerationPool
-from service.metrics import Metrics, observe_many
+from service.metrics import Metrics
 from service.predictor import Predictor
 from service.sampling import GenerationLimits
 from service.settings import Settings
@@ -232,6 +232,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*(b.close() for b in [*self._classify.values(), *self._grad.values()]))
         self.generation.close()
+        self.metrics.tally.flush()  # the last requests' updates (service/tally.py)
         self.metrics.mark_process_dead(os.getpid())
 
     # ---- serving --------------------------------------------------------------------------
@@ -278,13 +279,13 @@ class Runtime:
         """Count a request's images: energies, and per OOD score its values and verdicts
         (None: uncalibrated)."""
         m = self.metrics
-        m.child(m.images, model).inc(len(energies))
-        # counters bumped once per request, histograms once per bucket; children cached
-        observe_many(m.child(m.energy, model), energies)
+        tally = m.tally  # written once per event-loop turn (service/tally.py); children cached
+        tally.inc(m.child(m.images, model), len(energies))
+        tally.observe_all(m.child(m.energy, model), energies)
         for score, (values, flags) in verdicts.items():
-            observe_many(m.child(m.ood_score, model, score), values)
+            tally.observe_all(m.child(m.ood_score, model, score), values)
             checked = [flag for flag in flags if flag is not None]
             if checked:
-                m.child(m.ood_checks, model, score).inc(len(checked))
+                tally.inc(m.child(m.ood_checks, model, score), len(checked))
                 if any(checked):
-                    m.child(m.ood_flags, model, score).inc(sum(checked))
+                    tally.inc(m.child(m.ood_flags, model, score), sum(checked))

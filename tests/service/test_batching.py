@@ -144,6 +144,27 @@ async def test_expired_requests_are_dropped_before_compute() -> None:
     await b.close()
 
 
+async def test_one_deadline_timer_serves_every_request() -> None:
+    """The batcher's one deadline timer: answered requests are forgotten, and the timer is set
+    again for requests that arrive after a deadline passed."""
+    fn = Recorder()
+    b = batcher(fn, timeout_s=0.3)
+    xs = [torch.full((1, 2), float(i)) for i in range(20)]
+    results = await asyncio.gather(*(b.submit(x) for x in xs))
+    assert [float(out["y"][0, 0]) for out, _ in results] == [2.0 * i for i in range(20)]
+    assert len(b._pending) == 0  # answered: not held until the timer comes
+    for _ in range(2):  # each time a request outlives its deadline while the model is stuck
+        fn.release.clear()
+        stuck = asyncio.ensure_future(b.submit(torch.ones(1, 2)))
+        with pytest.raises(DeadlineExceeded, match=r"not finished within 0\.3 s"):
+            await asyncio.wait_for(stuck, 2)
+        fn.release.set()
+        await asyncio.sleep(0.05)
+    out, _ = await b.submit(torch.ones(1, 2))
+    assert float(out["y"][0, 0]) == 2.0
+    await b.close()
+
+
 async def test_close_drains_queued_work_then_refuses() -> None:
     fn = Recorder(delay_s=0.02)
     b = batcher(fn, max_batch_size=1)

@@ -80,6 +80,7 @@ async def _drive(app: FastAPI, path: str, ctype: bytes, messages: list[Message])
 
 def _statuses(app: FastAPI) -> dict[tuple[str, str], float]:
     counts: dict[tuple[str, str], float] = {}
+    app.state.runtime.metrics.tally.flush()  # this turn's updates (service/tally.py)
     for family in app.state.runtime.metrics.registry.collect():
         for s in family.samples:
             if s.name == "jem_requests_total":

@@ -37,7 +37,7 @@ CASES: list[tuple[str, str, dict[str, str], str, bool]] = [
     ("POST", "/v1/models/served/predict", {}, "png", True),  # 401
     ("POST", "/v1/models/served/predict", {"Authorization": "Bearer no"}, "png", True),  # 403
     ("POST", "/v1/models/nope/predict", KEY, "png", False),  # 404, routed...
-    ("POST", "/v1/models/nope/predict", KEY, "png", True),  # ... then remembered
+    ("POST", "/v1/models/nope/predict", KEY, "png", False),  # ... every time: not remembered
     ("GET", "/v1/models/served/predict", KEY, "none", False),  # 405
     ("HEAD", "/v1/models/served/predict", KEY, "none", False),
     ("POST", "/v1/models/served/ood", KEY, "png", False),
@@ -136,3 +136,23 @@ async def test_remembered_paths_answer_as_the_router(
     assert hot_lines == plain_lines
     assert _request_metrics(hot_app) == _request_metrics(plain_app)
     assert {line["endpoint"] for line in hot_lines} >= {"predict", "ood"}
+
+
+async def test_only_served_models_paths_are_remembered(store_root: Path, digits: Any) -> None:
+    """Requests for made-up model names (404s) are not remembered: a client cycling through
+    names cannot fill the hot path's memory, and the served paths are remembered still."""
+    app = create_app(make_settings(store_root))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            await wait_ready(client)
+            for i in range(40):
+                response = await client.post(f"/v1/models/made-up-{i}/ood", **_body("png", digits))
+                assert response.status_code == 404
+            for _ in range(2):
+                response = await client.post("/v1/models/served/predict", **_body("png", digits))
+                assert response.status_code == 200
+    hot = app.middleware_stack
+    while not isinstance(hot, service.hot_path.HotPathMiddleware):
+        hot = hot.app  # type: ignore[union-attr]
+    assert list(hot.selected) == [("POST", "", "/v1/models/served/predict")]
