@@ -92,6 +92,13 @@ def crossfit_choice(
     }
 
 
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "steps",
@@ -101,7 +108,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="any version of each run to read")
     add_model_source_args(p)
-    p.add_argument("--halvings", type=int, default=50, help="random validation halvings")
+    p.add_argument(
+        "--halvings", type=_positive, default=50, help="random validation halvings (>= 1)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the halvings")
     p.add_argument(
         "--one-run",
@@ -143,7 +152,10 @@ def _report(
         float(c.get("px_weight", 0)), int(c.get("px_start", 0)), int(c.get("px_warmup", 0))
     )
     steps = [s for s, _ in kept]
-    result = crossfit_choice(correct, steps, first, args.halvings, args.seed)
+    try:
+        result = crossfit_choice(correct, steps, first, args.halvings, args.seed)
+    except ValueError as exc:  # a JEM whose kept steps all precede its full generative weight
+        raise StoreError(f"{name}: {exc}") from None
     accs = ", ".join(
         f"{s}: {100 * float(row.float().mean()):.2f}%"
         for s, row in zip(steps, correct, strict=True)
