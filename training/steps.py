@@ -92,7 +92,44 @@ def crossfit_choice(
     }
 
 
-def _positive(raw: str) -> int:
+# config keys that change what a run keeps or prints, not its trajectory
+_NOT_TRAJECTORY = frozenset(
+    {
+        "load_best_model_at_end",
+        "keep_checkpoints",
+        "keep_checkpoints_final",
+        "checkpoint_every",
+        "log_every",
+        "estimate_iters",
+        "data_root",
+    }
+)
+
+
+def check_one_run(store: ModelStore, refs: list[str]) -> None:
+    """Raise `StoreError` unless the runs of ``refs`` have one config (keys in
+    ``_NOT_TRAJECTORY`` aside): ``--one-run`` reads them as one training's steps."""
+    configs = []
+    for ref in refs:
+        cfg = store.manifest(store.resolve(ref)).training.get("config")
+        configs.append(cfg if isinstance(cfg, dict) else {})
+    for ref, cfg in zip(refs[1:], configs[1:], strict=True):
+        differ = sorted(
+            k
+            for k in set(cfg) | set(configs[0])
+            if k not in _NOT_TRAJECTORY and cfg.get(k) != configs[0].get(k)
+        )
+        if differ:
+            shown = ", ".join(f"{k} {configs[0].get(k)!r} vs {cfg.get(k)!r}" for k in differ[:4])
+            more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+            raise StoreError(
+                f"--one-run: {refs[0]} and {ref} are not one training (config differs: "
+                f"{shown}{more}); read them without --one-run"
+            )
+
+
+def halvings(raw: str) -> int:
+    """``--halvings``: an integer >= 1 (argparse names this function in its error)."""
     value = int(raw)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
@@ -109,14 +146,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="any version of each run to read")
     add_model_source_args(p)
     p.add_argument(
-        "--halvings", type=_positive, default=50, help="random validation halvings (>= 1)"
+        "--halvings",
+        type=halvings,
+        default=50,
+        help="random validation halvings (>= 1; default 50)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the halvings")
     p.add_argument(
         "--one-run",
         action="store_true",
         help="the RUNs are one training (a rerun of the same config and seed: bit-exact on CPU) "
-        "whose versions were kept in different runs: read them as one run's steps",
+        "whose versions were kept in different runs: read them as one run's steps (refused "
+        "when their configs differ beyond what they keep and log)",
     )
     p.set_defaults(handler=run)
 
@@ -124,6 +165,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     store = ModelStore(args.store)
+    if args.one_run:
+        check_one_run(store, args.runs)
     for refs in [args.runs] if args.one_run else [[ref] for ref in args.runs]:
         merged: dict[int, ModelRef] = {}
         for ref in refs:  # a later run's version of the same step wins
@@ -167,7 +210,8 @@ def _report(
     print(f"  val acc by step: {accs}")
     print(f"  best on the whole split: step {result['full_choice']}")
     print(
-        f"  cross-fitted ({args.halvings} halvings x 2, seed {args.seed}): chosen "
+        f"  cross-fitted ({args.halvings} halving{'s' if args.halvings > 1 else ''} x 2, "
+        f"seed {args.seed}): chosen "
         f"{100 * result['chosen']:.2f}%, last step {100 * result['last']:.2f}%, gain "
         f"{100 * result['gain']:+.2f} points (sd {100 * result['gain_std']:.2f}); chosen "
         + ", ".join(f"{s} x{n}" for s, n in result["chosen_steps"].items())

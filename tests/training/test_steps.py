@@ -52,7 +52,9 @@ def test_the_command_reads_every_kept_version_of_the_run(
     result = Trainer(config, name="run", store=store, progress=False).fit()
     record = store.manifest(str(result.ref)).training["selection"]
     assert isinstance(record, dict)
-    Trainer(tiny_config(), name="other", store=store, progress=False).fit()
+    # the same training without its checkpoints kept (what it keeps is not its trajectory)
+    rerun = tiny_config("validate_every=2", "px_weight=0")
+    Trainer(rerun, name="other", store=store, progress=False).fit()
     code = main(["steps", "run:2", "--store", str(tmp_path), "--threads", "1", "--halvings", "4"])
     out = capsys.readouterr().out
     assert code == 0
@@ -70,6 +72,14 @@ def test_the_command_reads_every_kept_version_of_the_run(
     code = main(["steps", "run", "other", "--one-run", "--store", str(tmp_path), "--halvings", "2"])
     assert code == 0
     assert "run + other (" in capsys.readouterr().out
+    # runs of different trainings are refused as one run, naming what differs
+    Trainer(tiny_config(), name="unlike", store=store, progress=False).fit()
+    code = main(["steps", "run", "unlike", "--one-run", "--store", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "not one training" in err
+    assert "px_weight" in err
+    assert "keep_checkpoints" not in err
     # a run whose checkpoints were not kept: one line saying how to keep them
     code = main(["steps", "other", "--store", str(tmp_path)])
     assert code == 2
