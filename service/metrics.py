@@ -21,9 +21,9 @@ from prometheus_client import (
 )
 
 from service.server.workers import forget_dead_workers
-from service.tally import Tally, observe_many
+from service.tally import Tally
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "multiprocess_dir", "observe_many"]
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "multiprocess_dir"]
 
 M = TypeVar("M", Counter, Gauge, Histogram)
 

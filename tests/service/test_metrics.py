@@ -9,7 +9,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.metrics import Metrics, observe_many
+from service.metrics import Metrics
+from service.tally import observe_many
 from tests.service.conftest import Digits, make_settings, png_bytes, serve
 
 pytestmark = pytest.mark.anyio
