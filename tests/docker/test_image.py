@@ -31,9 +31,9 @@ pytestmark = [
 
 MODEL = "digits-jem"
 READ_ONLY = ["--read-only", "--tmpfs", "/tmp"]  # as docs/deployment.md runs it
-# seconds of SGLD, inside `docker stop --time 40`: 500 steps of 32 chains took 27.6 s of
-# one core with the width-128 digits-jem:37 on a loaded machine (1,500 steps: 80-91 s; with the
-# width-64 digits-jem:35, 1,500 steps took 28 s)
+# seconds of SGLD, inside `docker stop --time 40`: 500 steps of 32 chains took 27.6 s of one
+# core with the width-128 digits-jem:37 (the network of :39) on a loaded machine (1,500 steps:
+# 80-91 s; with the width-64 digits-jem:35, 1,500 steps took 28 s)
 LONG_GENERATION = {"num_samples": 32, "steps": 500, "seed": 0}
 
 
