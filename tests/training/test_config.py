@@ -68,6 +68,8 @@ def test_overrides_parse_each_type() -> None:
         ("lr=-1", "lr must be > 0"),
         ("grad_penalty=-0.5", "grad_penalty must be >= 0"),
         ("buffer_init_pool=0", "buffer_init_pool must be >= 1"),
+        ("label_smoothing=1", r"label_smoothing must be in \[0, 1\)"),
+        ("label_smoothing=-0.1", r"label_smoothing must be in \[0, 1\)"),
     ],
 )
 def test_bad_overrides_say_what_is_valid(override: str, message: str) -> None:
