@@ -82,5 +82,5 @@ def test_label_smoothing_mixes_the_target_with_the_uniform_distribution() -> Non
     parts = jem_loss(logits, y, label_smoothing=eps)
     assert float(parts.loss) == pytest.approx(float(expected))
     assert parts.ce == pytest.approx(float(expected))
-    assert float(jem_loss(logits, y).loss) < float(expected)  # the label's own term is smaller
+    assert float(jem_loss(logits, y).loss) < float(expected)  # on these logits smoothing costs more
     assert parts.acc == 0.5  # accuracy is the logits' argmax, whatever the target
