@@ -140,8 +140,8 @@ def decode_image(
 
 
 def images_to_tensor(arrays: Sequence[np.ndarray], spec: InputSpec) -> torch.Tensor:
-    batch = np.stack([a if a.ndim == 3 else a[:, :, None] for a in arrays])
-    return uint8_to_tensor(batch, spec)
+    batch = arrays[0][None] if len(arrays) == 1 else np.stack(arrays)  # (B, H, W[, C])
+    return uint8_to_tensor(batch if batch.ndim == 4 else batch[..., None], spec)
 
 
 def decode_base64(value: str, *, name: str) -> bytes:
