@@ -19,7 +19,6 @@ Anything else, including every malformed file, returns None and is decoded by Pi
 
 from __future__ import annotations
 
-import struct
 import zlib
 from typing import Any
 
@@ -37,21 +36,19 @@ MAX_PIXEL_BYTES = 256
 MAX_LOOPED_BYTES = 64
 
 
-_CHUNK_HEAD = struct.Struct(">I4s")  # a chunk's length and type
-
-
-def _chunks(data: bytes) -> list[tuple[bytes, bytes]] | None:
+def _chunks(data: bytes) -> list[tuple[bytes, memoryview]] | None:
     """(type, payload) of every chunk up to IEND, which must end the file; None if a length
     runs past the end or a CRC is wrong."""
-    pos, end, chunks = 8, len(data), []
+    view, pos, end, chunks = memoryview(data), 8, len(data), []
     while pos + 12 <= end:
-        length, kind = _CHUNK_HEAD.unpack_from(data, pos)
+        length = int.from_bytes(view[pos : pos + 4], "big")
         stop = pos + 12 + length
-        if stop > end or zlib.crc32(data[pos + 4 : stop - 4]) != int.from_bytes(
-            data[stop - 4 : stop], "big"
+        if stop > end or zlib.crc32(view[pos + 4 : stop - 4]) != int.from_bytes(
+            view[stop - 4 : stop], "big"
         ):
             return None
-        chunks.append((kind, data[pos + 8 : stop - 4]))
+        kind = bytes(view[pos + 4 : pos + 8])
+        chunks.append((kind, view[pos + 8 : stop - 4]))
         if kind == b"IEND":
             return chunks if stop == end else None
         pos = stop
@@ -63,23 +60,16 @@ def _unfilter(raw: bytes, height: int, stride: int, bpp: int) -> bytearray | Non
     None for a filter type the specification does not define. Plain Python: for lines of a
     few dozen bytes, cheaper than a numpy call per line."""
     out = bytearray(height * stride)
-    # Up adds the line above byte by byte, modulo 256, as one integer sum: the low seven bits of
-    # every byte added (no carry can cross into the next byte), the top bits by exclusive or
-    low = int.from_bytes(b"\x7f" * stride, "big")
-    high = int.from_bytes(b"\x80" * stride, "big")
-    above = 0  # the line above, decoded, as an integer (zeros above the first line)
+    zeros = bytes(stride)
     for y in range(height):
         start, at = y * (stride + 1) + 1, y * stride
         kind, line = raw[start - 1], raw[start : start + stride]
+        up = out[at - stride : at] if y else zeros  # the line above, decoded
         if kind == 0:
             out[at : at + stride] = line
         elif kind == 2:  # Up
-            x = int.from_bytes(line, "big")
-            out[at : at + stride] = (((x & low) + (above & low)) ^ ((x ^ above) & high)).to_bytes(
-                stride, "big"
-            )
+            out[at : at + stride] = bytes([(x + b) & 0xFF for x, b in zip(line, up, strict=True)])
         elif kind in (1, 3, 4):  # Sub, Average, Paeth: each byte needs the one decoded before
-            up = out[at - stride : at] if y else bytes(stride)
             cur = bytearray(line)
             for i in range(stride):
                 a = cur[i - bpp] if i >= bpp else 0
@@ -96,7 +86,6 @@ def _unfilter(raw: bytes, height: int, stride: int, bpp: int) -> bytearray | Non
             out[at : at + stride] = cur
         else:
             return None
-        above = int.from_bytes(out[at : at + stride], "big")
     return out
 
 
