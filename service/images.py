@@ -23,7 +23,6 @@ from service.errors import (
     UnsupportedImageFormat,
     UnsupportedPixels,
 )
-from service.plain_png import plain_png_pixels
 
 __all__ = [
     "SUPPORTED_FORMATS",
@@ -87,14 +86,6 @@ def decode_image(
     (storage, transparency and the model's normalisation: `jem.imaging.to_pixels`)."""
     if not data:
         raise NotAnImage(f"{name}: empty file; send PNG, JPEG, BMP, GIF, TIFF or WebP bytes")
-    pillow_limit = Image.MAX_IMAGE_PIXELS
-    if spec.width * spec.height <= min(max_pixels, pillow_limit or max_pixels):
-        # a small plain PNG at the model's size: the pixels Pillow and `to_pixels` would give,
-        # without their per-file work (service/plain_png.py); None for anything else. Within
-        # both pixel limits, so no limit is skipped
-        plain = plain_png_pixels(data, spec.width, spec.height, spec.channels)
-        if plain is not None:
-            return 255 - plain if spec.invert else plain
     try:
         image = _open(data, SUPPORTED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
