@@ -113,7 +113,6 @@ class JemHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._max_head_bytes, self._head_timeout_s = _limits()
         self._head_timer: asyncio.TimerHandle | None = None
-        self._head_since = 0.0  # loop time the current wait for a head began
         self._awaiting_head = True  # from the connection, or a message's end, to its headers
         self._head_bytes = 0  # bytes received while awaiting the current head
 
@@ -152,6 +151,8 @@ class JemHttpToolsProtocol(HttpToolsProtocol):
                 f"request line and headers are over {self._max_head_bytes} bytes "
                 "(JEM_MAX_HEADER_BYTES): send fewer or shorter headers",
             )
+        elif self._in_request():
+            self._cancel_head_timer()
 
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
@@ -190,14 +191,8 @@ class JemHttpToolsProtocol(HttpToolsProtocol):
         return self.cycle is not None and not self.cycle.response_complete
 
     def _await_head(self) -> None:
-        # One timer per connection, not one per request: it is set for the first wait and, when
-        # it fires during a request or after a later wait began, set again for that wait's
-        # deadline; a keep-alive connection's request no longer costs a timer and a cancel.
-        self._head_since = self.loop.time()
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_at(
-                self._head_since + self._head_timeout_s, self._head_timed_out
-            )
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self._head_timeout_s, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -207,10 +202,6 @@ class JemHttpToolsProtocol(HttpToolsProtocol):
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if self.transport.is_closing() or self._in_request():
-            return  # the response's end waits for the next head (on_response_complete)
-        deadline = self._head_since + self._head_timeout_s
-        if deadline > self.loop.time():  # this wait began after the timer was set
-            self._head_timer = self.loop.call_at(deadline, self._head_timed_out)
             return
         if self._head_bytes:  # a silent connection is closed without a word, as nginx does
             message = (
