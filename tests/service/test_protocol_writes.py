@@ -1,7 +1,7 @@
 """`JemHttpToolsProtocol` writes a response's head together with its body: one write for a
 small answer (uvicorn makes two), the head alone for HEAD, and no head lost when the app fails
 after starting its response or streams its body. Also its deadline for request heads: counted
-from the connection or from the previous response, with one timer per connection."""
+from the connection or from the previous response, not cutting a request in progress."""
 
 from __future__ import annotations
 
