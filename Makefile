@@ -102,8 +102,9 @@ evaluate-default: $(STAMP)
 data/emoji/train/dataset.json: | $(STAMP) system-deps
 	$(BIN)/python -m training data emoji --out data/emoji
 
-# Reproduces the shipped emoji models (docs/emoji.md) on CPU; the JEM's first 1,000 iterations
-# (px_start) are its baseline's, so `--resume emoji-baseline:<its step-1000 checkpoint>` would skip them.
+# Reproduces the shipped emoji models (docs/emoji.md) on CPU. The baseline adds label smoothing
+# (0.1), which the JEM lacks, so the JEM's first 1,000 iterations (px_start) are not its baseline's
+# (with `--set label_smoothing=0` they are, and `--resume` of that run's step-1000 checkpoint skips them).
 train-emoji: $(STAMP) data/emoji/train/dataset.json
 	$(BIN)/python -m training train --preset emoji-baseline
 	$(BIN)/python -m training train --preset emoji-jem

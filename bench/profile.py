@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--env", action="append", default=[], metavar="JEM_X=V")
     p.add_argument("--raw", type=Path, help="also keep py-spy's raw (collapsed) stacks here")
+    p.add_argument(
+        "--gil",
+        action="store_true",
+        help="sample only the thread holding the interpreter lock (py-spy --gil): Python's "
+        "CPU time, without threads that are runnable but waiting for a core or for the lock",
+    )
     args = p.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             command = [spy, "record", "-p", str(server.pid), "-d", str(int(args.seconds) + 1)]
             command += ["-r", "200", "-f", "raw", "-o", str(out), "--threads", "--nonblocking"]
             command += ["--subprocesses"]  # forked workers (JEM_WORKERS=2)
+            command += ["--gil"] if args.gil else []
             recorder = subprocess.Popen(
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )

@@ -153,16 +153,16 @@ def uint8_to_tensor(arr: np.ndarray[Any, Any] | Tensor, spec: InputSpec) -> Tens
         arr = arr[None]
     if arr.ndim != 4:
         raise ValueError(f"expected (B,H,W,C), (H,W,C) or (H,W), got shape {tuple(arr.shape)}")
-    _, h, w, c = arr.shape
+    b, h, w, c = arr.shape
     if (c, h, w) != spec.shape:
         raise ValueError(
             f"image of shape HWC={(h, w, c)} does not match the model's input "
             f"HWC={(spec.height, spec.width, spec.channels)}; resize/convert it first"
         )
     if isinstance(arr, np.ndarray):  # the uint8 values in NCHW order, then looked up
-        return torch.from_numpy(
-            _lookup(spec.value_range)[np.ascontiguousarray(arr.transpose(0, 3, 1, 2))]
-        )
+        # (one channel: NHWC and NCHW hold the values in the same order, no transpose)
+        nchw = arr.reshape(b, 1, h, w) if c == 1 else arr.transpose(0, 3, 1, 2)
+        return torch.from_numpy(_lookup(spec.value_range).take(nchw))  # a new C-order array
     return _scale(arr.permute(0, 3, 1, 2).to(torch.float32), spec.value_range).contiguous()
 
 

@@ -74,6 +74,9 @@ class TrainConfig:
     # ship the weights of the best validation (from px_start + px_warmup on for a JEM), not the
     # last step's; the manifest records which step and every candidate's figure (training/best.py)
     load_best_model_at_end: bool = False
+    # cross-entropy against targets mixed with the uniform distribution (Szegedy et al. 2016;
+    # torch.nn.functional.cross_entropy's ``label_smoothing``); in [0, 1), 0: plain targets
+    label_smoothing: float = 0.0
     # the generative term
     px_weight: float = 1.0
     energy_reg: float = 0.0  # weight of mean(E_data^2 + E_sample^2)
@@ -134,6 +137,8 @@ class TrainConfig:
             problems.append("lr must be > 0")
         if not 0 <= self.ema_decay < 1:
             problems.append("ema_decay must be in [0, 1) (0: no moving average)")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append("label_smoothing must be in [0, 1) (0: plain targets)")
         if self.px_warmup < 0:
             problems.append("px_warmup must be >= 0")
         if self.px_weight < 0 or self.energy_reg < 0 or self.grad_penalty < 0:

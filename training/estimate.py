@@ -176,6 +176,7 @@ class _Timing:
             energy_reg=cfg.energy_reg,
             x_data=x_data,
             grad_penalty=cfg.grad_penalty,
+            label_smoothing=cfg.label_smoothing,
         )
         self.optimizer.zero_grad(set_to_none=True)
         parts.loss.backward()

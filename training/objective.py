@@ -72,14 +72,18 @@ def jem_loss(
     energy_reg: float = 0.0,
     x_data: Tensor | None = None,
     grad_penalty: float = 0.0,
+    label_smoothing: float = 0.0,
 ) -> LossParts:
     """CE + px_weight * mean(E_data - E_sampled) + energy_reg * mean(E^2) + grad_penalty * |dE/dx|².
 
     ``logits`` are of the (noised) data batch; ``logits_sampled`` of the SGLD samples (None, or
     px_weight == 0, for the baseline). ``grad_penalty > 0`` needs ``x_data``, the inputs that
     produced ``logits``, with ``requires_grad`` set before the forward pass.
+    ``label_smoothing`` in [0, 1) is PyTorch's: the cross-entropy's target puts
+    ``1 - label_smoothing + label_smoothing / C`` on the label and ``label_smoothing / C`` on
+    each other class (Szegedy et al. 2016); the logged ``ce`` is that smoothed loss.
     """
-    ce = F.cross_entropy(logits.float(), y)
+    ce = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
     acc = (logits.argmax(dim=1) == y).float().mean()
     loss = ce
     e_data = energy_from_logits(logits.float())

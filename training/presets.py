@@ -164,7 +164,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # JEM++ (Yang & Ji 2021): per-class Gaussian chain init, fewer SGLD steps per iteration
     "digits-jem++": {**_DIGITS_JEM, "buffer_init": "gaussian", "sgld_steps": 5, "iterations": 2000},
     "emoji-jem": _EMOJI_JEM,
-    "emoji-baseline": {**_EMOJI_JEM, "px_weight": 0.0, "energy_reg": 0.0, "grad_penalty": 0.0},
+    "emoji-baseline": {
+        **_EMOJI_JEM,
+        "px_weight": 0.0,
+        "energy_reg": 0.0,
+        "grad_penalty": 0.0,
+        # +1.2 points of validation accuracy over seeds 0, 1, 2 (73.16% against 71.96%); the JEM
+        # with it lost photo patches and the held-out groups, so only the baseline has it
+        # (docs/emoji.md, seventh round)
+        "label_smoothing": 0.1,
+    },
     "folder-jem": _FOLDER_JEM,
     "folder-baseline": {**_FOLDER_JEM, "px_weight": 0.0, "energy_reg": 0.0, "grad_penalty": 0.0},
     "cifar10-wrn": _CIFAR_WRN,

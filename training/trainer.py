@@ -212,6 +212,7 @@ class Trainer:
             energy_reg=cfg.energy_reg * ramp,
             x_data=x,
             grad_penalty=cfg.grad_penalty,
+            label_smoothing=cfg.label_smoothing,
         )
 
     def px_ramp(self) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -56,3 +58,27 @@ def test_invert_happens_before_resizing_and_sizes_agree() -> None:
 def test_a_bad_background_is_refused_by_name(bad: str) -> None:
     with pytest.raises(ValueError, match="background must be"):
         InputSpec(channels=3, height=4, width=4, color_mode="RGB", background=bad)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize("invert", [False, True])
+def test_images_at_the_models_size_keep_their_pixels(mode: str, invert: bool) -> None:
+    """The at-size path reads the pixels as np.asarray(image) would, as a writable array of
+    its own (decoded PNGs and in-memory images, odd widths included)."""
+    import io
+
+    rng = np.random.default_rng(0)
+    channels = 3 if mode == "RGB" else 1
+    pixels = rng.integers(0, 256, size=(5, 7, channels), dtype=np.uint8)
+    color_mode: Literal["L", "RGB"] = "RGB" if mode == "RGB" else "L"
+    spec = InputSpec(channels=channels, height=5, width=7, color_mode=color_mode, invert=invert)
+    image = Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels, mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    for source in (image, Image.open(io.BytesIO(buffer.getvalue()))):
+        got = to_pixels(source, spec)
+        expected = np.asarray(source).reshape(5, 7, channels)
+        np.testing.assert_array_equal(got, 255 - expected if invert else expected)
+        assert got.dtype == np.uint8
+        assert got.flags.writeable
+        assert got.base is None or got.base.flags.owndata

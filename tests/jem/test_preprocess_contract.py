@@ -57,6 +57,22 @@ def test_arrays_and_tensors_give_bit_identical_values(value_range: tuple[float, 
     assert torch.equal(uint8_to_tensor(flipped, spec), expected)
 
 
+@pytest.mark.parametrize("value_range", [(-1.0, 1.0), (0.0, 1.0)])
+def test_one_channel_arrays_give_the_tensor_path_values(value_range: tuple[float, float]) -> None:
+    """One channel is looked up without a transpose (NHWC and NCHW orders agree): the same
+    values and a contiguous NCHW result, for contiguous and strided input."""
+    spec = InputSpec(channels=1, height=16, width=16, color_mode="L", value_range=value_range)
+    rng = np.random.default_rng(0)
+    batch = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+    batch = np.concatenate([batch, rng.integers(0, 256, (4, 16, 16, 1), dtype=np.uint8)])
+    for arr in (batch, np.asfortranarray(batch)[:, ::-1], batch[0, :, :, 0]):
+        from_array = uint8_to_tensor(arr, spec)
+        expected = uint8_to_tensor(torch.from_numpy(np.ascontiguousarray(arr)), spec)
+        assert from_array.is_contiguous()
+        assert from_array.dtype == torch.float32
+        assert torch.equal(from_array, expected)
+
+
 def test_tensor_to_uint8_rounds_and_clamps() -> None:
     x = torch.tensor([-3.0, -1.0, 0.0, 0.999, 1.0, 2.0]).view(1, 1, 1, 6)
     assert tensor_to_uint8(x).flatten().tolist() == [0, 0, 128, 255, 255, 255]

@@ -1,6 +1,7 @@
 """`JemHttpToolsProtocol` writes a response's head together with its body: one write for a
 small answer (uvicorn makes two), the head alone for HEAD, and no head lost when the app fails
-after starting its response or streams its body."""
+after starting its response or streams its body. Also its deadline for request heads: counted
+from the connection or from the previous response, not cutting a request in progress."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ class _Transport:
 async def _app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
-    await receive()
+    while (await receive()).get("more_body"):  # the whole body first
+        pass
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
     )
@@ -93,3 +95,66 @@ async def test_failure_after_the_start_still_sends_the_head_then_closes() -> Non
     assert len(transport.writes) == 1
     assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert transport.closed
+
+
+# ---- the deadline for request heads ----------------------------------------------------------
+
+TIMEOUT_S = 0.3  # the protocol's JEM_HEADER_TIMEOUT_S in these tests
+
+
+def _connect() -> tuple[JemHttpToolsProtocol, _Transport]:
+    config = Config(app=_app, http=JemHttpToolsProtocol, lifespan="off", log_level="critical")
+    protocol = JemHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol._head_timeout_s = TIMEOUT_S
+    transport = _Transport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    return protocol, transport
+
+
+async def test_a_silent_connection_is_closed_at_the_deadline() -> None:
+    protocol, transport = _connect()
+    await asyncio.sleep(TIMEOUT_S * 0.6)
+    assert not transport.closed
+    await asyncio.sleep(TIMEOUT_S * 0.7)
+    assert transport.closed
+    assert transport.writes == []  # nothing was sent: closed without a word
+    protocol.connection_lost(None)
+
+
+async def test_the_deadline_counts_from_the_previous_response() -> None:
+    """Requests on one keep-alive connection for longer than the deadline in all: each wait
+    for a head gets its own full deadline; a half-sent head after the last one gets 408."""
+    protocol, transport = _connect()
+    for _ in range(3):
+        await asyncio.sleep(TIMEOUT_S * 0.6)
+        protocol.data_received(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not transport.closed
+    assert len(transport.writes) == 3
+    protocol.data_received(b"GET /ok HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    await asyncio.sleep(TIMEOUT_S * 0.6)
+    assert not transport.closed  # 1.8 deadlines after the connection, 0.6 after the answer
+    await asyncio.sleep(TIMEOUT_S * 0.7)
+    assert transport.closed
+    assert transport.writes[-1].startswith(b"HTTP/1.1 408 ")
+    protocol.connection_lost(None)
+
+
+async def test_a_request_in_progress_is_not_cut_by_the_head_deadline() -> None:
+    """A body still arriving past the head deadline: the head came, so no 408 (the body has
+    its own deadline, in the app); the answer goes out once the body is complete."""
+    protocol, transport = _connect()
+    protocol.data_received(b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+    await asyncio.sleep(TIMEOUT_S * 1.5)
+    assert not transport.closed
+    protocol.data_received(b"cd")
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(transport.writes) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK")
+    await asyncio.sleep(TIMEOUT_S * 0.6)
+    assert not transport.closed  # the new wait began with that answer
+    await asyncio.sleep(TIMEOUT_S * 0.7)
+    assert transport.closed
+    protocol.connection_lost(None)

@@ -68,3 +68,19 @@ def test_grad_penalty_needs_the_inputs() -> None:
         jem_loss(
             logits, torch.zeros(2, dtype=torch.long), x_data=torch.zeros(2, 4), grad_penalty=1.0
         )
+
+
+def test_label_smoothing_mixes_the_target_with_the_uniform_distribution() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    y = torch.tensor([0, 2])
+    eps = 0.1
+    log_p = F.log_softmax(logits, dim=1)
+    # target: 1 - eps + eps / C on the label, eps / C on every class (Szegedy et al. 2016)
+    target = torch.full_like(logits, eps / 3)
+    target[torch.arange(2), y] += 1 - eps
+    expected = -(target * log_p).sum(dim=1).mean()
+    parts = jem_loss(logits, y, label_smoothing=eps)
+    assert float(parts.loss) == pytest.approx(float(expected))
+    assert parts.ce == pytest.approx(float(expected))
+    assert float(jem_loss(logits, y).loss) < float(expected)  # on these logits smoothing costs more
+    assert parts.acc == 0.5  # accuracy is the logits' argmax, whatever the target
