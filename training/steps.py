@@ -188,7 +188,8 @@ def _report(
     last = store.load(kept[-1][1])
     dataset = dataset_for(last.manifest, args.data_root)
     x, y = dataset.val.inputs(), dataset.val.labels
-    correct = torch.stack([batched_logits(store.load(r).model, x).argmax(1) == y for _, r in kept])
+    models = [store.load(r).model for _, r in kept[:-1]] + [last.model]  # the last, loaded above
+    correct = torch.stack([batched_logits(model, x).argmax(1) == y for model in models])
     cfg = last.manifest.training.get("config")
     c: dict[str, Any] = cfg if isinstance(cfg, dict) else {}
     first = candidates_from(
