@@ -30,14 +30,17 @@ install: $(STAMP) system-deps
 # emoji`). Debian packages; needs root, as CI and the dev machines are.
 SYSTEM_TOOLS := promtool prometheus docker-compose dockerd mmdebstrap chromium chromedriver
 SYSTEM_PACKAGES := prometheus docker-compose docker.io mmdebstrap chromium chromium-driver fonts-noto-color-emoji unicode-data
-# the digits models' extra training data (training/datasets/digit_rendering.py: FONTS, MORE_FONTS
-# and the Hershey vector faces of STROKE_FONTS)
+# the digits models' extra training data (training/datasets/digit_rendering.py: FONTS, MORE_FONTS,
+# HAND_FONTS and the Hershey vector faces of STROKE_FONTS)
 TRAINING_FONT_PACKAGES := hershey-fonts-data fonts-navilu fonts-lobster fonts-opendyslexic \
 	fonts-jura fonts-monoid fonts-dancingscript fonts-kristi fonts-ecolier-court fonts-kaushanscript \
 	fonts-tlwg-purisa-ttf fonts-staypuft fonts-fantasque-sans fonts-sil-andika fonts-liberation \
 	fonts-freefont-ttf fonts-gnutypewriter fonts-averia-gwf fonts-cabinsketch fonts-isabella \
 	fonts-quicksand fonts-klee fonts-leckerli-one fonts-sjfonts fonts-yusei-magic fonts-tomsontalks \
-	fonts-nanum-extra fonts-seto fonts-kiloji fonts-havana fonts-dustin
+	fonts-nanum-extra fonts-seto fonts-kiloji fonts-havana fonts-dustin \
+	fonts-smc-chilanka fonts-smc-karumbi fonts-osifont fonts-routed-gothic fonts-summersby \
+	fonts-stick fonts-unfonts-extra fonts-aoyagi-soseki fonts-yanone-kaffeesatz fonts-fantasma \
+	fonts-comfortaa
 # the rendered-digits test set's fonts (tests/rendered_digits.py) and the training fonts above
 # (defined first: `:=` expands at once)
 FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript \

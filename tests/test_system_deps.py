@@ -9,7 +9,7 @@ import pytest
 
 from tests.rendered_digits import TEST_FONTS, VALIDATION_FONTS, font_package
 from tests.service_process import REPO
-from training.datasets.digit_rendering import FONTS, MORE_FONTS, STROKE_FONTS
+from training.datasets.digit_rendering import FONTS, HAND_FONTS, MORE_FONTS, STROKE_FONTS
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
@@ -23,7 +23,7 @@ def test_make_system_deps_installs_every_font_package() -> None:
     ).stdout.split()
     # the acceptance and validation sets name a few faces by package plus "-bold" / "-build"
     wanted = {font_package(name) for name in {**TEST_FONTS, **VALIDATION_FONTS}}
-    wanted |= set(FONTS) | set(MORE_FONTS) | set(STROKE_FONTS)
+    wanted |= set(FONTS) | set(MORE_FONTS) | set(HAND_FONTS) | set(STROKE_FONTS)
     assert not wanted - set(printed), (
         f"not in the Makefile's FONT_PACKAGES: {wanted - set(printed)}"
     )

@@ -18,6 +18,7 @@ from training.config import ConfigError, TrainConfig
 from training.data import DIGITS_SPEC, DatasetError, load_dataset
 from training.datasets.digit_rendering import (
     FONTS,
+    HAND_FONTS,
     MORE_FONTS,
     STROKE_FONTS,
     missing_packages,
@@ -32,7 +33,7 @@ from training.datasets.rendered_digits import (
 )
 
 pytestmark = pytest.mark.skipif(
-    bool(missing_packages({**FONTS, **MORE_FONTS, **STROKE_FONTS})),
+    bool(missing_packages({**FONTS, **MORE_FONTS, **HAND_FONTS, **STROKE_FONTS})),
     reason="needs the training font packages (make system-deps)",
 )
 
@@ -45,9 +46,12 @@ def _family(path: str) -> str:
 def test_the_fonts_are_disjoint_from_both_acceptance_sets() -> None:
     acceptance = {**TEST_FONTS, **VALIDATION_FONTS}
     held_out_packages = {font_package(name) for name in acceptance}
-    assert not (set(FONTS) | set(MORE_FONTS) | set(STROKE_FONTS)) & held_out_packages
+    assert not (set(FONTS) | set(MORE_FONTS) | set(HAND_FONTS) | set(STROKE_FONTS)) & (
+        held_out_packages
+    )
     held_out_families = {_family(path) for path in acceptance.values()}
-    ours = {_family(path) for paths in {**FONTS, **MORE_FONTS}.values() for path in paths}
+    fonts = {**FONTS, **MORE_FONTS, **HAND_FONTS}
+    ours = {_family(path) for paths in fonts.values() for path in paths}
     assert not ours & held_out_families
     assert len(ours) >= 10
 
@@ -232,6 +236,54 @@ def test_v2_adds_pen_stroke_faces_and_keeps_v1_as_it_was(tmp_path: Path) -> None
     ]
     with pytest.raises(DatasetError, match="unknown rendered digits"):
         build_rendered_digits(1, source="rendered-digits-v0")
+
+
+def test_v5_adds_hand_faces_after_v2s_font_faces(tmp_path: Path) -> None:
+    """``rendered-digits-v5``: v2's font faces, then the faces of HAND_FONTS, then the Hershey
+    faces four times each, as v2 weighs them; recorded and cached under its own name."""
+    from training.datasets import rendered_digits
+
+    v2_faces = rendered_digits._faces("rendered-digits-v2")
+    v2_fonts = [path for path in v2_faces if not path.endswith(".jhf")]
+    hands = [path for paths in HAND_FONTS.values() for path in paths]
+    assert rendered_digits._faces("rendered-digits-v5") == [
+        *v2_fonts,
+        *hands,
+        *[path for path in v2_faces if path.endswith(".jhf")],
+    ]
+    assert not set(hands) & set(v2_faces)
+    v5 = load_rendered_digits(2, seed=3, cache=tmp_path, source="rendered-digits-v5")
+    assert v5.record["name"] == "rendered-digits-v5"
+    assert set(v5.record["fonts"]) == set(FONTS) | set(MORE_FONTS) | set(HAND_FONTS) | set(
+        STROKE_FONTS
+    )
+    assert np.array_equal(np.bincount(v5.labels, minlength=10), [2] * 10)
+    assert [p.name for p in tmp_path.glob("*.npz")] == ["rendered-digits-v5-digits-v1-2-3.npz"]
+    assert TrainConfig(extra_train="rendered-digits-v5", extra_train_per_class=1)
+
+
+def test_every_hand_face_draws_every_digit() -> None:
+    """Each face of HAND_FONTS has its own glyph for 0..9 (not the font's missing-glyph box),
+    and a rendered digit of each keeps its ink through the service's normalisation."""
+    from PIL import ImageDraw, ImageFont
+
+    from jem.normalize import normalize
+
+    rng = np.random.default_rng(5)
+    paths = [path for paths in HAND_FONTS.values() for path in paths]
+    for i, path in enumerate(paths):
+        font = ImageFont.truetype(path, size=48)
+
+        def ink(text: str, font: ImageFont.FreeTypeFont = font) -> bytes:
+            image = Image.new("L", (96, 96))
+            ImageDraw.Draw(image).text((8, 8), text, fill=255, font=font)
+            return image.tobytes()
+
+        missing = ink("\U0010fffd")  # a private-use code point no face draws
+        assert all(ink(str(digit)) != missing for digit in range(10)), path
+        pixels = normalize("digits-v2", np.asarray(render_one(rng, path, i % 10)), 8, 8)
+        assert pixels is not None
+        assert pixels.max() > 0, path
 
 
 def test_a_stroke_face_digit_goes_through_the_service_normalisation() -> None:
