@@ -19,6 +19,7 @@ from training.data import DIGITS_SPEC, DatasetError, load_dataset
 from training.datasets.digit_rendering import (
     FONTS,
     HAND_FONTS,
+    HANDWRITING,
     MORE_FONTS,
     STROKE_FONTS,
     missing_packages,
@@ -240,7 +241,8 @@ def test_v2_adds_pen_stroke_faces_and_keeps_v1_as_it_was(tmp_path: Path) -> None
 
 def test_v5_adds_hand_faces_after_v2s_font_faces(tmp_path: Path) -> None:
     """``rendered-digits-v5``: v2's font faces, then the faces of HAND_FONTS, then the Hershey
-    faces four times each, as v2 weighs them; recorded and cached under its own name."""
+    faces four times each, as v2 weighs them; recorded and cached under its own name. ``-v6``
+    takes the handwriting packages of HAND_FONTS only."""
     from training.datasets import rendered_digits
 
     v2_faces = rendered_digits._faces("rendered-digits-v2")
@@ -260,6 +262,13 @@ def test_v5_adds_hand_faces_after_v2s_font_faces(tmp_path: Path) -> None:
     assert np.array_equal(np.bincount(v5.labels, minlength=10), [2] * 10)
     assert [p.name for p in tmp_path.glob("*.npz")] == ["rendered-digits-v5-digits-v1-2-3.npz"]
     assert TrainConfig(extra_train="rendered-digits-v5", extra_train_per_class=1)
+    # v6: the same with the handwriting packages of HAND_FONTS only
+    hand_only = [path for pkg in HANDWRITING for path in HAND_FONTS[pkg]]
+    assert rendered_digits._faces("rendered-digits-v6") == [
+        *v2_fonts,
+        *hand_only,
+        *[path for path in v2_faces if path.endswith(".jhf")],
+    ]
 
 
 def test_every_hand_face_draws_every_digit() -> None:

@@ -17,7 +17,15 @@ from scipy import ndimage
 
 from training.datasets.hershey import HERSHEY_DIR, Strokes, digit_strokes, draw_strokes
 
-__all__ = ["FONTS", "HAND_FONTS", "MORE_FONTS", "STROKE_FONTS", "missing_packages", "render_one"]
+__all__ = [
+    "FONTS",
+    "HANDWRITING",
+    "HAND_FONTS",
+    "MORE_FONTS",
+    "STROKE_FONTS",
+    "missing_packages",
+    "render_one",
+]
 
 _TT, _OT = "/usr/share/fonts/truetype", "/usr/share/fonts/opentype"
 # Debian package -> its faces used (every file must exist: `make system-deps` installs them)
@@ -122,6 +130,15 @@ HAND_FONTS: dict[str, tuple[str, ...]] = {
     "fonts-fantasma": (f"{_OT}/fantasma/Fantasma-Bold.otf",),
     "fonts-comfortaa": (f"{_TT}/comfortaa/Comfortaa-Regular.ttf",),
 }
+# the packages of HAND_FONTS that are handwriting (pen and brush hands), not lettering or type
+HANDWRITING = (
+    "fonts-smc-chilanka",
+    "fonts-smc-karumbi",
+    "fonts-summersby",
+    "fonts-stick",
+    "fonts-unfonts-extra",
+    "fonts-aoyagi-soseki",
+)
 # Debian package -> Hershey vector faces (``.jhf``: centre lines, drawn with a random pen):
 # single-stroke sans (futural), script (scripts), serif (timesr), double-stroke sans (futuram),
 # bold italic (timesib); the package's other ASCII files repeat these digits or are blackletter

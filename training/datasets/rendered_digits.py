@@ -45,6 +45,7 @@ from training.data import DIGITS_SPEC, Dataset, DatasetError, LabeledImages
 from training.datasets.digit_rendering import (
     FONTS,
     HAND_FONTS,
+    HANDWRITING,
     MORE_FONTS,
     STROKE_FONTS,
     missing_packages,
@@ -69,6 +70,11 @@ SOURCES: dict[str, tuple[dict[str, tuple[str, ...]], int]] = {
     "rendered-digits-v2": ({**FONTS, **MORE_FONTS, **STROKE_FONTS}, 4),
     # v3 and v4 were screening sources of earlier rounds, never shipped (docs/training.md)
     "rendered-digits-v5": ({**FONTS, **MORE_FONTS, **HAND_FONTS, **STROKE_FONTS}, 4),
+    # v5's hands only (handwriting, pen and brush), without its lettering and type faces
+    "rendered-digits-v6": (
+        {**FONTS, **MORE_FONTS, **{pkg: HAND_FONTS[pkg] for pkg in HANDWRITING}, **STROKE_FONTS},
+        4,
+    ),
 }
 
 
