@@ -38,9 +38,8 @@ TRAINING_FONT_PACKAGES := hershey-fonts-data fonts-navilu fonts-lobster fonts-op
 	fonts-freefont-ttf fonts-gnutypewriter fonts-averia-gwf fonts-cabinsketch fonts-isabella \
 	fonts-quicksand fonts-klee fonts-leckerli-one fonts-sjfonts fonts-yusei-magic fonts-tomsontalks \
 	fonts-nanum-extra fonts-seto fonts-kiloji fonts-havana fonts-dustin \
-	fonts-smc-chilanka fonts-smc-karumbi fonts-osifont fonts-routed-gothic fonts-summersby \
-	fonts-stick fonts-unfonts-extra fonts-aoyagi-soseki fonts-yanone-kaffeesatz fonts-fantasma \
-	fonts-comfortaa
+	fonts-smc-chilanka fonts-smc-karumbi fonts-summersby fonts-stick fonts-unfonts-extra \
+	fonts-aoyagi-soseki
 # the rendered-digits test set's fonts (tests/rendered_digits.py) and the training fonts above
 # (defined first: `:=` expands at once)
 FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript \

@@ -36,12 +36,10 @@ class TrainConfig:
     augment: Literal["none", "crop", "crop_flip", "affine_flip", "affine_flip_jitter"] = "none"
     data_noise: float = 0.03  # Gaussian noise added to data inputs (JEM: sigma = 0.03)
     # extra images for the train split only (validation and test stay the data set's own):
-    # "rendered-digits-v1", "-v2" or "-v5" (training/datasets/rendered_digits.py), N per class,
+    # "rendered-digits-v1", "-v2" or "-v6" (training/datasets/rendered_digits.py), N per class,
     # seeded; the data set's own training images repeated `extra_train_real_repeat` times (not
     # swamped)
-    extra_train: Literal[
-        "", "rendered-digits-v1", "rendered-digits-v2", "rendered-digits-v5", "rendered-digits-v6"
-    ] = ""
+    extra_train: Literal["", "rendered-digits-v1", "rendered-digits-v2", "rendered-digits-v6"] = ""
     extra_train_per_class: int = 0
     extra_train_seed: int = 0
     extra_train_real_repeat: int = 1

@@ -19,7 +19,6 @@ from training.data import DIGITS_SPEC, DatasetError, load_dataset
 from training.datasets.digit_rendering import (
     FONTS,
     HAND_FONTS,
-    HANDWRITING,
     MORE_FONTS,
     STROKE_FONTS,
     missing_packages,
@@ -239,36 +238,26 @@ def test_v2_adds_pen_stroke_faces_and_keeps_v1_as_it_was(tmp_path: Path) -> None
         build_rendered_digits(1, source="rendered-digits-v0")
 
 
-def test_v5_adds_hand_faces_after_v2s_font_faces(tmp_path: Path) -> None:
-    """``rendered-digits-v5``: v2's font faces, then the faces of HAND_FONTS, then the Hershey
-    faces four times each, as v2 weighs them; recorded and cached under its own name. ``-v6``
-    takes the handwriting packages of HAND_FONTS only."""
+def test_v6_adds_hand_faces_after_v2s_font_faces(tmp_path: Path) -> None:
+    """``rendered-digits-v6``: v2's font faces, then the faces of HAND_FONTS, then the Hershey
+    faces four times each, as v2 weighs them; recorded and cached under its own name."""
     from training.datasets import rendered_digits
 
     v2_faces = rendered_digits._faces("rendered-digits-v2")
-    v2_fonts = [path for path in v2_faces if not path.endswith(".jhf")]
     hands = [path for paths in HAND_FONTS.values() for path in paths]
-    assert rendered_digits._faces("rendered-digits-v5") == [
-        *v2_fonts,
+    assert rendered_digits._faces("rendered-digits-v6") == [
+        *[path for path in v2_faces if not path.endswith(".jhf")],
         *hands,
         *[path for path in v2_faces if path.endswith(".jhf")],
     ]
     assert not set(hands) & set(v2_faces)
-    v5 = load_rendered_digits(2, seed=3, cache=tmp_path, source="rendered-digits-v5")
-    assert v5.record["name"] == "rendered-digits-v5"
-    assert set(v5.record["fonts"]) == set(FONTS) | set(MORE_FONTS) | set(HAND_FONTS) | set(
-        STROKE_FONTS
-    )
-    assert np.array_equal(np.bincount(v5.labels, minlength=10), [2] * 10)
-    assert [p.name for p in tmp_path.glob("*.npz")] == ["rendered-digits-v5-digits-v1-2-3.npz"]
-    assert TrainConfig(extra_train="rendered-digits-v5", extra_train_per_class=1)
-    # v6: the same with the handwriting packages of HAND_FONTS only
-    hand_only = [path for pkg in HANDWRITING for path in HAND_FONTS[pkg]]
-    assert rendered_digits._faces("rendered-digits-v6") == [
-        *v2_fonts,
-        *hand_only,
-        *[path for path in v2_faces if path.endswith(".jhf")],
-    ]
+    v6 = load_rendered_digits(2, seed=3, cache=tmp_path, source="rendered-digits-v6")
+    assert v6.record["name"] == "rendered-digits-v6"
+    every = set(FONTS) | set(MORE_FONTS) | set(HAND_FONTS) | set(STROKE_FONTS)
+    assert set(v6.record["fonts"]) == every
+    assert np.array_equal(np.bincount(v6.labels, minlength=10), [2] * 10)
+    assert [p.name for p in tmp_path.glob("*.npz")] == ["rendered-digits-v6-digits-v1-2-3.npz"]
+    assert TrainConfig(extra_train="rendered-digits-v6", extra_train_per_class=1)
 
 
 def test_every_hand_face_draws_every_digit() -> None:

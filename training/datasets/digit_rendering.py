@@ -1,6 +1,6 @@
-"""The digit renderer of ``rendered-digits-v1``, ``-v2`` and ``-v5``
+"""The digit renderer of ``rendered-digits-v1``, ``-v2`` and ``-v6``
 (training/datasets/rendered_digits.py): the Debian font faces it draws in (``FONTS``; v2 adds
-``MORE_FONTS`` and the pen-stroke faces ``STROKE_FONTS``, v5 the hands of ``HAND_FONTS``) and one
+``MORE_FONTS`` and the pen-stroke faces ``STROKE_FONTS``, v6 the hands of ``HAND_FONTS``) and one
 image of a digit as a camera or a drawing app gives it: size, stroke width, slant, width,
 rotation, elastic distortion, position, blur, sensor noise, JPEG compression, either polarity.
 Change a list or the renderer of a face and the data set's name changes.
@@ -19,7 +19,6 @@ from training.datasets.hershey import HERSHEY_DIR, Strokes, digit_strokes, draw_
 
 __all__ = [
     "FONTS",
-    "HANDWRITING",
     "HAND_FONTS",
     "MORE_FONTS",
     "STROKE_FONTS",
@@ -107,38 +106,19 @@ MORE_FONTS: dict[str, tuple[str, ...]] = {
     "fonts-jura": (f"{_OT}/jura/Jura-Regular.otf", f"{_OT}/jura/Jura-Bold.otf"),
     "fonts-monoid": (f"{_TT}/monoid/Monoid-Regular.ttf", f"{_TT}/monoid/Monoid-Italic.ttf"),
 }
-# rendered-digits-v5's further faces (issue 17, seventh round): digit shapes no v2 face draws,
-# most of them hands: two Malayalam handwriting faces with Latin digits (Chilanka, a felt pen;
-# Karumbi, a slanted cursive), ISO 3098 technical lettering (osifont), a drafting and routed-sign
-# lettering, upright and italic (Routed Gothic: closed-top 4), a hand-drawn face of mixed
-# weights (Summersby), a straight-line hand (Stick: angular 6, flat-topped 3), a Korean pen hand
-# with Latin digits (Un Pilgia), a Japanese brush hand (Aoyagi Soseki), a condensed face
-# (Yanone Kaffeesatz), a thin spiky one (Fantasma) and a round geometric one (Comfortaa)
+# rendered-digits-v6's further faces (issue 17, seventh round): six hands whose digits no v2
+# face draws: two Malayalam handwriting faces with Latin digits (Chilanka, a felt pen; Karumbi, a
+# slanted cursive), a hand-drawn face of mixed weights (Summersby), a straight-line hand (Stick:
+# an angular 6, a flat-topped 3), a Korean pen hand with Latin digits (Un Pilgia) and a Japanese
+# brush hand (Aoyagi Soseki). (v5 also had six lettering and type faces: docs/training.md.)
 HAND_FONTS: dict[str, tuple[str, ...]] = {
     "fonts-smc-chilanka": (f"{_OT}/malayalam/Chilanka-Regular.otf",),
     "fonts-smc-karumbi": (f"{_TT}/malayalam/Karumbi-Regular.ttf",),
-    "fonts-osifont": (f"{_TT}/osifont/osifont.ttf",),
-    "fonts-routed-gothic": (
-        f"{_TT}/routed-gothic/routed-gothic.ttf",
-        f"{_TT}/routed-gothic/routed-gothic-italic.ttf",
-    ),
     "fonts-summersby": (f"{_TT}/summersby/summersby.ttf",),
     "fonts-stick": (f"{_TT}/stick/Stick-Regular.ttf",),
     "fonts-unfonts-extra": (f"{_TT}/unfonts-extra/UnPilgia.ttf",),
     "fonts-aoyagi-soseki": (f"{_TT}/aoyagi-soseki/aoyagi-soseki.ttf",),
-    "fonts-yanone-kaffeesatz": (f"{_OT}/yanone-kaffeesatz/YanoneKaffeesatz-Regular.otf",),
-    "fonts-fantasma": (f"{_OT}/fantasma/Fantasma-Bold.otf",),
-    "fonts-comfortaa": (f"{_TT}/comfortaa/Comfortaa-Regular.ttf",),
 }
-# the packages of HAND_FONTS that are handwriting (pen and brush hands), not lettering or type
-HANDWRITING = (
-    "fonts-smc-chilanka",
-    "fonts-smc-karumbi",
-    "fonts-summersby",
-    "fonts-stick",
-    "fonts-unfonts-extra",
-    "fonts-aoyagi-soseki",
-)
 # Debian package -> Hershey vector faces (``.jhf``: centre lines, drawn with a random pen):
 # single-stroke sans (futural), script (scripts), serif (timesr), double-stroke sans (futuram),
 # bold italic (timesib); the package's other ASCII files repeat these digits or are blackletter

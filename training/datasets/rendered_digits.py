@@ -1,12 +1,12 @@
 """Digits rendered from Debian fonts, normalised as the service normalises uploads: extra
-training data for the 8x8 digits models (``extra_train=rendered-digits-v1``, ``-v2`` or ``-v5``).
+training data for the 8x8 digits models (``extra_train=rendered-digits-v1``, ``-v2`` or ``-v6``).
 
 scikit-learn's digits are the hands of 43 NIST writers; people photograph and draw digits in
 other hands. This source draws each digit 0..9 in 46 faces from 25 Debian font packages
 (handwriting-like and ordinary; ``-v2`` adds 9 faces from 5 more packages and five Hershey
 vector faces drawn as pen strokes with a random pen width and an unsteady hand, half of their
-7s crossed, taken four times as often as a font face: training/datasets/hershey.py; ``-v5``
-adds 12 hands and other faces from 11 more packages), with
+7s crossed, taken four times as often as a font face: training/datasets/hershey.py; ``-v6``
+adds six hands from six more packages), with
 per-image variation that normalisation cannot undo or that tests it: size, stroke width, slant,
 width, rotation (+-15 degrees), elastic distortion (the wobble of a hand), position, blur, sensor
 noise, JPEG compression, and both polarities (dark ink on light paper, light strokes on a dark
@@ -22,7 +22,7 @@ acceptance test (tests/rendered_digits.py: TEST_FONTS for the test, VALIDATION_F
 choices), so neither measures a face the model was trained on. The images join the *training*
 split only: the data set's validation and test splits stay exactly the images they were.
 
-Versioned: ``rendered-digits-v1``, ``-v2`` and ``-v5`` are each a face list and a renderer; change
+Versioned: ``rendered-digits-v1``, ``-v2`` and ``-v6`` are each a face list and a renderer; change
 either and the name changes. Seeded: the same (per_class, seed) and the same font files give
 the same images; the record (`RenderedDigits.record`) lists the packages, their versions, font
 file hashes, the seed and the counts, and is stored in every manifest trained with it
@@ -45,7 +45,6 @@ from training.data import DIGITS_SPEC, Dataset, DatasetError, LabeledImages
 from training.datasets.digit_rendering import (
     FONTS,
     HAND_FONTS,
-    HANDWRITING,
     MORE_FONTS,
     STROKE_FONTS,
     missing_packages,
@@ -68,13 +67,8 @@ NAME = "rendered-digits-v1"
 SOURCES: dict[str, tuple[dict[str, tuple[str, ...]], int]] = {
     NAME: (FONTS, 0),
     "rendered-digits-v2": ({**FONTS, **MORE_FONTS, **STROKE_FONTS}, 4),
-    # v3 and v4 were screening sources of earlier rounds, never shipped (docs/training.md)
-    "rendered-digits-v5": ({**FONTS, **MORE_FONTS, **HAND_FONTS, **STROKE_FONTS}, 4),
-    # v5's hands only (handwriting, pen and brush), without its lettering and type faces
-    "rendered-digits-v6": (
-        {**FONTS, **MORE_FONTS, **{pkg: HAND_FONTS[pkg] for pkg in HANDWRITING}, **STROKE_FONTS},
-        4,
-    ),
+    # six more hands (v3 to v5 were screening sources, never shipped: docs/training.md)
+    "rendered-digits-v6": ({**FONTS, **MORE_FONTS, **HAND_FONTS, **STROKE_FONTS}, 4),
 }
 
 
