@@ -33,7 +33,9 @@ class TrainConfig:
     split_seed: int = 0
     val_fraction: float = 0.2
     test_fraction: float = 0.2
-    augment: Literal["none", "crop", "crop_flip", "affine_flip", "affine_flip_jitter"] = "none"
+    augment: Literal[
+        "none", "crop", "crop_flip", "affine_flip", "affine_flip_jitter", "affine_flip_erase"
+    ] = "none"
     data_noise: float = 0.03  # Gaussian noise added to data inputs (JEM: sigma = 0.03)
     # extra images for the train split only (validation and test stay the data set's own):
     # "rendered-digits-v1" or "-v2" (training/datasets/rendered_digits.py), N per class, seeded;
