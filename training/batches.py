@@ -162,7 +162,7 @@ def random_erase(
 
     x: (B, C, H, W); returns a new tensor, x itself untouched.
     """
-    b, c, h, w = x.shape
+    b, _, h, w = x.shape
     u = torch.rand(b, 5, generator=generator, dtype=torch.float64)  # (B, 5) in [0, 1)
     area = (scale[0] + u[:, 0] * (scale[1] - scale[0])) * h * w
     log_r = math.log(ratio[0]) + u[:, 1] * (math.log(ratio[1]) - math.log(ratio[0]))
