@@ -13,6 +13,10 @@ request head nor a deadline for it, and answers parse errors in plain text. Here
 - The head must arrive within `JEM_HEADER_TIMEOUT_S` of the connection (or of the previous
   response); otherwise 408 `header_timeout` (only if some of it came) and the connection is
   closed. uvicorn itself waits as long as the client likes.
+- Both waits between requests, that deadline and uvicorn's keep-alive (`timeout_keep_alive`: a
+  connection silent that long after a response is closed), are kept by one timer per
+  connection, moved on when it fires early, rather than by uvicorn's timer and this deadline's,
+  each set and cancelled for every request (docs/benchmarks-peers.md, eighth part).
 - A response's head goes out with its body's first bytes, in one write: uvicorn writes the head
   as soon as the app starts the response, then the body: two `send` system calls and two TCP
   segments for every small answer where one does (docs/benchmarks-peers.md, "Server CPU per
@@ -36,6 +40,10 @@ from service.errors import error_body
 from service.settings import Settings
 
 __all__ = ["JemHttpToolsProtocol"]
+
+# uvloop's timers and `loop.time()` count whole milliseconds: a deadline less than that ahead
+# when the timer fires counts as reached (set again, the timer would fire at once, and again)
+_CLOCK_S = 0.001
 
 
 @functools.cache
@@ -113,6 +121,8 @@ class JemHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._max_head_bytes, self._head_timeout_s = _limits()
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_since = 0.0  # loop time the current wait for a head began
+        self._silent_s = self._head_timeout_s  # how long that wait may stay without a byte
         self._awaiting_head = True  # from the connection, or a message's end, to its headers
         self._head_bytes = 0  # bytes received while awaiting the current head
 
@@ -128,7 +138,8 @@ class JemHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(400, "bad_request", f"invalid HTTP/1.1 request ({msg})")
 
     def data_received(self, data: bytes) -> None:
-        self._unset_keepalive_if_required()
+        # (no `_unset_keepalive_if_required()`: uvicorn's keep-alive timer is never set here,
+        # the wait for the next head keeps its deadline: on_response_complete below)
         if self._awaiting_head:
             self._head_bytes += len(data)
         try:
@@ -151,8 +162,6 @@ class JemHttpToolsProtocol(HttpToolsProtocol):
                 f"request line and headers are over {self._max_head_bytes} bytes "
                 "(JEM_MAX_HEADER_BYTES): send fewer or shorter headers",
             )
-        elif self._in_request():
-            self._cancel_head_timer()
 
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
@@ -172,16 +181,26 @@ class JemHttpToolsProtocol(HttpToolsProtocol):
         cycle.transport = _HeadWithBody(cycle.transport)  # type: ignore[assignment]
         super()._start_asgi_task(cycle, app)
 
-    # ---- a deadline for request heads ---------------------------------------------------------
+    # ---- the wait between requests: a deadline for request heads, and keep-alive ------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._await_head()
+        self._await_head(self._head_timeout_s)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()  # may start a pipelined request
-        if not self.transport.is_closing() and not self._in_request():
-            self._await_head()
+        # uvicorn's own (its 0.54 source), less its keep-alive timer: that was a `call_later`
+        # when each response ended and a `cancel` when the next request's first bytes came; the
+        # wait below closes a connection silent for `timeout_keep_alive` the same way.
+        # tests/service/test_protocol_writes.py covers what it does (keep-alive, pipelining).
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:  # a pipelined request waiting for this response to end
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._await_head(min(self.timeout_keep_alive, self._head_timeout_s))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
@@ -190,9 +209,23 @@ class JemHttpToolsProtocol(HttpToolsProtocol):
     def _in_request(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
 
-    def _await_head(self) -> None:
-        self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self._head_timeout_s, self._head_timed_out)
+    def _await_head(self, silent_s: float) -> None:
+        """A wait for a request head begins: the connection is closed if no byte comes within
+        `silent_s`, or if the head is not complete within `JEM_HEADER_TIMEOUT_S` (408).
+
+        One timer per connection, not one per request: it is set for the first wait and stays
+        while it is due no later than this wait's first deadline (moved earlier only when the
+        keep-alive after a response is shorter than the head deadline it was set for); when it
+        fires during a request, it is dropped and the next wait sets it again, and when it
+        fires before the current wait's deadline (the wait began after it was set, or bytes
+        came and the longer deadline applies) it is set for that deadline."""
+        self._head_since = now = self.loop.time()
+        self._silent_s = silent_s
+        timer = self._head_timer
+        if timer is None or timer.when() - (now + silent_s) > _CLOCK_S:
+            if timer is not None:
+                timer.cancel()
+            self._head_timer = self.loop.call_at(now + silent_s, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -202,6 +235,10 @@ class JemHttpToolsProtocol(HttpToolsProtocol):
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if self.transport.is_closing() or self._in_request():
+            return  # the response's end begins the next wait (on_response_complete)
+        deadline = self._head_since + (self._head_timeout_s if self._head_bytes else self._silent_s)
+        if deadline - self.loop.time() > _CLOCK_S:
+            self._head_timer = self.loop.call_at(deadline, self._head_timed_out)
             return
         if self._head_bytes:  # a silent connection is closed without a word, as nginx does
             message = (

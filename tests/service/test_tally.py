@@ -110,3 +110,28 @@ def test_a_flush_left_on_a_closed_loop_does_not_hold_back_later_updates() -> Non
 
     asyncio.run(update_then_wait())
     assert _exposition(held) == _exposition(direct)
+
+
+async def test_a_turn_asks_for_the_running_loop_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a flush is scheduled on the loop running in this thread, further updates in the turn
+    do not ask asyncio for the running loop again (Python 3.11: a getpid system call each);
+    the next turn's first update does, and everything is written as direct updates would be."""
+    import service.tally
+
+    calls = 0
+    real = asyncio.get_running_loop
+
+    def counted() -> asyncio.AbstractEventLoop:
+        nonlocal calls
+        calls += 1
+        return real()
+
+    monkeypatch.setattr(service.tally.asyncio, "get_running_loop", counted)
+    direct, held = Metrics(), Metrics()
+    for _turn in range(2):
+        _updates(direct, direct=True)
+        calls = 0
+        _updates(held, direct=False)  # 19 updates
+        assert calls == 1
+        await asyncio.sleep(0)  # the turn ends
+        assert _exposition(held) == _exposition(direct)
