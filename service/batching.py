@@ -6,7 +6,8 @@ the model in its own thread so the event loop keeps serving. The wait is adaptiv
 while traffic is concurrent (the previous batch gathered more than one request), so a lone
 client never waits for company that is not coming; and it ends as soon as the batch holds every
 request the server has in progress (`InFlight`), so eight clients do not wait out the whole
-window for a ninth. Requests carry a deadline: expired ones are dropped before compute.
+window for a ninth; a request that leaves without joining (the previous batch's, answered) ends
+the wait too. Requests carry a deadline: expired ones are dropped before compute.
 """
 
 from __future__ import annotations
@@ -37,9 +38,23 @@ def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
 @dataclass
 class InFlight:
     """Requests in progress in this process that may reach a batcher (HTTP requests other than
-    probes, gRPC inference calls): counted by `ConcurrencyLimitMiddleware` and the gRPC server."""
+    probes, gRPC inference calls): counted by `ConcurrencyLimitMiddleware` and the gRPC server
+    (`enter` / `leave`).
+
+    A request that leaves (answered, refused before the model, gone) wakes the batchers waiting
+    for company (`waiting`), so that one whose batch now holds every request in progress closes
+    it at once instead of at the next arrival or the end of its window."""
 
     value: int = 0
+    waiting: set[asyncio.Event] = field(default_factory=set)
+
+    def enter(self) -> None:
+        self.value += 1
+
+    def leave(self) -> None:
+        self.value -= 1
+        for event in self.waiting:
+            event.set()
 
 
 @dataclass(frozen=True)
@@ -190,10 +205,16 @@ class MicroBatcher:
                 if remaining <= 0 or self._everyone_here(len(items)):
                     break
                 self._arrived.clear()
+                waiting = self._in_flight.waiting if self._in_flight is not None else None
+                if waiting is not None:
+                    waiting.add(self._arrived)  # a request leaving may make everyone here
                 try:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
                 except TimeoutError:
                     break
+                finally:
+                    if waiting is not None:
+                        waiting.discard(self._arrived)
                 continue
             if total + item.size > self.max_batch_size:
                 self._carry = item  # starts the next batch

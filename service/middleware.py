@@ -228,8 +228,8 @@ class ConcurrencyLimitMiddleware:
                 protocol_v2=is_v2(scope),
             )
             return
-        self.counter.value += 1
+        self.counter.enter()
         try:
             await self.app(scope, receive, send)
         finally:
-            self.counter.value -= 1
+            self.counter.leave()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["augment", "batch_indices", "derive_seed"]
+__all__ = ["augment", "batch_indices", "derive_seed", "random_erase"]
 
 
 def derive_seed(seed: int, *parts: int) -> int:
@@ -61,7 +61,8 @@ def augment(x: Tensor, mode: str, generator: torch.Generator, pad: int = 4) -> T
     RandomCrop(padding=pad); ``crop_flip`` adds a horizontal flip with probability 1/2;
     ``affine_flip`` is :func:`random_affine` (rotation, scale, translation) then the flip;
     ``affine_flip_jitter`` then changes each image's brightness and contrast
-    (:func:`brightness_contrast`; inputs in [-1, 1]).
+    (:func:`brightness_contrast`; inputs in [-1, 1]); ``affine_flip_erase`` then erases a random
+    rectangle of each image with probability 1/2 (:func:`random_erase`).
 
     The offsets and flips are drawn from ``generator`` (on its own device, a few numbers) and
     applied on ``x``'s device in one gather: no per-image kernels, no host round trip.
@@ -70,6 +71,8 @@ def augment(x: Tensor, mode: str, generator: torch.Generator, pad: int = 4) -> T
         return x
     if mode == "affine_flip":
         return _flip(random_affine(x, generator), generator)
+    if mode == "affine_flip_erase":
+        return random_erase(_flip(random_affine(x, generator), generator), generator)
     if mode == "affine_flip_jitter":
         return brightness_contrast(_flip(random_affine(x, generator), generator), generator)
     b, c, h, w = x.shape
@@ -142,3 +145,40 @@ def brightness_contrast(x: Tensor, generator: torch.Generator, strength: float =
     mean = grey.mean((1, 2, 3), keepdim=True)
     unit = ((unit - mean) * factors[:, 1] + mean).clamp(0, 1)
     return unit * 2 - 1
+
+
+def random_erase(
+    x: Tensor,
+    generator: torch.Generator,
+    p: float = 0.5,
+    scale: tuple[float, float] = (0.02, 0.33),
+    ratio: tuple[float, float] = (0.3, 3.3),
+) -> Tensor:
+    """Random erasing (Zhong et al. 2020, the paper's defaults; torchvision's RandomErasing with
+    ``value="random"``): with probability ``p`` per image, a rectangle of area uniform in
+    ``scale`` of the image and aspect ratio (h / w) log-uniform in ``ratio`` is filled with
+    uniform noise in [-1, 1] (the model units). Where torchvision retries a rectangle that does
+    not fit, its sides are clipped to the image here (one draw per image, batched).
+
+    x: (B, C, H, W); returns a new tensor, x itself untouched.
+    """
+    b, _, h, w = x.shape
+    u = torch.rand(b, 5, generator=generator, dtype=torch.float64)  # (B, 5) in [0, 1)
+    area = (scale[0] + u[:, 0] * (scale[1] - scale[0])) * h * w
+    log_r = math.log(ratio[0]) + u[:, 1] * (math.log(ratio[1]) - math.log(ratio[0]))
+    eh = torch.sqrt(area * torch.exp(log_r)).round().clamp(1, h).long()
+    ew = torch.sqrt(area / torch.exp(log_r)).round().clamp(1, w).long()
+    top = (u[:, 2] * (h - eh + 1)).floor().long()
+    left = (u[:, 3] * (w - ew + 1)).floor().long()
+    on = u[:, 4] < p
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    inside = (
+        (rows >= top.view(b, 1, 1))
+        & (rows < (top + eh).view(b, 1, 1))
+        & (cols >= left.view(b, 1, 1))
+        & (cols < (left + ew).view(b, 1, 1))
+        & on.view(b, 1, 1)
+    )  # (B, H, W)
+    noise = torch.rand(x.shape, generator=generator).to(device=x.device, dtype=x.dtype) * 2 - 1
+    return torch.where(inside.to(x.device).unsqueeze(1), noise, x)

@@ -33,7 +33,9 @@ class TrainConfig:
     split_seed: int = 0
     val_fraction: float = 0.2
     test_fraction: float = 0.2
-    augment: Literal["none", "crop", "crop_flip", "affine_flip", "affine_flip_jitter"] = "none"
+    augment: Literal[
+        "none", "crop", "crop_flip", "affine_flip", "affine_flip_jitter", "affine_flip_erase"
+    ] = "none"
     data_noise: float = 0.03  # Gaussian noise added to data inputs (JEM: sigma = 0.03)
     # extra images for the train split only (validation and test stay the data set's own):
     # "rendered-digits-v1", "-v2" or "-v6" (training/datasets/rendered_digits.py), N per class,
@@ -78,6 +80,11 @@ class TrainConfig:
     # cross-entropy against targets mixed with the uniform distribution (Szegedy et al. 2016;
     # torch.nn.functional.cross_entropy's ``label_smoothing``); in [0, 1), 0: plain targets
     label_smoothing: float = 0.0
+    # the baseline only (px_weight = 0): train on mixed pairs of a batch's images and targets,
+    # mixing weight ~ Beta(a, a) per batch (training/mixing.py): mixup (Zhang et al. 2018) or
+    # CutMix (Yun et al. 2019); 0: off. At most one of the two.
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
     # the generative term
     px_weight: float = 1.0
     energy_reg: float = 0.0  # weight of mean(E_data^2 + E_sample^2)
@@ -140,6 +147,15 @@ class TrainConfig:
             problems.append("ema_decay must be in [0, 1) (0: no moving average)")
         if not 0 <= self.label_smoothing < 1:
             problems.append("label_smoothing must be in [0, 1) (0: plain targets)")
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
+            problems.append("mixup_alpha and cutmix_alpha must be >= 0 (0: off)")
+        if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
+            problems.append("set one of mixup_alpha and cutmix_alpha, not both")
+        if (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and self.px_weight > 0:
+            problems.append(
+                "mixup_alpha and cutmix_alpha need px_weight=0 (a softmax baseline): a JEM's "
+                "energy term would lower the energy of the mixed images"
+            )
         if self.px_warmup < 0:
             problems.append("px_warmup must be >= 0")
         if self.px_weight < 0 or self.energy_reg < 0 or self.grad_penalty < 0:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from jem import energy_from_logits
+from training.mixing import Mixed, mixed_cross_entropy
 
 __all__ = ["LossParts", "jem_loss"]
 
@@ -73,6 +74,7 @@ def jem_loss(
     x_data: Tensor | None = None,
     grad_penalty: float = 0.0,
     label_smoothing: float = 0.0,
+    mixed: Mixed | None = None,
 ) -> LossParts:
     """CE + px_weight * mean(E_data - E_sampled) + energy_reg * mean(E^2) + grad_penalty * |dE/dx|².
 
@@ -82,8 +84,14 @@ def jem_loss(
     ``label_smoothing`` in [0, 1) is PyTorch's: the cross-entropy's target puts
     ``1 - label_smoothing + label_smoothing / C`` on the label and ``label_smoothing / C`` on
     each other class (Szegedy et al. 2016); the logged ``ce`` is that smoothed loss.
+    ``mixed`` (the baseline only: :mod:`training.mixing`) says the data batch was mixed: the
+    cross-entropy is against the mixed target, and ``acc`` against each row's larger share.
     """
-    ce = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    if mixed is None:
+        ce = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    else:
+        ce = mixed_cross_entropy(logits.float(), y, mixed, label_smoothing)
+        y = y if mixed.lam >= 0.5 else y[mixed.perm]
     acc = (logits.argmax(dim=1) == y).float().mean()
     loss = ce
     e_data = energy_from_logits(logits.float())

@@ -46,6 +46,7 @@ from training.ema import WeightAverage
 from training.estimate import estimate_run
 from training.guard import DivergenceGuard, Trip
 from training.health import HealthMonitor, never_starts
+from training.mixing import mix_batch
 from training.objective import LossParts, jem_loss
 from training.resume import restore_state
 from training.rollback import roll_back, snapshot
@@ -180,6 +181,17 @@ class Trainer:
     def _loss(self) -> LossParts:
         cfg = self.config
         x, y = self._batch()
+        mixed = None
+        if cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0:  # the baseline only (config checks)
+            mixed = mix_batch(
+                x,
+                mixup_alpha=cfg.mixup_alpha,
+                cutmix_alpha=cfg.cutmix_alpha,
+                seed=cfg.seed,
+                step=self.step,
+                rank=self.info.rank,
+            )
+            x = mixed.x
         x_sampled = None
         if cfg.px_weight > 0 and self.step >= cfg.px_start:
             # persistent chains: resume stored samples, run a few SGLD steps, store them back
@@ -213,6 +225,7 @@ class Trainer:
             x_data=x,
             grad_penalty=cfg.grad_penalty,
             label_smoothing=cfg.label_smoothing,
+            mixed=mixed,
         )
 
     def px_ramp(self) -> float:

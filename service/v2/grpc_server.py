@@ -207,11 +207,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
 
         in_flight = self.runtime.in_flight  # counted as the HTTP middleware counts its requests
-        in_flight.value += 1
+        in_flight.enter()
         try:
             return await self._call(context, "grpc_infer", request.model_name, run)
         finally:
-            in_flight.value -= 1
+            in_flight.leave()
 
 
 async def start_grpc_server(runtime: Runtime, host: str, port: int) -> tuple[aio.Server, int]:

@@ -73,11 +73,11 @@ async def _closed_loop(b: MicroBatcher, in_flight: InFlight, clients: int, round
 
     async def client() -> None:
         for _ in range(rounds):
-            in_flight.value += 1
+            in_flight.enter()
             try:
                 await b.submit(torch.ones(1, 1))
             finally:
-                in_flight.value -= 1
+                in_flight.leave()
 
     start = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
@@ -94,9 +94,32 @@ async def test_a_batch_holding_every_request_in_progress_stops_waiting() -> None
     assert fn.sizes == [4, 4, 4]
     assert elapsed < 0.2, elapsed
     # one more request in progress elsewhere (not yet submitted): the window is waited out
-    in_flight.value += 1
+    in_flight.enter()
     elapsed = await _closed_loop(b, in_flight, clients=4, rounds=2)
     assert elapsed >= 0.25, elapsed
+    await b.close()
+
+
+async def test_a_request_that_leaves_without_a_batch_ends_the_wait_at_once() -> None:
+    """A request in progress that is answered without the model (or goes away) wakes the
+    batcher: its batch now holds everyone, so it closes then, not at the window's end."""
+    fn = Recorder()
+    in_flight = InFlight()
+    b = batcher(fn, max_wait_s=0.5, in_flight=in_flight)
+    await _closed_loop(b, in_flight, clients=2, rounds=1)  # traffic is concurrent: wait on
+    in_flight.enter()  # a request that will not reach the batcher (e.g. a 4xx)
+
+    async def leaves() -> None:
+        await asyncio.sleep(0.02)
+        in_flight.leave()
+
+    leaving = asyncio.ensure_future(leaves())
+    elapsed = await _closed_loop(b, in_flight, clients=1, rounds=1)
+    await leaving
+    # without the wake-up it waits out the 0.5 s window
+    assert 0.015 <= elapsed < 0.25, elapsed
+    assert fn.sizes == [2, 1]
+    assert not in_flight.waiting  # the batcher no longer listens once its batch closed
     await b.close()
 
 

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import torch
 
-from training.batches import augment, batch_indices, brightness_contrast, random_affine
+from training.batches import (
+    augment,
+    batch_indices,
+    brightness_contrast,
+    random_affine,
+    random_erase,
+)
 
 
 def test_batch_order_depends_only_on_seed_and_step() -> None:
@@ -93,3 +99,26 @@ def test_affine_flip_jitter_is_affine_flip_then_the_jitter() -> None:
     gen = torch.Generator().manual_seed(2)
     expected = brightness_contrast(augment(x, "affine_flip", gen), gen)
     assert torch.equal(jittered, expected)
+
+
+def test_random_erase_fills_one_rectangle_per_erased_image_with_noise() -> None:
+    x = torch.zeros(64, 3, 16, 16)
+    out = random_erase(x, torch.Generator().manual_seed(0))
+    assert torch.equal(x, torch.zeros_like(x))  # a new tensor: the input is untouched
+    assert torch.equal(out, random_erase(x, torch.Generator().manual_seed(0)))
+    erased = (out != 0).any(dim=1)  # (B, H, W)
+    hit = erased.flatten(1).any(dim=1)
+    assert 0.3 < float(hit.float().mean()) < 0.7  # p = 1/2 per image
+    assert out.min() >= -1
+    assert out.max() <= 1
+    for mask in erased[hit]:
+        rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+        box = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert bool(box.all())  # one filled rectangle
+        assert 0.02 * 256 * 0.5 <= int(mask.sum()) <= 0.33 * 256 * 1.5  # about scale's area
+    # p = 0: nothing erased; the mode is random_erase after the preset's affine transform + flip
+    assert torch.equal(random_erase(x, torch.Generator(), p=0.0), x)
+    y = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    g1, g2 = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    expected = random_erase(augment(y, "affine_flip", g2), g2)
+    assert torch.equal(augment(y, "affine_flip_erase", g1), expected)
