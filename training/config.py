@@ -225,7 +225,7 @@ def _coerce(key: str, raw: str, hint: Any) -> Any:
         return _coerce(key, raw, inner[0])
     if origin is Literal:
         if raw not in args:
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, args))}, got {raw!r}")
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {raw!r}")
         return raw
     if hint is bool:
         lowered = raw.lower()

@@ -33,6 +33,7 @@ The font list and the renderer of one image are in training/datasets/digit_rende
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ __all__ = [
     "load_rendered_digits",
 ]
 
+log = logging.getLogger("training")
 NAME = "rendered-digits-v1"
 # source name -> its Debian packages' faces, and how often each pen-stroke face is taken
 SOURCES: dict[str, tuple[dict[str, tuple[str, ...]], int]] = {
@@ -192,6 +194,12 @@ def load_rendered_digits(
             with np.load(arrays_path) as a:
                 cached = RenderedDigits(a["images"], a["labels"], record, a["rounds"])
             return cached.prefix(per_class)
+    log.info(
+        "rendering %d images of %s once (about 12 ms each on one core), kept in %s",
+        10 * per_class,
+        source,
+        cache,
+    )
     built = build_rendered_digits(per_class, seed, normalization, source)
     cache.mkdir(parents=True, exist_ok=True)
     stem = cache / f"{source}-{normalization}-{per_class}-{seed}"
