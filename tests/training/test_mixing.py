@@ -1,18 +1,13 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-from model_store import ModelStore
-from tests.training._tiny import tiny_config
 from training.config import ConfigError, apply_overrides
 from training.mixing import Mixed, mix_batch, mixed_cross_entropy
 from training.objective import jem_loss
 from training.presets import preset
-from training.trainer import Trainer
 
 
 def _batch() -> torch.Tensor:
@@ -89,23 +84,3 @@ def test_the_config_keeps_mixing_to_the_softmax_baseline() -> None:
         apply_overrides(preset("emoji-baseline"), ["mixup_alpha=0.2", "cutmix_alpha=1"])
     with pytest.raises(ConfigError, match="must be >= 0"):
         apply_overrides(preset("emoji-baseline"), ["cutmix_alpha=-1"])
-
-
-def test_mixup_reaches_the_trainers_loss(tmp_path: Path, one_thread: None) -> None:
-    store = ModelStore(tmp_path)
-    plain = Trainer(tiny_config(name="digits-baseline"), name="p", store=store, progress=False)
-    mixed = Trainer(
-        tiny_config("mixup_alpha=1.0", name="digits-baseline"),
-        name="m",
-        store=store,
-        progress=False,
-    )
-    # the same batch (same seed, step 0) and weights: only the mixing differs
-    assert mixed._loss().ce != pytest.approx(plain._loss().ce)
-    # the trainer's own generator drew the same numbers: augmentation and noise are unchanged
-    assert torch.equal(mixed.gen.get_state(), plain.gen.get_state())
-    result = mixed.fit()
-    assert result.ref is not None
-    config = store.load(str(result.ref)).manifest.training["config"]
-    assert isinstance(config, dict)
-    assert config["mixup_alpha"] == 1.0

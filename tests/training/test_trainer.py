@@ -202,19 +202,28 @@ def test_px_warmup_ramps_the_generative_terms_in_after_px_start(
     assert any(not torch.equal(mine[k], theirs[k]) for k in mine)
 
 
-def test_label_smoothing_reaches_the_trainers_loss(tmp_path: Path, one_thread: None) -> None:
+@pytest.mark.parametrize(
+    ("key", "value"), [("label_smoothing", 0.5), ("mixup_alpha", 1.0), ("cutmix_alpha", 1.0)]
+)
+def test_a_target_option_reaches_the_trainers_loss(
+    tmp_path: Path, one_thread: None, key: str, value: float
+) -> None:
+    """Label smoothing, mixup and CutMix change the baseline's cross-entropy, draw nothing from
+    the trainer's own generator, and are recorded in the manifest."""
     store = ModelStore(tmp_path)
     plain = Trainer(tiny_config(name="digits-baseline"), name="p", store=store, progress=False)
-    smooth = Trainer(
-        tiny_config("label_smoothing=0.5", name="digits-baseline"),
-        name="s",
+    changed = Trainer(
+        tiny_config(f"{key}={value}", name="digits-baseline"),
+        name="c",
         store=store,
         progress=False,
     )
-    # the same batch (same seed, step 0) and weights: only the target differs
-    assert smooth._loss().ce != pytest.approx(plain._loss().ce)
-    result = smooth.fit()
+    # the same batch (same seed, step 0) and weights: only the target (or the mixing) differs
+    assert changed._loss().ce != pytest.approx(plain._loss().ce)
+    # the trainer's own generator drew the same numbers: augmentation and noise are unchanged
+    assert torch.equal(changed.gen.get_state(), plain.gen.get_state())
+    result = changed.fit()
     assert result.ref is not None
     config = store.load(str(result.ref)).manifest.training["config"]
     assert isinstance(config, dict)
-    assert config["label_smoothing"] == 0.5  # recorded, so the run can be reproduced
+    assert config[key] == value  # recorded, so the run can be reproduced
