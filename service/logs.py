@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any
 
+from service.turns import EndOfTurn
+
 __all__ = [
     "AccessLog",
     "JsonFormatter",
@@ -146,8 +148,7 @@ class TurnStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self._held: list[str] = []
         self._last: logging.LogRecord | None = None  # for handleError, if the write fails
-        self._flush_on: asyncio.AbstractEventLoop | None = None  # where a flush is scheduled
-        self._flush_thread = 0  # the thread that scheduled it (the loop's)
+        self._turn = EndOfTurn(self._write_held)
 
     def emit(self, record: logging.LogRecord) -> None:  # called with the handler's lock held
         try:
@@ -157,27 +158,13 @@ class TurnStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         self._held.append(line)
         self._last = record
-        scheduled = self._flush_on
-        if (
-            scheduled is not None
-            and self._flush_thread == threading.get_ident()
-            and scheduled.is_running()
-        ):
-            return  # written by the flush already scheduled on this thread's loop
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no event loop in this thread: now
+        if not self._turn.request():  # no event loop in this thread: now
             self._write_held()
-            return
-        if scheduled is not loop:
-            loop.call_soon(self._write_held)
-            self._flush_on = loop
-            self._flush_thread = threading.get_ident()
 
     def _write_held(self) -> None:
         """Write and flush the held lines; a failure goes to `handleError`, as in `emit`."""
         with self.lock:  # type: ignore[union-attr]  # (an RLock: emit holds it too)
-            self._flush_on = None
+            self._turn.done()
             held, self._held = self._held, []
             if not held:
                 return

@@ -21,13 +21,13 @@ update is written at once.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import collections
-import threading
 from collections.abc import Sequence
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from service.turns import EndOfTurn
 
 __all__ = ["Tally", "observe_many"]
 
@@ -61,8 +61,7 @@ class Tally:
         self._counts: dict[Counter, float] = {}
         self._values: dict[Histogram, list[float]] = {}
         self._settings: dict[Gauge, float] = {}
-        self._flush_on: asyncio.AbstractEventLoop | None = None  # where a flush is scheduled
-        self._flush_thread = 0  # the thread that scheduled it (the loop's)
+        self._turn = EndOfTurn(self.flush)
 
     def inc(self, counter: Counter, amount: float = 1.0) -> None:
         """`counter.inc(amount)` (a labelled child), written at the end of the turn."""
@@ -89,29 +88,12 @@ class Tally:
         self._written_later()
 
     def _written_later(self) -> None:
-        # A flush already scheduled on a loop that is running in this thread: nothing to do,
-        # without asking asyncio for the running loop (Python 3.11's `get_running_loop` makes a
-        # getpid system call each time; eight updates per request here).
-        scheduled = self._flush_on
-        if (
-            scheduled is not None
-            and self._flush_thread == threading.get_ident()
-            and scheduled.is_running()
-        ):
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no event loop in this thread: now
+        if not self._turn.request():  # no event loop in this thread: now
             self.flush()
-            return
-        if scheduled is not loop:  # not yet scheduled, or on a loop no longer running
-            loop.call_soon(self.flush)
-            self._flush_on = loop
-            self._flush_thread = threading.get_ident()
 
     def flush(self) -> None:
         """Write every update held (also called by readers before they read)."""
-        self._flush_on = None
+        self._turn.done()
         counts, self._counts = self._counts, {}
         values, self._values = self._values, {}
         settings, self._settings = self._settings, {}

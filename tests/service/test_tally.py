@@ -116,7 +116,7 @@ async def test_a_turn_asks_for_the_running_loop_once(monkeypatch: pytest.MonkeyP
     """Once a flush is scheduled on the loop running in this thread, further updates in the turn
     do not ask asyncio for the running loop again (Python 3.11: a getpid system call each);
     the next turn's first update does, and everything is written as direct updates would be."""
-    import service.tally
+    import service.turns
 
     calls = 0
     real = asyncio.get_running_loop
@@ -126,7 +126,7 @@ async def test_a_turn_asks_for_the_running_loop_once(monkeypatch: pytest.MonkeyP
         calls += 1
         return real()
 
-    monkeypatch.setattr(service.tally.asyncio, "get_running_loop", counted)
+    monkeypatch.setattr(service.turns.asyncio, "get_running_loop", counted)
     direct, held = Metrics(), Metrics()
     for _turn in range(2):
         _updates(direct, direct=True)
