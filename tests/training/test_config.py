@@ -110,3 +110,14 @@ def test_learning_rate_schedules() -> None:
     at = lr_multiplier(cosine, 110)
     assert [at(s) for s in (0, 9, 10, 60, 110)] == pytest.approx([0.1, 1.0, 1.0, 0.5, 0.0])
     assert all(at(s) >= at(s + 1) for s in range(10, 110))
+
+
+def test_extra_train_accepts_exactly_the_rendered_digit_sources() -> None:
+    """The config's `extra_train` values (a Literal, for mypy and the CLI's error) are the data
+    sources `training.datasets.rendered_digits.SOURCES` defines, and "" (none)."""
+    import typing
+
+    from training.datasets.rendered_digits import SOURCES
+
+    hint = typing.get_type_hints(TrainConfig)["extra_train"]
+    assert set(typing.get_args(hint)) == {"", *SOURCES}
