@@ -81,7 +81,7 @@ class InputSpecEntry(_Strict):
     resample: Literal["nearest", "bilinear", "bicubic", "lanczos", "box"] = "box"
     value_range: tuple[float, float] = (-1.0, 1.0)
     background: str = "auto"
-    normalization: Literal["digits-v1", "digits-v2"] | None = None
+    normalization: Literal["digits-v1", "digits-v2", "digits-v3"] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> InputSpecEntry:

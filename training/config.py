@@ -47,7 +47,7 @@ class TrainConfig:
     extra_train_real_repeat: int = 1
     # the digits data set's upload normalisation (jem/normalize.py), stored in the manifest and
     # applied to the rendered training digits and to uploads: "" keeps the data set's default
-    normalization: Literal["", "digits-v1", "digits-v2"] = ""
+    normalization: Literal["", "digits-v1", "digits-v2", "digits-v3"] = ""
     # folder data only: how every image is converted (stored in the manifest's input spec, and
     # applied the same way by the service to uploads)
     image_size: tuple[int, ...] = (32, 32)  # (height, width), or one number for a square
