@@ -1,4 +1,4 @@
-"""digits-v1 and digits-v2: a photographed or drawn digit -> the form of scikit-learn's digits."""
+"""digits-v1, -v2 and -v3: a photographed or drawn digit -> the form of scikit-learn's digits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 
 from jem import InputSpec
 from jem.imaging import to_pixels
-from jem.normalize import normalize
+from jem.normalize import normalize, slant
 
 SPEC = InputSpec(channels=1, height=8, width=8, color_mode="L", normalization="digits-v1")
 
@@ -77,6 +77,43 @@ def test_v2_fills_the_height_and_clips_the_width_to_the_data_sets() -> None:
         assert out is not None
         cols = np.flatnonzero(out.any(axis=0))
         assert cols[0] + cols[-1] in (6, 7, 8)
+
+
+def leaning_bar(lean: float) -> np.ndarray:
+    """A light stroke on black whose top is `lean` columns per row to the right of its foot
+    (a slanted '1'), 300x300."""
+    image = Image.new("L", (300, 300), 0)
+    top, foot = 150 + lean * 100, 150 - lean * 100  # rows 50..250: 200 rows, centre at 150
+    ImageDraw.Draw(image).polygon(
+        [(top - 8, 50), (top + 8, 50), (foot + 8, 250), (foot - 8, 250)], fill=255
+    )
+    return np.asarray(image)
+
+
+def test_slant_is_the_columns_the_ink_moves_right_per_row_up() -> None:
+    for lean in (-0.3, 0.0, 0.25):
+        assert slant(leaning_bar(lean) > 127) == pytest.approx(lean, abs=0.02)
+
+
+def test_v3_sets_the_slant_to_the_data_sets_mean_and_v2_keeps_it() -> None:
+    """digits-v3 shears the fitted ink until its moment slant is load_digits()'s mean (-0.041);
+    digits-v2 (and so every checkpoint that names it) keeps the writer's slant."""
+    for lean in (-0.35, 0.35):
+        v2 = normalize("digits-v2", leaning_bar(lean), 8, 8)
+        v3 = normalize("digits-v3", leaning_bar(lean), 8, 8)
+        assert v2 is not None
+        assert v3 is not None
+        assert np.sign(slant(v2)) == np.sign(lean)  # the block counts as weights
+        assert abs(slant(v2)) > 0.3
+        assert slant(v3) == pytest.approx(-0.041, abs=0.03)
+        rows, cols = np.flatnonzero(v3.any(axis=1)), np.flatnonzero(v3.any(axis=0))
+        assert (rows[0], rows[-1]) == (0, 7)  # still v2's frame: the height filled ...
+        assert cols[0] + cols[-1] in (6, 7, 8)  # ... centred by box
+    upright = ring((300, 300), (110, 60, 190, 240), 12)  # already at about the mean: kept
+    v2, v3 = normalize("digits-v2", upright, 8, 8), normalize("digits-v3", upright, 8, 8)
+    assert v2 is not None
+    assert v3 is not None
+    assert np.abs(v2.astype(int) - v3.astype(int)).max() <= 255 * 4 // 16
 
 
 def test_what_is_not_ink_on_a_background_is_left_to_the_plain_resize() -> None:
