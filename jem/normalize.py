@@ -32,12 +32,13 @@ are. `digits-v2` is the same chain with the width rule above; nothing else diffe
 removes slant: the data set's digits are not deslanted (the moment slant mu11/mu02 averages
 +0.20 for its 6s and -0.14 for its 7s, std 0.12 overall). `digits-v3` is `digits-v2` with the
 ink's slant set to the data set's mean: after the box is fitted, the moment slant of the fitted
-ink (how far the ink's column moves per row up, -mu11/mu02 with rows counted downwards) is
-measured and the ink sheared about its centre row until it is -0.041, the mean of the same
-measure over the 1797 digits of `load_digits()` (intensity-weighted, std 0.121), and the box
-fitted again (up to three times, to within 0.01; docs/training.md, "Eighth round"). A class-independent target: the data set's 6s
-(-0.20) and 7s (+0.13) keep their own lean in the training data; uploads and rendered digits
-lose the slant of their writer, their font or a tilted camera. Pure numpy/torch;
+ink (`slant`: how far the ink's column moves right per row up, -mu11/mu02 with rows counted
+downwards) is measured and the ink sheared about its centre row until it is -0.041, the mean of
+the same measure over the 1797 digits of `load_digits()` (weighted by their counts, std 0.121),
+and the box fitted again (up to three times, to within 0.01; docs/training.md, "Eighth round").
+The target is class-independent: the data set's own digits keep their lean in the training data
+(in this sign its 6s -0.20, its 7s +0.13); uploads and rendered digits lose the slant of their
+writer, their font or a tilted camera. Pure numpy/torch;
 `jem.imaging.to_pixels` calls it (training folders and the service alike); a model's manifest
 names the step it was trained with, so an old checkpoint keeps its behaviour.
 """

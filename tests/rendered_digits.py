@@ -13,11 +13,13 @@ are trained on a third set, disjoint from both by package and family
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from jem.normalize import NORMALIZATIONS
 
 __all__ = [
     "TEST_FONTS",
@@ -173,6 +175,19 @@ def _main() -> None:
         action="store_true",
         help="also each font's correct count per digit, and the commonest wrong label",
     )
+    parser.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        help="convert with this normalisation instead of the model's own (a screen of a new "
+        "step on a model trained with another: its figures favour the model's own)",
+    )
+    parser.add_argument(
+        "--neighbours",
+        action="store_true",
+        help="for each font-and-digit cell the model reads at most half of: its 5 nearest "
+        "digits in the data set's train split, and how many digits are nearer than the "
+        "nearest of its own class",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     fonts, seed = (VALIDATION_FONTS, 1) if args.fonts == "validation" else (TEST_FONTS, 0)
@@ -184,6 +199,8 @@ def _main() -> None:
     for ref in args.refs:
         loaded = store.load(ref)
         spec = loaded.input_spec
+        if args.normalization is not None:
+            spec = replace(spec, normalization=args.normalization)
         u8 = np.stack([to_pixels(Image.open(io.BytesIO(item.data)), spec) for item in items])
         x = torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         with torch.no_grad():
@@ -195,6 +212,11 @@ def _main() -> None:
         )
         if args.by_font:
             _print_by_font(items, got)
+        if args.neighbours:
+            train_x = ((train.inputs()[:, 0] + 1) * 8).flatten(1).numpy()
+            _print_neighbours(
+                items, got, (x[:, 0] + 1).flatten(1).numpy() * 8, train_x, train.labels.numpy()
+            )
 
 
 def _print_by_font(items: list[RenderedDigit], got: np.ndarray) -> None:
@@ -210,6 +232,35 @@ def _print_by_font(items: list[RenderedDigit], got: np.ndarray) -> None:
             top = f"({np.bincount(wrong, minlength=10).argmax()})" if len(wrong) else ""
             cells.append(f"{int((mine == digit).sum())}{top}".ljust(5))
         print(f"  {font:28s} {' '.join(cells)}")
+
+
+def _print_neighbours(
+    items: list[RenderedDigit],
+    got: np.ndarray,
+    pixels: np.ndarray,
+    train_pixels: np.ndarray,
+    train_labels: np.ndarray,
+) -> None:
+    """For each font-and-digit cell read right at most half the time: the labels of the 5
+    nearest training digits (Euclidean, on the 0..16 block counts; `pixels` (N, 64) and
+    `train_pixels` (M, 64) on that scale) over the cell's images, and the median rank of the
+    nearest training digit of the cell's own class (0: it is the nearest of all)."""
+    labels = np.array([item.label for item in items])
+    fonts = np.array([item.font for item in items])
+    for font in sorted(set(fonts.tolist())):
+        for digit in range(10):
+            cell = (fonts == font) & (labels == digit)
+            if not cell.any() or (got[cell] == digit).mean() > 0.5:
+                continue
+            dist = ((pixels[cell][:, None, :] - train_pixels[None]) ** 2).sum(-1)
+            order = np.argsort(dist, axis=1, kind="stable")
+            votes = np.bincount(train_labels[order[:, :5]].ravel(), minlength=10)
+            ranks = [int(np.argmax(train_labels[row] == digit)) for row in order]
+            shown = ", ".join(f"{k}: {n}" for k, n in enumerate(votes) if n)
+            print(
+                f"  {font} {digit}: 5 nearest training digits' labels {{{shown}}}; "
+                f"nearest {digit} at rank {int(np.median(ranks))} (median)"
+            )
 
 
 if __name__ == "__main__":

@@ -311,3 +311,23 @@ def test_the_by_font_table_counts_each_cell(capsys: pytest.CaptureFixture[str]) 
     rows = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines())
     assert rows["a"].split() == ["2", "2", "2", "2", "0(7)", "2", "2", "2", "2", "2"]
     assert rows["b"].split() == ["2", "2", "2", "2", "2", "2", "1(1)", "2", "2", "2"]
+
+
+def test_the_neighbours_table_names_the_nearest_training_digits(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`python -m tests.rendered_digits --neighbours`: for a cell read right at most half the
+    time, the labels of its 5 nearest training digits and the rank of the nearest of its own
+    class (docs/training.md, "Eighth round"); cells read right more often are not listed."""
+    from tests.rendered_digits import RenderedDigit, _print_neighbours
+
+    train = np.array([[0.0, 0.0]] * 3 + [[10.0, 0.0]] * 3 + [[0.0, 10.0]] * 3)
+    train_labels = np.array([0] * 3 + [6] * 3 + [4] * 3)
+    items = [RenderedDigit(6, "a", "photo", b""), RenderedDigit(6, "a", "canvas", b"")]
+    items += [RenderedDigit(4, "a", "photo", b""), RenderedDigit(4, "a", "canvas", b"")]
+    pixels = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 9.0], [0.0, 8.0]])  # the 6s look like 0s
+    _print_neighbours(items, np.array([0, 0, 4, 4]), pixels, train, train_labels)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "  a 6: 5 nearest training digits' labels {0: 6, 6: 4}; nearest 6 at rank 3 (median)"
+    ]
