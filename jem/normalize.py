@@ -85,8 +85,8 @@ def normalize(
     if name not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {name!r}; known: {', '.join(NORMALIZATIONS)}")
     widths = None if name == "digits-v1" else _V2_WIDTH
-    slant = _V3_SLANT if name == "digits-v3" else None
-    return _digits(np.asarray(grey, dtype=np.float64), height, width, widths, slant)
+    target = _V3_SLANT if name == "digits-v3" else None
+    return _digits(np.asarray(grey, dtype=np.float64), height, width, widths, target)
 
 
 def _otsu(values: np.ndarray[Any, Any]) -> float:
@@ -193,6 +193,27 @@ def _shear(mask: np.ndarray[Any, Any], amount: float) -> np.ndarray[Any, Any]:
     return out[0, 0].numpy() >= 0.5
 
 
+def _deslant(
+    fitted: np.ndarray[Any, Any],
+    frame: tuple[int, int],
+    widths: tuple[int, int] | None,
+    target: float,
+) -> np.ndarray[Any, Any]:
+    """digits-v3: shear the fitted ink until its slant, measured in the frame where the data
+    set's was, is `target`. Re-fitting a sheared box stretches its width again (a thin stroke by
+    up to 5x), which multiplies what slant is left, so shear and re-fit until it is within
+    _SLANT_TOLERANCE (two passes, usually; at most _SLANT_PASSES)."""
+    for _ in range(_SLANT_PASSES):
+        off = target - slant(fitted)
+        if abs(off) <= _SLANT_TOLERANCE:
+            break
+        sheared = _shear(fitted, off)
+        if not sheared.any():
+            break
+        fitted = _fit(sheared, frame, widths)
+    return fitted
+
+
 def _morph(mask: np.ndarray[Any, Any], radius: int) -> np.ndarray[Any, Any]:
     """Dilate (radius > 0) or erode (radius < 0) by a (2|r|+1)^2 square (two 1-D passes)."""
     if radius == 0:
@@ -216,16 +237,8 @@ def _digits(
         return None
     frame = (height * _BLOCK * _WORK, width * _BLOCK * _WORK)
     fitted = _fit(mask, frame, widths)
-    # digits-v3: the slant measured in the frame where the data set's was. Re-fitting a sheared
-    # box stretches its width again (a thin stroke by up to 5x), which multiplies what slant is
-    # left, so shear and re-fit until it is within _SLANT_TOLERANCE (two passes, usually)
-    for _ in range(_SLANT_PASSES if target_slant is not None else 0):
-        assert target_slant is not None
-        off = target_slant - slant(fitted)
-        sheared = _shear(fitted, off) if abs(off) > _SLANT_TOLERANCE else fitted
-        if sheared is fitted or not sheared.any():
-            break
-        fitted = _fit(sheared, frame, widths)
+    if target_slant is not None:
+        fitted = _deslant(fitted, frame, widths, target_slant)
     # stroke width: dilate or erode, then re-fit (dilation grows the box), choosing the radius
     # whose coverage is nearest the data set's; a margin keeps dilated strokes inside the frame
     margin = frame[0] // 4
