@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from service.batching import InFlight, MicroBatcher
+from service.batching import FEW_CONNECTIONS, BatchFn, Connections, InFlight, MicroBatcher
 from service.errors import DeadlineExceeded, NotReady, Overloaded
 from service.metrics import Metrics
 
@@ -32,7 +32,7 @@ class Recorder:
         return {"y": x * 2}
 
 
-def batcher(fn: Recorder, **kw: object) -> MicroBatcher:
+def batcher(fn: BatchFn, **kw: object) -> MicroBatcher:
     opts: dict[str, object] = {
         "model": "m",
         "kind": "classify",
@@ -208,9 +208,87 @@ async def test_model_errors_reach_the_caller_and_the_worker_survives() -> None:
             raise RuntimeError("boom")
         return {"y": x}
 
-    b = batcher(flaky)  # type: ignore[arg-type]
+    b = batcher(flaky)
     with pytest.raises(RuntimeError, match="boom"):
         await b.submit(torch.ones(1, 1))
     out, _ = await b.submit(torch.ones(1, 1))
     assert out["y"].shape == (1, 1)
+    await b.close()
+
+
+class FirstBlocks:
+    """Doubles its input; the first call blocks until released (a long forward pass)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+        self.done: list[float] = []  # the first element of each finished batch
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.calls += 1
+        if self.calls == 1:
+            self.release.wait(5)
+        self.done.append(float(x[0, 0]))
+        return {"y": x * 2}
+
+
+@pytest.mark.parametrize(
+    ("connections", "beside"), [(4, True), (FEW_CONNECTIONS, True), (0, False), (64, False)]
+)
+async def test_with_few_clients_a_batch_runs_beside_a_long_one(
+    monkeypatch: pytest.MonkeyPatch, connections: int, beside: bool
+) -> None:
+    """With 1..FEW_CONNECTIONS connections open, a request that comes during another batch's
+    forward pass is answered without waiting for it; with none counted (no HTTP server) or
+    many, it waits and the batches run one after the other."""
+    monkeypatch.setattr(Connections, "open", connections)
+    fn = FirstBlocks()
+    b = batcher(fn, max_wait_s=0.0)
+    first = asyncio.ensure_future(b.submit(torch.full((1, 1), 1.0)))
+    await asyncio.sleep(0.05)  # the first batch is in its forward pass
+    second = asyncio.ensure_future(b.submit(torch.full((1, 1), 2.0)))
+    done, _ = await asyncio.wait({second}, timeout=0.5)
+    assert (second in done) is beside
+    assert not first.done()
+    fn.release.set()
+    (out1, _), (out2, _) = await asyncio.gather(first, second)
+    assert (float(out1["y"]), float(out2["y"])) == (2.0, 4.0)
+    assert fn.done == ([2.0, 1.0] if beside else [1.0, 2.0])
+    await b.close()
+
+
+async def test_close_waits_for_a_batch_running_beside(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Connections, "open", 1)
+    fn = FirstBlocks()
+    b = batcher(fn)
+    first = asyncio.ensure_future(b.submit(torch.ones(1, 1)))
+    await asyncio.sleep(0.05)
+    closing = asyncio.ensure_future(b.close())
+    await asyncio.sleep(0.1)
+    assert not closing.done()  # the batch beside `_run` still counts as work in progress
+    fn.release.set()
+    await closing
+    assert float((await first)[0]["y"]) == 2.0
+
+
+async def test_a_batch_beside_counts_as_here_for_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The requests of a batch running beside are in progress but already batched: the next
+    batch does not wait out its window for them."""
+    monkeypatch.setattr(Connections, "open", 2)
+    in_flight = InFlight()
+    fn = FirstBlocks()
+    b = batcher(fn, max_wait_s=0.5, in_flight=in_flight)
+    in_flight.enter()
+    first = asyncio.ensure_future(b.submit(torch.full((1, 1), 1.0)))
+    await asyncio.sleep(0.05)
+    b._last_batch_requests = 2  # concurrent traffic: the window applies
+    t0 = time.perf_counter()
+    in_flight.enter()
+    second = await b.submit(torch.full((1, 1), 3.0))
+    assert time.perf_counter() - t0 < 0.3  # not the 0.5 s window
+    assert float(second[0]["y"]) == 6.0
+    fn.release.set()
+    await first
     await b.close()
