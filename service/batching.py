@@ -9,8 +9,9 @@ request the server has in progress (`InFlight`), so eight clients do not wait ou
 window for a ninth; a request that leaves without joining (the previous batch's, answered) ends
 the wait too. With few clients connected (`Connections`, at most `FEW_CONNECTIONS`), a batch
 that forms while a small one (at most `FEW_IMAGES` images) is in its forward pass runs beside
-it on a second model thread instead of waiting for it. Requests carry a deadline: expired
-ones are dropped before compute.
+it on a second model thread instead of waiting for it, where the batcher is built with
+`beside=True` (the runtime does so when each forward pass runs on one torch thread). Requests
+carry a deadline: expired ones are dropped before compute.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ class MicroBatcher:
         retry_after_s: int = 1,
         stack: StackFn = _cat,
         in_flight: InFlight | None = None,
+        beside: bool = False,
     ) -> None:
         self._fn = fn
         self._stack = stack  # e.g. into pinned memory for a CUDA device (service.device)
@@ -138,6 +140,7 @@ class MicroBatcher:
         self._last_batch_requests = 1
         # two threads: the second runs a batch beside the first's with few clients (`_run`)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{model}-{kind}")
+        self._beside_allowed = beside  # with few clients, a small batch may run beside (`_run`)
         self._beside: asyncio.Task[None] | None = None  # a batch not awaited by `_run`
         self._beside_requests = 0
         self._closed = False
@@ -286,7 +289,8 @@ class MicroBatcher:
                 live.append(item)
             if live:
                 if (
-                    self._beside is None
+                    self._beside_allowed
+                    and self._beside is None
                     and 0 < Connections.open <= FEW_CONNECTIONS
                     and sum(item.size for item in live) <= FEW_IMAGES
                 ):

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 import torch
 
+from service.app import create_app
 from service.batching import FEW_CONNECTIONS, BatchFn, Connections, InFlight, MicroBatcher
 from service.errors import DeadlineExceeded, NotReady, Overloaded
 from service.metrics import Metrics
+from tests.service.conftest import make_settings, wait_ready
 
 pytestmark = pytest.mark.anyio
 
@@ -233,17 +237,25 @@ class FirstBlocks:
 
 
 @pytest.mark.parametrize(
-    ("connections", "beside"), [(4, True), (FEW_CONNECTIONS, True), (0, False), (64, False)]
+    ("connections", "beside_allowed", "beside"),
+    [
+        (4, True, True),
+        (FEW_CONNECTIONS, True, True),
+        (0, True, False),
+        (64, True, False),
+        (4, False, False),
+    ],
 )
 async def test_with_few_clients_a_batch_runs_beside_a_long_one(
-    monkeypatch: pytest.MonkeyPatch, connections: int, beside: bool
+    monkeypatch: pytest.MonkeyPatch, connections: int, beside_allowed: bool, beside: bool
 ) -> None:
     """With 1..FEW_CONNECTIONS connections open, a request that comes during another batch's
     forward pass is answered without waiting for it; with none counted (no HTTP server) or
-    many, it waits and the batches run one after the other."""
+    many, or a batcher built without `beside`, it waits and the batches run one after the
+    other."""
     monkeypatch.setattr(Connections, "open", connections)
     fn = FirstBlocks()
-    b = batcher(fn, max_wait_s=0.0)
+    b = batcher(fn, max_wait_s=0.0, beside=beside_allowed)
     first = asyncio.ensure_future(b.submit(torch.full((1, 1), 1.0)))
     await asyncio.sleep(0.05)  # the first batch is in its forward pass
     second = asyncio.ensure_future(b.submit(torch.full((1, 1), 2.0)))
@@ -260,7 +272,7 @@ async def test_with_few_clients_a_batch_runs_beside_a_long_one(
 async def test_close_waits_for_a_batch_running_beside(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Connections, "open", 1)
     fn = FirstBlocks()
-    b = batcher(fn)
+    b = batcher(fn, beside=True)
     first = asyncio.ensure_future(b.submit(torch.ones(1, 1)))
     await asyncio.sleep(0.05)
     closing = asyncio.ensure_future(b.close())
@@ -279,7 +291,7 @@ async def test_a_batch_beside_counts_as_here_for_the_window(
     monkeypatch.setattr(Connections, "open", 2)
     in_flight = InFlight()
     fn = FirstBlocks()
-    b = batcher(fn, max_wait_s=0.5, in_flight=in_flight)
+    b = batcher(fn, max_wait_s=0.5, in_flight=in_flight, beside=True)
     in_flight.enter()
     first = asyncio.ensure_future(b.submit(torch.full((1, 1), 1.0)))
     await asyncio.sleep(0.05)
@@ -292,3 +304,24 @@ async def test_a_batch_beside_counts_as_here_for_the_window(
     fn.release.set()
     await first
     await b.close()
+
+
+@pytest.mark.parametrize(("threads", "beside"), [(1, True), (2, False)])
+async def test_the_runtime_lets_batches_run_beside_only_on_one_torch_thread(
+    store_root: Path, threads: int, beside: bool
+) -> None:
+    """With JEM_TORCH_THREADS=1 a forward pass takes one core, and a second beside it another;
+    with a pool of intra-op threads the two would share the same cores."""
+    before = torch.get_num_threads()
+    try:
+        app = create_app(make_settings(store_root, torch_threads=threads))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                await wait_ready(client)
+            runtime = app.state.runtime
+            batchers = list(runtime._classify.values()) + list(runtime._grad.values())
+            assert batchers
+            assert all(b._beside_allowed is beside for b in batchers)
+    finally:
+        torch.set_num_threads(before)
