@@ -138,9 +138,11 @@ class MicroBatcher:
         self._arrived = asyncio.Event()
         self._carry: _Item | None = None
         self._last_batch_requests = 1
-        # two threads: the second runs a batch beside the first's with few clients (`_run`)
-        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{model}-{kind}")
         self._beside_allowed = beside  # with few clients, a small batch may run beside (`_run`)
+        # a second thread only for a batch beside another
+        self._executor = ThreadPoolExecutor(
+            max_workers=2 if beside else 1, thread_name_prefix=f"{model}-{kind}"
+        )
         self._beside: asyncio.Task[None] | None = None  # a batch not awaited by `_run`
         self._beside_requests = 0
         self._closed = False
