@@ -56,12 +56,14 @@ class Connections:
 
 # A batch of at most FEW_IMAGES images runs on its own, and the next one may form and run beside
 # it rather than after it, while this process has between 1 and FEW_CONNECTIONS connections
-# open: a handful of clients, whose batches hold one to three requests anyway. At single-image
-# concurrency 8 (two workers, four connections each) the slowest 1% of requests were mostly ones
-# that arrived during another batch's forward pass and waited for it (docs/benchmarks-peers.md,
-# "tenth part"). With many clients, waiting for the running batch is what makes the next one
-# big and the CPU per request low; a big batch's forward pass is most of the work, and one
-# beside it would only share the cores with it (64-image requests at concurrency 8: p99 higher).
+# open and no more requests than that in progress (gRPC calls count there, and are not HTTP
+# connections): a handful of clients, whose batches hold one to three requests anyway. At
+# single-image concurrency 8 (two workers, four connections each) the slowest 1% of requests
+# were mostly ones that arrived during another batch's forward pass and waited for it
+# (docs/benchmarks-peers.md, "tenth part"). With many clients, waiting for the running batch
+# is what makes the next one big and the CPU per request low; a big batch's forward pass is
+# most of the work, and one beside it would only share the cores with it (64-image requests at
+# concurrency 8: p99 higher).
 FEW_CONNECTIONS = 8
 FEW_IMAGES = 8
 
@@ -294,6 +296,7 @@ class MicroBatcher:
                     self._beside_allowed
                     and self._beside is None
                     and 0 < Connections.open <= FEW_CONNECTIONS
+                    and (self._in_flight is None or self._in_flight.value <= FEW_CONNECTIONS)
                     and sum(item.size for item in live) <= FEW_IMAGES
                 ):
                     # not awaited: the next batch may form while this one runs, and run beside it

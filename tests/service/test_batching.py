@@ -325,3 +325,25 @@ async def test_the_runtime_lets_batches_run_beside_only_on_one_torch_thread(
             assert all(b._beside_allowed is beside for b in batchers)
     finally:
         torch.set_num_threads(before)
+
+
+async def test_many_requests_in_progress_keep_batches_in_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Few HTTP connections but many requests in progress (gRPC calls, which hold no HTTP
+    connection): batches run one after the other."""
+    monkeypatch.setattr(Connections, "open", 2)
+    in_flight = InFlight()
+    for _ in range(FEW_CONNECTIONS + 1):
+        in_flight.enter()
+    fn = FirstBlocks()
+    b = batcher(fn, max_wait_s=0.0, in_flight=in_flight, beside=True)
+    first = asyncio.ensure_future(b.submit(torch.full((1, 1), 1.0)))
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(b.submit(torch.full((1, 1), 2.0)))
+    done, _ = await asyncio.wait({second}, timeout=0.3)
+    assert not done  # waits for the first batch
+    fn.release.set()
+    await asyncio.gather(first, second)
+    assert fn.done == [1.0, 2.0]
+    await b.close()
