@@ -141,9 +141,13 @@ class MicroBatcher:
         self._carry: _Item | None = None
         self._last_batch_requests = 1
         self._beside_allowed = beside  # with few clients, a small batch may run beside (`_run`)
-        # a second thread only for a batch beside another
-        self._executor = ThreadPoolExecutor(
-            max_workers=2 if beside else 1, thread_name_prefix=f"{model}-{kind}"
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{model}-{kind}")
+        # a batch beside the others runs on a thread of its own: the rest keep the one above
+        # (one pool of two threads would hand batches to either thread in turn)
+        self._beside_executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{model}-{kind}-beside")
+            if beside
+            else None
         )
         self._beside: asyncio.Task[None] | None = None  # a batch not awaited by `_run`
         self._beside_requests = 0
@@ -300,11 +304,12 @@ class MicroBatcher:
                     and sum(item.size for item in live) <= FEW_IMAGES
                 ):
                     # not awaited: the next batch may form while this one runs, and run beside it
-                    beside = loop.create_task(self._compute(live))
+                    assert self._beside_executor is not None  # built with `beside`
+                    beside = loop.create_task(self._compute(live, self._beside_executor))
                     self._beside, self._beside_requests = beside, len(live)
                     beside.add_done_callback(self._beside_done)
                 else:
-                    await self._compute(live)
+                    await self._compute(live, self._executor)
             self._forget_finished()
             if self.depth == 0 and self._beside is None:
                 self._idle.set()
@@ -315,11 +320,11 @@ class MicroBatcher:
             if self.depth == 0:
                 self._idle.set()
 
-    async def _compute(self, items: list[_Item]) -> None:
+    async def _compute(self, items: list[_Item], executor: ThreadPoolExecutor) -> None:
         start = time.perf_counter()
         x = self._stack([item.x for item in items])
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._fn, x)
+            outputs = await asyncio.get_running_loop().run_in_executor(executor, self._fn, x)
         except Exception as exc:
             for item in items:
                 if not item.future.done():
@@ -350,3 +355,5 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._beside_executor is not None:
+            self._beside_executor.shutdown(wait=True, cancel_futures=True)
