@@ -7,11 +7,7 @@ while traffic is concurrent (the previous batch gathered more than one request),
 client never waits for company that is not coming; and it ends as soon as the batch holds every
 request the server has in progress (`InFlight`), so eight clients do not wait out the whole
 window for a ninth; a request that leaves without joining (the previous batch's, answered) ends
-the wait too. With few clients connected (`Connections`, at most `FEW_CONNECTIONS`), a batch
-that forms while a small one (at most `FEW_IMAGES` images) is in its forward pass runs beside
-it on a second model thread instead of waiting for it, where the batcher is built with
-`beside=True` (the runtime does so when each forward pass runs on one torch thread). Requests
-carry a deadline: expired ones are dropped before compute.
+the wait too. Requests carry a deadline: expired ones are dropped before compute.
 """
 
 from __future__ import annotations
@@ -29,15 +25,7 @@ import torch
 from service.errors import DeadlineExceeded, NotReady, Overloaded
 from service.metrics import Metrics
 
-__all__ = [
-    "FEW_CONNECTIONS",
-    "FEW_IMAGES",
-    "BatchFn",
-    "BatchTiming",
-    "Connections",
-    "InFlight",
-    "MicroBatcher",
-]
+__all__ = ["BatchFn", "BatchTiming", "InFlight", "MicroBatcher"]
 
 BatchFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 StackFn = Callable[[list[torch.Tensor]], torch.Tensor]
@@ -45,27 +33,6 @@ StackFn = Callable[[list[torch.Tensor]], torch.Tensor]
 
 def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(parts) if len(parts) > 1 else parts[0]
-
-
-class Connections:
-    """HTTP connections open in this process: counted by the server's protocol
-    (service/server/protocol.py); 0 where none counts them (an in-process ASGI client)."""
-
-    open = 0
-
-
-# A batch of at most FEW_IMAGES images runs on its own, and the next one may form and run beside
-# it rather than after it, while this process has between 1 and FEW_CONNECTIONS connections
-# open and no more requests than that in progress (gRPC calls count there, and are not HTTP
-# connections): a handful of clients, whose batches hold one to three requests anyway. At
-# single-image concurrency 8 (two workers, four connections each) the slowest 1% of requests
-# were mostly ones that arrived during another batch's forward pass and waited for it
-# (docs/benchmarks-peers.md, "tenth part"). With many clients, waiting for the running batch
-# is what makes the next one big and the CPU per request low; a big batch's forward pass is
-# most of the work, and one beside it would only share the cores with it (64-image requests at
-# concurrency 8: p99 higher).
-FEW_CONNECTIONS = 8
-FEW_IMAGES = 8
 
 
 @dataclass
@@ -124,7 +91,6 @@ class MicroBatcher:
         retry_after_s: int = 1,
         stack: StackFn = _cat,
         in_flight: InFlight | None = None,
-        beside: bool = False,
     ) -> None:
         self._fn = fn
         self._stack = stack  # e.g. into pinned memory for a CUDA device (service.device)
@@ -140,17 +106,7 @@ class MicroBatcher:
         self._arrived = asyncio.Event()
         self._carry: _Item | None = None
         self._last_batch_requests = 1
-        self._beside_allowed = beside  # with few clients, a small batch may run beside (`_run`)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{model}-{kind}")
-        # a batch beside the others runs on a thread of its own: the rest keep the one above
-        # (one pool of two threads would hand batches to either thread in turn)
-        self._beside_executor = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{model}-{kind}-beside")
-            if beside
-            else None
-        )
-        self._beside: asyncio.Task[None] | None = None  # a batch not awaited by `_run`
-        self._beside_requests = 0
         self._closed = False
         self._worker: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -271,8 +227,6 @@ class MicroBatcher:
     def _everyone_here(self, requests: int) -> bool:
         """Whether this batch holds every request in progress: then only a request not yet sent
         could join it, and waiting for one only delays these."""
-        if self._beside is not None:
-            requests += self._beside_requests  # in progress, and already in a batch
         return self._in_flight is not None and self._in_flight.value <= requests
 
     async def _run(self) -> None:
@@ -296,35 +250,16 @@ class MicroBatcher:
                     continue
                 live.append(item)
             if live:
-                if (
-                    self._beside_allowed
-                    and self._beside is None
-                    and 0 < Connections.open <= FEW_CONNECTIONS
-                    and (self._in_flight is None or self._in_flight.value <= FEW_CONNECTIONS)
-                    and sum(item.size for item in live) <= FEW_IMAGES
-                ):
-                    # not awaited: the next batch may form while this one runs, and run beside it
-                    assert self._beside_executor is not None  # built with `beside`
-                    beside = loop.create_task(self._compute(live, self._beside_executor))
-                    self._beside, self._beside_requests = beside, len(live)
-                    beside.add_done_callback(self._beside_done)
-                else:
-                    await self._compute(live, self._executor)
+                await self._compute(live)
             self._forget_finished()
-            if self.depth == 0 and self._beside is None:
-                self._idle.set()
-
-    def _beside_done(self, task: asyncio.Task[None]) -> None:
-        if task is self._beside:
-            self._beside = None
             if self.depth == 0:
                 self._idle.set()
 
-    async def _compute(self, items: list[_Item], executor: ThreadPoolExecutor) -> None:
+    async def _compute(self, items: list[_Item]) -> None:
         start = time.perf_counter()
         x = self._stack([item.x for item in items])
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(executor, self._fn, x)
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._fn, x)
         except Exception as exc:
             for item in items:
                 if not item.future.done():
@@ -355,5 +290,3 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         self._executor.shutdown(wait=True, cancel_futures=True)
-        if self._beside_executor is not None:
-            self._beside_executor.shutdown(wait=True, cancel_futures=True)

@@ -146,10 +146,6 @@ class Runtime:
                 retry_after_s=s.retry_after_s,
                 stack=predictor.placement.stack,
                 in_flight=self.in_flight,
-                # a batch beside another with few clients only where each forward pass takes one
-                # core (JEM_TORCH_THREADS=1): with a pool of intra-op threads, two passes at once
-                # would share the same cores and only contend (service/batching.py)
-                beside=torch.get_num_threads() == 1,
             )
             batcher.start()
             batchers[predictor] = batcher

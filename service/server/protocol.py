@@ -36,7 +36,6 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from service.batching import Connections
 from service.errors import error_body
 from service.settings import Settings
 
@@ -186,7 +185,6 @@ class JemHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        Connections.open += 1
         self._await_head(self._head_timeout_s)
 
     def on_response_complete(self) -> None:
@@ -205,7 +203,6 @@ class JemHttpToolsProtocol(HttpToolsProtocol):
             self._await_head(min(self.timeout_keep_alive, self._head_timeout_s))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        Connections.open -= 1
         self._cancel_head_timer()
         super().connection_lost(exc)
 

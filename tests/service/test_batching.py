@@ -5,17 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from pathlib import Path
 
-import httpx
 import pytest
 import torch
 
-from service.app import create_app
-from service.batching import FEW_CONNECTIONS, BatchFn, Connections, InFlight, MicroBatcher
+from service.batching import InFlight, MicroBatcher
 from service.errors import DeadlineExceeded, NotReady, Overloaded
 from service.metrics import Metrics
-from tests.service.conftest import make_settings, wait_ready
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +32,7 @@ class Recorder:
         return {"y": x * 2}
 
 
-def batcher(fn: BatchFn, **kw: object) -> MicroBatcher:
+def batcher(fn: Recorder, **kw: object) -> MicroBatcher:
     opts: dict[str, object] = {
         "model": "m",
         "kind": "classify",
@@ -212,138 +208,9 @@ async def test_model_errors_reach_the_caller_and_the_worker_survives() -> None:
             raise RuntimeError("boom")
         return {"y": x}
 
-    b = batcher(flaky)
+    b = batcher(flaky)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="boom"):
         await b.submit(torch.ones(1, 1))
     out, _ = await b.submit(torch.ones(1, 1))
     assert out["y"].shape == (1, 1)
-    await b.close()
-
-
-class FirstBlocks:
-    """Doubles its input; the first call blocks until released (a long forward pass)."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.calls = 0
-        self.done: list[float] = []  # the first element of each finished batch
-
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.calls += 1
-        if self.calls == 1:
-            self.release.wait(5)
-        self.done.append(float(x[0, 0]))
-        return {"y": x * 2}
-
-
-@pytest.mark.parametrize(
-    ("connections", "beside_allowed", "beside"),
-    [
-        (4, True, True),
-        (FEW_CONNECTIONS, True, True),
-        (0, True, False),
-        (64, True, False),
-        (4, False, False),
-    ],
-)
-async def test_with_few_clients_a_batch_runs_beside_a_long_one(
-    monkeypatch: pytest.MonkeyPatch, connections: int, beside_allowed: bool, beside: bool
-) -> None:
-    """With 1..FEW_CONNECTIONS connections open, a request that comes during another batch's
-    forward pass is answered without waiting for it; with none counted (no HTTP server) or
-    many, or a batcher built without `beside`, it waits and the batches run one after the
-    other."""
-    monkeypatch.setattr(Connections, "open", connections)
-    fn = FirstBlocks()
-    b = batcher(fn, max_wait_s=0.0, beside=beside_allowed)
-    first = asyncio.ensure_future(b.submit(torch.full((1, 1), 1.0)))
-    await asyncio.sleep(0.05)  # the first batch is in its forward pass
-    second = asyncio.ensure_future(b.submit(torch.full((1, 1), 2.0)))
-    done, _ = await asyncio.wait({second}, timeout=0.5)
-    assert (second in done) is beside
-    assert not first.done()
-    fn.release.set()
-    (out1, _), (out2, _) = await asyncio.gather(first, second)
-    assert (float(out1["y"]), float(out2["y"])) == (2.0, 4.0)
-    assert fn.done == ([2.0, 1.0] if beside else [1.0, 2.0])
-    await b.close()
-
-
-async def test_close_waits_for_a_batch_running_beside(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Connections, "open", 1)
-    fn = FirstBlocks()
-    b = batcher(fn, beside=True)
-    first = asyncio.ensure_future(b.submit(torch.ones(1, 1)))
-    await asyncio.sleep(0.05)
-    closing = asyncio.ensure_future(b.close())
-    await asyncio.sleep(0.1)
-    assert not closing.done()  # the batch beside `_run` still counts as work in progress
-    fn.release.set()
-    await closing
-    assert float((await first)[0]["y"]) == 2.0
-
-
-async def test_a_batch_beside_counts_as_here_for_the_window(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The requests of a batch running beside are in progress but already batched: the next
-    batch does not wait out its window for them."""
-    monkeypatch.setattr(Connections, "open", 2)
-    in_flight = InFlight()
-    fn = FirstBlocks()
-    b = batcher(fn, max_wait_s=0.5, in_flight=in_flight, beside=True)
-    in_flight.enter()
-    first = asyncio.ensure_future(b.submit(torch.full((1, 1), 1.0)))
-    await asyncio.sleep(0.05)
-    b._last_batch_requests = 2  # concurrent traffic: the window applies
-    t0 = time.perf_counter()
-    in_flight.enter()
-    second = await b.submit(torch.full((1, 1), 3.0))
-    assert time.perf_counter() - t0 < 0.3  # not the 0.5 s window
-    assert float(second[0]["y"]) == 6.0
-    fn.release.set()
-    await first
-    await b.close()
-
-
-@pytest.mark.parametrize(("threads", "beside"), [(1, True), (2, False)])
-async def test_the_runtime_lets_batches_run_beside_only_on_one_torch_thread(
-    store_root: Path, threads: int, beside: bool
-) -> None:
-    """With JEM_TORCH_THREADS=1 a forward pass takes one core, and a second beside it another;
-    with a pool of intra-op threads the two would share the same cores."""
-    before = torch.get_num_threads()
-    try:
-        app = create_app(make_settings(store_root, torch_threads=threads))
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                await wait_ready(client)
-            runtime = app.state.runtime
-            batchers = list(runtime._classify.values()) + list(runtime._grad.values())
-            assert batchers
-            assert all(b._beside_allowed is beside for b in batchers)
-    finally:
-        torch.set_num_threads(before)
-
-
-async def test_many_requests_in_progress_keep_batches_in_turn(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Few HTTP connections but many requests in progress (gRPC calls, which hold no HTTP
-    connection): batches run one after the other."""
-    monkeypatch.setattr(Connections, "open", 2)
-    in_flight = InFlight()
-    for _ in range(FEW_CONNECTIONS + 1):
-        in_flight.enter()
-    fn = FirstBlocks()
-    b = batcher(fn, max_wait_s=0.0, in_flight=in_flight, beside=True)
-    first = asyncio.ensure_future(b.submit(torch.full((1, 1), 1.0)))
-    await asyncio.sleep(0.05)
-    second = asyncio.ensure_future(b.submit(torch.full((1, 1), 2.0)))
-    done, _ = await asyncio.wait({second}, timeout=0.3)
-    assert not done  # waits for the first batch
-    fn.release.set()
-    await asyncio.gather(first, second)
-    assert fn.done == [1.0, 2.0]
     await b.close()

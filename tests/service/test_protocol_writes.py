@@ -14,7 +14,6 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from service.batching import Connections
 from service.server.protocol import JemHttpToolsProtocol
 
 pytestmark = pytest.mark.anyio
@@ -253,20 +252,3 @@ async def test_one_timer_per_connection_not_per_request() -> None:
     assert len(transport.writes) == 10
     assert loop.timers == 2  # the head deadline at the connection, keep-alive after answer 1
     protocol.connection_lost(None)
-
-
-async def test_open_connections_are_counted_for_the_batcher() -> None:
-    """`Connections.open` (what the micro-batcher reads to run a batch beside another with few
-    clients) rises when a connection is made and falls when it is lost."""
-    config = Config(app=_app, http=JemHttpToolsProtocol, lifespan="off", log_level="critical")
-    before = Connections.open
-    protocols = [
-        JemHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-        for _ in range(3)
-    ]
-    for protocol in protocols:
-        protocol.connection_made(_Transport())  # type: ignore[arg-type]
-    assert Connections.open == before + 3
-    for protocol in protocols:
-        protocol.connection_lost(None)
-    assert Connections.open == before
