@@ -188,9 +188,12 @@ def peers(args: argparse.Namespace) -> int:
     """`--peers`: the side-by-side table, in peers.json and peers.md."""
     keys = args.peer or list(PEER_KEYS)
     plan = PeerPlan(
-        duration_s=1.0 if args.quick else 4.5,
+        # six interleaved rounds of 1.5 s per row and server (three until issue 22's tenth
+        # part): at 4.5 s a row's rate and p99 varied by more than the targets' margins from
+        # sampling alone (docs/benchmarks-peers.md, "tenth part")
+        duration_s=1.0 if args.quick else 9.0,
         warmup_s=0.5,
-        rounds=1 if args.quick else 3,
+        rounds=1 if args.quick else 6,
         batch_images=8 if args.quick else 64,
         threads=args.threads,
         seed=args.seed,

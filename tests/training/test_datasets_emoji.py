@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from training.cli import main
-from training.data import load_dataset
+from training.data import FolderOptions, load_dataset
 from training.datasets.emoji import (
     DEFAULT_EMOJI_TEST,
     DEFAULT_FONT,
@@ -144,3 +145,39 @@ def test_cli_errors_are_one_line_with_exit_code_2(
     assert "already holds a data set" in capsys.readouterr().err
     assert main(["data", "emoji", "--out", str(tmp_path / "y"), "--held-out", "Nope"]) == 2
     assert "unknown held-out groups ['Nope']" in capsys.readouterr().err
+
+
+def test_a_larger_size_keeps_the_emoji_and_the_split(
+    tmp_path: Path, built: tuple[Path, dict[str, object]]
+) -> None:
+    # docs/emoji.md, ninth round: a 48-px data set is compared with the 32-px one split for split
+    out = tmp_path / "emoji48"
+    assert (
+        main(["data", "emoji", "--out", str(out), "--size", "48", "--limit", "5", "--seed", "3"])
+        == 0
+    )
+    small, large = built[0], out
+    assert sorted(p.relative_to(small) for p in small.rglob("*.png")) == sorted(
+        p.relative_to(large) for p in large.rglob("*.png")
+    )
+    with Image.open(next((large / "train" / "symbols").glob("*.png"))) as image:
+        assert image.size == (48, 48)
+    a, b = (
+        load_dataset(
+            "folder",
+            root=root / "train",
+            seed=0,
+            val_fraction=0.25,
+            test_fraction=0.25,
+            folder=FolderOptions(image_size=(side, side)),
+        )
+        for root, side in ((small, 32), (large, 48))
+    )
+    assert b.val.inputs().shape[-2:] == (48, 48)
+    assert a.split["indices_sha256"] == b.split["indices_sha256"]
+    assert torch.equal(a.val.labels, b.val.labels)
+    # the same pictures: each 48-px image shrunk to 32 px is close to its 32-px rendering
+    shrunk = torch.nn.functional.interpolate(b.val.inputs(), size=(32, 32), mode="area")
+    assert (shrunk - a.val.inputs()).abs().mean(dim=(1, 2, 3)).max() < 0.15
+    assert b.split["source"]["image"]["size"] == 48  # what the manifest records
+    assert a.split["source"]["image"]["size"] == 32
