@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 import uvicorn
+from pydantic import ValidationError
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 from uvicorn.supervisors.multiprocess import Process as UvicornProcess
@@ -184,11 +185,25 @@ def _failed_startup(worker: UvicornProcess) -> bool:
     return info is not None and info.si_code == os.CLD_EXITED and info.si_status == STARTUP_FAILURE
 
 
+def _settings() -> Settings:
+    """The settings from JEM_* variables; a bad one is a one-line error and exit 2, naming the
+    setting (its variable is JEM_ and the name in capitals) and what was wrong."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        print(f"python -m service: error: {problems}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None, *, app: str = "service.asgi:app") -> None:
     """`python -m service`: parse `argv`, check the settings and the device, and `serve` the
     ASGI `app` ("module:attribute", imported by uvicorn in each worker). Exits with the
     server's status; a bad flag or device exits 2 with a one-line error."""
-    settings = Settings()  # fail fast on a bad JEM_* variable, before forking workers
+    settings = _settings()  # fail fast on a bad JEM_* variable, before forking workers
     args = _parser(settings).parse_args(argv)
     # the app reads its settings from the environment, in this process and in every worker
     if args.store is not None:
@@ -196,7 +211,7 @@ def main(argv: list[str] | None = None, *, app: str = "service.asgi:app") -> Non
     if args.models:
         os.environ["JEM_MODELS"] = ",".join(args.models)
     if args.store is not None or args.models:
-        Settings()  # and validated with them, before forking workers
+        _settings()  # and validated with them, before forking workers
     try:  # a device that is not here: one line and exit 2, before uvicorn starts
         Placement.resolve(settings.device, settings.precision)
     except ValueError as exc:

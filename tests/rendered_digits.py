@@ -162,7 +162,7 @@ def _main() -> None:
     from sklearn.svm import SVC
 
     from jem.imaging import to_pixels
-    from model_store import ModelStore
+    from model_store import ModelStore, StoreError
     from training.data import load_digits_dataset
 
     parser = argparse.ArgumentParser(description=_main.__doc__)
@@ -197,7 +197,10 @@ def _main() -> None:
     svc = SVC(gamma=0.001).fit(((train.inputs()[:, 0] + 1) * 8).flatten(1), train.labels)
     store = ModelStore(args.store)
     for ref in args.refs:
-        loaded = store.load(ref)
+        try:
+            loaded = store.load(ref)
+        except StoreError as exc:  # an unknown name or version: the store's one line, exit 2
+            parser.error(str(exc))
         spec = loaded.input_spec
         if args.normalization is not None:
             spec = replace(spec, normalization=args.normalization)
@@ -207,7 +210,7 @@ def _main() -> None:
             got = loaded.model(x).argmax(1).numpy()
         svc_got = svc.predict((x[:, 0] + 1).flatten(1).numpy() * 8)
         print(
-            f"{ref} ({spec.normalization}): {(got == labels).mean():.3f} on {len(items)} "
+            f"{loaded.ref} ({spec.normalization}): {(got == labels).mean():.3f} on {len(items)} "
             f"{args.fonts} digits; SVC on the same pixels {(svc_got == labels).mean():.3f}"
         )
         if args.by_font:

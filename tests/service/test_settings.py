@@ -51,6 +51,40 @@ def test_bad_values_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+def test_a_model_name_given_twice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # requests route by name, so a second version of a name would be loaded and never served
+    monkeypatch.setenv("JEM_MODELS", "digits-jem:10,emoji-jem,digits-jem")
+    with pytest.raises(ValidationError, match=r"names digits-jem more than once"):
+        Settings()
+    monkeypatch.setenv("JEM_MODELS", "digits-jem:10,digits-baseline:6")
+    assert Settings().models == ["digits-jem:10", "digits-baseline:6"]
+
+
+def test_bad_settings_are_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m service` with a bad JEM_* variable or `--model` list: one line on stderr
+    naming what was wrong, exit 2, before anything is served."""
+    import service.__main__ as cli
+
+    monkeypatch.setattr(cli, "serve", lambda config: pytest.fail("served"))
+    monkeypatch.setenv("JEM_MAX_BATCH_SIZE", "0")
+    with pytest.raises(SystemExit) as exited:
+        cli.main([])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("python -m service: error: max_batch_size: Input should be greater")
+    monkeypatch.delenv("JEM_MAX_BATCH_SIZE")
+    monkeypatch.setenv("JEM_MODELS", "digits-jem")  # restored after main() overwrites it
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--model", "digits-jem:10", "--model", "digits-jem:39"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "digits-jem more than once (digits-jem:10, digits-jem:39)" in err
+
+
 def test_multiprocess_dir_is_created_and_emptied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
