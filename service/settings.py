@@ -136,10 +136,12 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if not self.models:
             raise ValueError("JEM_MODELS must name at least one model, e.g. 'digits-jem'")
-        names = [ref.split(":", 1)[0] for ref in self.models]
+        names = [ref.partition(":")[0] for ref in self.models]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:  # requests route by name: a second version of a name would silently win
-            refs = ", ".join(ref for ref in self.models if ref.split(":", 1)[0] in twice)
+            refs = ", ".join(
+                ref for ref, name in zip(self.models, names, strict=True) if name in twice
+            )
             raise ValueError(
                 f"JEM_MODELS names {', '.join(twice)} more than once ({refs}); the service "
                 "serves one version per model name: keep one reference for each"

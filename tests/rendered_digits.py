@@ -190,17 +190,17 @@ def _main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    store = ModelStore(args.store)
+    try:  # before rendering and fitting: an unknown name or version is the store's one line
+        models = [store.load(ref) for ref in args.refs]
+    except StoreError as exc:
+        parser.error(str(exc))
     fonts, seed = (VALIDATION_FONTS, 1) if args.fonts == "validation" else (TEST_FONTS, 0)
     items = render_digits(fonts, args.per_digit, seed)
     labels = np.array([item.label for item in items])
     train = load_digits_dataset(seed=0).train
     svc = SVC(gamma=0.001).fit(((train.inputs()[:, 0] + 1) * 8).flatten(1), train.labels)
-    store = ModelStore(args.store)
-    for ref in args.refs:
-        try:
-            loaded = store.load(ref)
-        except StoreError as exc:  # an unknown name or version: the store's one line, exit 2
-            parser.error(str(exc))
+    for loaded in models:
         spec = loaded.input_spec
         if args.normalization is not None:
             spec = replace(spec, normalization=args.normalization)
