@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import Body, base64_body, merge, multipart_body, png_bytes, run_load
+from bench.loadgen import (
+    Body,
+    LoadResult,
+    base64_body,
+    merge,
+    multipart_body,
+    png_bytes,
+    run_load,
+)
 from bench.models import ModelSource
 from bench.peers.harness import (
     PEERS,
@@ -133,6 +141,8 @@ async def _interleave(
                 **pooled.to_dict(),
                 "server_cpu": round(cpu_s / wall, 3),
                 "server_cpu_ms_per_request": round(cpu_s * 1000 / max(1, pooled.sent), 3),
+                # the same figures per round, in the order run: does a server gain as it runs?
+                "rounds": [_round_figures(r, c) for r, c in rs],
             }
         )
         print(
@@ -142,6 +152,20 @@ async def _interleave(
             flush=True,
         )
     return out
+
+
+def _round_figures(result: LoadResult, cpu_s: float) -> dict[str, Any]:
+    """One round of one row on one server: its rate, tail and server CPU time per request
+    (CPU over every answered request, warm-up included, as the row's total divides it)."""
+    return {
+        "requests": result.requests,
+        "errors": result.errors,
+        "requests_per_s": result.requests_per_s,
+        "images_per_s": result.images_per_s,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "server_cpu_ms_per_request": round(cpu_s * 1000 / max(1, result.sent), 3),
+    }
 
 
 async def measure_peers(

@@ -15,11 +15,12 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartParser
 
 from bench.__main__ import main
-from bench.loadgen import multipart_body, png_bytes
+from bench.loadgen import Body, LoadResult, closed_loop, merge, multipart_body, png_bytes
 from bench.models import digit_images, locate_model
 from bench.peers import common
+from bench.peers import run as peers_run
 from bench.peers.harness import compare
-from bench.peers.run import BASELINE, SERVICE, SERVICE_BASE64
+from bench.peers.run import BASELINE, SERVICE, SERVICE_BASE64, PeerPlan, Row
 from bench.peers.table import peers_markdown
 from service import Settings, create_app
 from training.data import Dataset, load_digits_dataset
@@ -94,6 +95,46 @@ async def test_peer_model_answers_like_the_service(
     assert compare(response.json()["predictions"], peer) == ""
 
 
+@pytest.mark.anyio
+async def test_each_round_is_kept_beside_the_rows_total(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two rounds that differ (a slower server in round 2, more CPU in round 2): the row keeps
+    # the pooled total as before, and each round's own rate, tail and CPU per request in order.
+    delays = iter([0.001, 0.004])
+    cpu = iter([10.0, 10.1, 20.0, 20.3])  # tree CPU seconds read before and after each round
+    results: list[LoadResult] = []
+
+    async def fake_load(*args: Any, concurrency: int, **kwargs: Any) -> LoadResult:
+        delay = next(delays)
+
+        async def send() -> str:
+            await anyio.sleep(delay)
+            return "200"
+
+        result = await closed_loop([send] * concurrency, 2, ok="200", duration_s=0.2, warmup_s=0)
+        results.append(result)
+        return result
+
+    monkeypatch.setattr(peers_run, "run_load", fake_load)
+    monkeypatch.setattr(peers_run, "tree_cpu_s", lambda pid: next(cpu))
+    body = Body(b"", "application/octet-stream", 2, "multipart")
+    target = peers_run._Target("server", "http://x", "/p", 1, {2: body}, 0.0)
+    plan = PeerPlan(0.4, 0.0, rounds=2, batch_images=2, threads=1, seed=0, peers=())
+    out = await peers_run._interleave([target], (Row(True, 2),), plan)
+    (row,) = out["server"]
+    pooled = merge(results, 2)
+    assert row["requests_per_s"] == pooled.requests_per_s
+    assert row["p99_ms"] == pooled.p99_ms
+    sent = sum(r.sent for r in results)
+    assert row["server_cpu_ms_per_request"] == round(400 / sent, 3)
+    first, second = row["rounds"]
+    assert [first["requests"], second["requests"]] == [r.requests for r in results]
+    assert first["requests_per_s"] > second["requests_per_s"]
+    assert first["p99_ms"] < second["p99_ms"]
+    assert first["server_cpu_ms_per_request"] == round(100 / results[0].sent, 3)
+    assert second["server_cpu_ms_per_request"] == round(300 / results[1].sent, 3)
+    assert json.loads(json.dumps(row)) == row  # it goes into peers.json as is
+
+
 def _row(label: str, images: int, rate: float) -> dict[str, Any]:
     return {
         "row": label,
@@ -165,10 +206,18 @@ def test_peers_smoke_run_with_this_service_alone(tmp_path: Path) -> None:
     assert set(results["servers"]) == {SERVICE, SERVICE_BASE64}
     rows = results["servers"][SERVICE] + results["servers"][SERVICE_BASE64]
     assert [r["concurrency"] for r in rows] == [1, 8, 64, 1, 8] * 2
+    rounds = results["environment"]["plan"]["rounds"]
     for row in rows:
         assert row["errors"] == 0, row
         assert row["requests"] > 0, row
         assert math.isfinite(row["p99_ms"]), row
+        # each round's own figures, besides the row's total; `--quick` runs one round, so that
+        # round's figures are the total's
+        assert len(row["rounds"]) == rounds == 1, row
+        (only,) = row["rounds"]
+        for key in ("requests", "errors", "requests_per_s", "images_per_s", "p50_ms", "p99_ms"):
+            assert only[key] == row[key], (key, row)
+        assert only["server_cpu_ms_per_request"] == row["server_cpu_ms_per_request"], row
     assert results["memory_mb"][SERVICE]["peak"] > 0
     assert results["unavailable"] == {}
     table = (tmp_path / "peers.md").read_text()
