@@ -19,6 +19,25 @@ def _rate(r: dict[str, Any]) -> float:
     return float(r["images_per_s"])
 
 
+def _by_round(servers: dict[str, list[dict[str, Any]]], names: list[str]) -> list[str]:
+    """The single-image concurrency-64 row round by round, in the order run (whether a server
+    gains as it runs: a JVM compiling its hot paths); nothing for results without rounds."""
+    kept = [n for n in names if len(servers[n][2].get("rounds", ())) > 1]
+    if not kept:
+        return []
+    rounds = len(servers[kept[0]][2]["rounds"])
+    head = f"{servers[kept[0]][2]['row']}, by round: req/s (server CPU ms/request)"
+    lines = ["", f"| {head} | " + " | ".join(str(j + 1) for j in range(rounds)) + " |"]
+    lines.append("|---|" + "---|" * rounds)
+    for n in kept:
+        cells = " | ".join(
+            f"{r['requests_per_s']:,.0f} ({r['server_cpu_ms_per_request']:.2f})"
+            for r in servers[n][2]["rounds"]
+        )
+        lines.append(f"| {n} | {cells} |")
+    return lines
+
+
 def peers_markdown(results: dict[str, Any]) -> str:
     """The issue's table: this service, the best peer per row, the ratio; then every server."""
     servers: dict[str, list[dict[str, Any]]] = results["servers"]
@@ -53,6 +72,7 @@ def peers_markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {mine['row']} | " + " | ".join(_cell(servers[n][i]) for n in names) + " |")
     cpu = " | ".join(f"{servers[n][2]['server_cpu_ms_per_request']:.2f}" for n in names)
     lines.append(f"| server CPU ms per request, {servers[SERVICE][2]['row']} | {cpu} |")
+    lines += _by_round(servers, names)
     memory = results["memory_mb"]
     lines += ["", "| | " + " | ".join(same) + " |", "|---|" + "---|" * len(same)]
     lines.append("| peak memory MB (PSS of the process tree) | " + " | ".join(

@@ -172,6 +172,39 @@ def test_table_gives_the_best_peer_and_the_ratio_per_row() -> None:
     assert f"| | {SERVICE} | LitServe | BentoML |" in table  # memory: one column per process
 
 
+def test_the_table_gives_the_c64_row_round_by_round_where_the_json_has_rounds() -> None:
+    def with_rounds(label: str, rates: list[float]) -> dict[str, Any]:
+        row = _row(label, 1, sum(rates) / len(rates))
+        row["rounds"] = [{"requests_per_s": r, "server_cpu_ms_per_request": 100 / r} for r in rates]
+        return row
+
+    rows = [_row("a", 1, 1.0), _row("b", 1, 1.0)]
+    results = {
+        "servers": {
+            SERVICE: [*rows, with_rounds("c=64", [1000.0, 1000.0, 1000.0])],
+            SERVICE_BASE64: [*rows, with_rounds("c=64", [900.0, 900.0, 900.0])],
+            "TorchServe": [*rows, with_rounds("c=64", [500.0, 1000.0, 2000.0])],
+        },
+        "memory_mb": {n: {"idle": 1.0, "peak": 300.0} for n in (SERVICE, "TorchServe")},
+        "startup_s": {SERVICE: 2.0, "TorchServe": 5.0},
+        "unavailable": {},
+        "environment": {
+            "plan": {"rounds": 3},
+            "load_before": [1.0, 1.0, 1.0],
+            "load_after": [2.0, 1.0, 1.0],
+            "cpu_count": 2,
+        },
+    }
+    table = peers_markdown(results)
+    assert "| c=64, by round: req/s (server CPU ms/request) | 1 | 2 | 3 |" in table
+    assert "| TorchServe | 500 (0.20) | 1,000 (0.10) | 2,000 (0.05) |" in table
+    assert f"| {SERVICE} | 1,000 (0.10) | 1,000 (0.10) | 1,000 (0.10) |" in table
+    # results from before the rounds were kept: no such table
+    for server in results["servers"].values():
+        del server[2]["rounds"]
+    assert "by round" not in peers_markdown(results)
+
+
 def test_a_baseline_checkout_is_compared_with_the_service_never_taken_for_a_peer() -> None:
     results = {
         "servers": {
