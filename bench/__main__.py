@@ -86,6 +86,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="with --baseline: the baseline's worker processes (default: --workers)",
     )
+    p.add_argument(
+        "--warmup-rounds",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --peers: N untimed rounds of every row on every server first (default 0), "
+        "for steady-state figures: TorchServe's JVM speeds up over the first rounds",
+    )
     return p
 
 
@@ -201,6 +209,7 @@ def peers(args: argparse.Namespace) -> int:
         baseline=str(args.baseline.resolve()) if args.baseline is not None else None,
         workers=args.workers,
         baseline_workers=args.baseline_workers,
+        warmup_rounds=args.warmup_rounds,
     )
     data = load_digits_dataset(seed=0)
     with tempfile.TemporaryDirectory(prefix="jem-bench-peers-") as tmp:

@@ -83,6 +83,9 @@ class PeerPlan:
     baseline: str | None = None  # a checkout (holding service/) served as one more server
     workers: int = 1  # the service's worker processes (JEM_WORKERS); the peers keep one each
     baseline_workers: int | None = None  # the baseline's JEM_WORKERS; None: `workers`
+    # untimed rounds of every row on every server before the measured ones: a JIT-compiling
+    # server (TorchServe's JVM) reaches its steady state (docs/benchmarks-peers.md, eleventh part)
+    warmup_rounds: int = 0
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,18 @@ async def _interleave(
     targets: list[_Target], rows: tuple[Row, ...], plan: PeerPlan
 ) -> dict[str, list[dict[str, Any]]]:
     runs: dict[tuple[str, int], list[tuple[Any, float]]] = {}
+    for round_ in range(plan.warmup_rounds):
+        print(f"  warm-up round {round_ + 1}/{plan.warmup_rounds} (not measured)", flush=True)
+        for row in rows:
+            for t in targets:
+                await run_load(
+                    t.url,
+                    t.path,
+                    t.bodies[row.images(plan)],
+                    concurrency=row.concurrency,
+                    duration_s=plan.duration_s / plan.rounds,
+                    warmup_s=plan.warmup_s,
+                )
     for round_ in range(plan.rounds):
         print(f"  round {round_ + 1}/{plan.rounds}", flush=True)
         for i, row in enumerate(rows):

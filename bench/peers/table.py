@@ -87,8 +87,10 @@ def peers_markdown(results: dict[str, Any]) -> str:
     if plan.get("baseline"):
         workers += f", the baseline: {plan.get('baseline_workers') or plan.get('workers', 1)}"
     lines.append(f"\n{workers}; every peer: one worker or replica")
+    warmup = plan.get("warmup_rounds", 0)
+    after = f" after {warmup} untimed warm-up round(s)" if warmup else ""
     lines.append(
-        f"\n{env['plan']['rounds']} interleaved rounds; load average before "
+        f"\n{env['plan']['rounds']} interleaved rounds{after}; load average before "
         f"{env['load_before'][0]:.1f}, after {env['load_after'][0]:.1f} on {env['cpu_count']} cores"
     )
     return "\n".join(lines) + "\n"

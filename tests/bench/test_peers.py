@@ -97,9 +97,10 @@ async def test_peer_model_answers_like_the_service(
 
 @pytest.mark.anyio
 async def test_each_round_is_kept_beside_the_rows_total(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Two rounds that differ (a slower server in round 2, more CPU in round 2): the row keeps
-    # the pooled total as before, and each round's own rate, tail and CPU per request in order.
-    delays = iter([0.001, 0.004])
+    # Two rounds that differ (a slower server in round 2, more CPU in round 2) after an untimed
+    # warm-up round: the row keeps the pooled total of the measured rounds as before, and each
+    # one's own rate, tail and CPU per request in order.
+    delays = iter([0.008, 0.001, 0.004])  # the warm-up round's, then the two measured
     cpu = iter([10.0, 10.1, 20.0, 20.3])  # tree CPU seconds read before and after each round
     results: list[LoadResult] = []
 
@@ -118,9 +119,13 @@ async def test_each_round_is_kept_beside_the_rows_total(monkeypatch: pytest.Monk
     monkeypatch.setattr(peers_run, "tree_cpu_s", lambda pid: next(cpu))
     body = Body(b"", "application/octet-stream", 2, "multipart")
     target = peers_run._Target("server", "http://x", "/p", 1, {2: body}, 0.0)
-    plan = PeerPlan(0.4, 0.0, rounds=2, batch_images=2, threads=1, seed=0, peers=())
+    plan = PeerPlan(
+        0.4, 0.0, rounds=2, batch_images=2, threads=1, seed=0, peers=(), warmup_rounds=1
+    )
     out = await peers_run._interleave([target], (Row(True, 2),), plan)
     (row,) = out["server"]
+    assert len(results) == 3
+    del results[0]  # the warm-up round: in no figure
     pooled = merge(results, 2)
     assert row["requests_per_s"] == pooled.requests_per_s
     assert row["p99_ms"] == pooled.p99_ms
@@ -196,13 +201,17 @@ def test_the_table_gives_the_c64_row_round_by_round_where_the_json_has_rounds() 
         },
     }
     table = peers_markdown(results)
+    assert "3 interleaved rounds; load average" in table
     assert "| c=64, by round: req/s (server CPU ms/request) | 1 | 2 | 3 |" in table
     assert "| TorchServe | 500 (0.20) | 1,000 (0.10) | 2,000 (0.05) |" in table
     assert f"| {SERVICE} | 1,000 (0.10) | 1,000 (0.10) | 1,000 (0.10) |" in table
     # results from before the rounds were kept: no such table
     for server in results["servers"].values():
         del server[2]["rounds"]
-    assert "by round" not in peers_markdown(results)
+    results["environment"]["plan"]["warmup_rounds"] = 1
+    table = peers_markdown(results)
+    assert "by round" not in table
+    assert "3 interleaved rounds after 1 untimed warm-up round(s); load average" in table
 
 
 def test_a_baseline_checkout_is_compared_with_the_service_never_taken_for_a_peer() -> None:
