@@ -117,31 +117,28 @@ async def _interleave(
     targets: list[_Target], rows: tuple[Row, ...], plan: PeerPlan
 ) -> dict[str, list[dict[str, Any]]]:
     runs: dict[tuple[str, int], list[tuple[Any, float]]] = {}
+
+    async def load(t: _Target, row: Row) -> LoadResult:
+        return await run_load(
+            t.url,
+            t.path,
+            t.bodies[row.images(plan)],
+            concurrency=row.concurrency,
+            duration_s=plan.duration_s / plan.rounds,
+            warmup_s=plan.warmup_s,
+        )
+
     for round_ in range(plan.warmup_rounds):
         print(f"  warm-up round {round_ + 1}/{plan.warmup_rounds} (not measured)", flush=True)
         for row in rows:
             for t in targets:
-                await run_load(
-                    t.url,
-                    t.path,
-                    t.bodies[row.images(plan)],
-                    concurrency=row.concurrency,
-                    duration_s=plan.duration_s / plan.rounds,
-                    warmup_s=plan.warmup_s,
-                )
+                await load(t, row)
     for round_ in range(plan.rounds):
         print(f"  round {round_ + 1}/{plan.rounds}", flush=True)
         for i, row in enumerate(rows):
             for t in targets:
                 cpu0 = tree_cpu_s(t.pid)
-                result = await run_load(
-                    t.url,
-                    t.path,
-                    t.bodies[row.images(plan)],
-                    concurrency=row.concurrency,
-                    duration_s=plan.duration_s / plan.rounds,
-                    warmup_s=plan.warmup_s,
-                )
+                result = await load(t, row)
                 runs.setdefault((t.name, i), []).append((result, tree_cpu_s(t.pid) - cpu0))
     out: dict[str, list[dict[str, Any]]] = {}
     for (name, i), rs in runs.items():

@@ -177,6 +177,21 @@ def test_table_gives_the_best_peer_and_the_ratio_per_row() -> None:
     assert f"| | {SERVICE} | LitServe | BentoML |" in table  # memory: one column per process
 
 
+def _measured_alongside(*names: str) -> dict[str, Any]:
+    """Everything of a results dict but `servers`, for servers `names` (3 rounds, 2 cores)."""
+    return {
+        "memory_mb": {n: {"idle": 1.0, "peak": 300.0} for n in names},
+        "startup_s": dict.fromkeys(names, 2.0),
+        "unavailable": {},
+        "environment": {
+            "plan": {"rounds": 3},
+            "load_before": [1.0, 1.0, 1.0],
+            "load_after": [2.0, 1.0, 1.0],
+            "cpu_count": 2,
+        },
+    }
+
+
 def test_the_table_gives_the_c64_row_round_by_round_where_the_json_has_rounds() -> None:
     def with_rounds(label: str, rates: list[float]) -> dict[str, Any]:
         row = _row(label, 1, sum(rates) / len(rates))
@@ -190,15 +205,7 @@ def test_the_table_gives_the_c64_row_round_by_round_where_the_json_has_rounds() 
             SERVICE_BASE64: [*rows, with_rounds("c=64", [900.0, 900.0, 900.0])],
             "TorchServe": [*rows, with_rounds("c=64", [500.0, 1000.0, 2000.0])],
         },
-        "memory_mb": {n: {"idle": 1.0, "peak": 300.0} for n in (SERVICE, "TorchServe")},
-        "startup_s": {SERVICE: 2.0, "TorchServe": 5.0},
-        "unavailable": {},
-        "environment": {
-            "plan": {"rounds": 3},
-            "load_before": [1.0, 1.0, 1.0],
-            "load_after": [2.0, 1.0, 1.0],
-            "cpu_count": 2,
-        },
+        **_measured_alongside(SERVICE, "TorchServe"),
     }
     table = peers_markdown(results)
     assert "3 interleaved rounds; load average" in table
