@@ -89,10 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--warmup-rounds",
         type=int,
-        default=0,
         metavar="N",
-        help="with --peers: N untimed rounds of every row on every server first (default 0), "
-        "for steady-state figures: TorchServe's JVM speeds up over the first rounds",
+        help="with --peers: N untimed rounds of every row on every server first (default 2; "
+        "--quick: 0), so the figures are steady-state: TorchServe's JVM front end costs 3.5-5x "
+        "its later CPU per request in its first round (docs/benchmarks-peers.md, eleventh part)",
     )
     return p
 
@@ -209,7 +209,10 @@ def peers(args: argparse.Namespace) -> int:
         baseline=str(args.baseline.resolve()) if args.baseline is not None else None,
         workers=args.workers,
         baseline_workers=args.baseline_workers,
-        warmup_rounds=args.warmup_rounds,
+        # every server measured warm, as it serves in production (issue 22, eleventh part)
+        warmup_rounds=(0 if args.quick else 2)
+        if args.warmup_rounds is None
+        else args.warmup_rounds,
     )
     data = load_digits_dataset(seed=0)
     with tempfile.TemporaryDirectory(prefix="jem-bench-peers-") as tmp:
