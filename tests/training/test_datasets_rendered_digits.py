@@ -178,10 +178,10 @@ def test_a_run_trains_on_them_and_records_them(
     assert (split["extra_train"]["name"], split["extra_train"]["count"]) == (NAME, 10)
     assert split["extra_train"]["real_repeat"] == 2
     # the preset's normalisation: in the manifest, and the one the rendered digits went through
-    assert split["extra_train"]["normalization"] == "digits-v2"
+    assert split["extra_train"]["normalization"] == "digits-v3"
     spec = ModelStore(tmp_path / "store").manifest(ref).input_spec
-    assert spec.normalization == "digits-v2"
-    assert (tmp_path / "data" / "cache" / f"{NAME}-digits-v2-1-0.npz").is_file()
+    assert spec.normalization == "digits-v3"
+    assert (tmp_path / "data" / "cache" / f"{NAME}-digits-v3-1-0.npz").is_file()
 
 
 def test_a_normalisation_of_its_own_is_kept_apart(

@@ -25,7 +25,7 @@ def test_short_run_writes_a_loadable_final_version(tmp_path: Path) -> None:
     m = loaded.manifest
     assert m.stage == "final"
     assert m.training["command"] == "pytest"
-    assert m.training["seed"] == 0
+    assert m.training["seed"] == trainer.config.seed == 1  # the digits-jem preset's, recorded
     split = m.training["split"]
     assert isinstance(split, dict)
     assert split["sizes"] == {"train": 1078, "val": 359, "test": 360}
