@@ -199,7 +199,9 @@ def _main() -> None:
     items = render_digits(fonts, args.per_digit, seed)
     labels = np.array([item.label for item in items])
     train = load_digits_dataset(seed=0).train
-    svc = SVC(gamma=0.001).fit(((train.inputs()[:, 0] + 1) * 8).flatten(1), train.labels)
+    # (N, 64) block counts on the data set's 0..16 scale: the SVC's and the neighbours' pixels
+    train_x = ((train.inputs()[:, 0] + 1) * 8).flatten(1).numpy()
+    svc = SVC(gamma=0.001).fit(train_x, train.labels)
     for loaded in models:
         spec = loaded.input_spec
         if args.normalization is not None:
@@ -208,7 +210,8 @@ def _main() -> None:
         x = torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         with torch.no_grad():
             got = loaded.model(x).argmax(1).numpy()
-        svc_got = svc.predict((x[:, 0] + 1).flatten(1).numpy() * 8)
+        counts = (x[:, 0] + 1).flatten(1).numpy() * 8
+        svc_got = svc.predict(counts)
         print(
             f"{loaded.ref} ({spec.normalization}): {(got == labels).mean():.3f} on {len(items)} "
             f"{args.fonts} digits; SVC on the same pixels {(svc_got == labels).mean():.3f}"
@@ -216,10 +219,7 @@ def _main() -> None:
         if args.by_font:
             _print_by_font(items, got)
         if args.neighbours:
-            train_x = ((train.inputs()[:, 0] + 1) * 8).flatten(1).numpy()
-            _print_neighbours(
-                items, got, (x[:, 0] + 1).flatten(1).numpy() * 8, train_x, train.labels.numpy()
-            )
+            _print_neighbours(items, got, counts, train_x, train.labels.numpy())
 
 
 def _print_by_font(items: list[RenderedDigit], got: np.ndarray) -> None:
