@@ -9,6 +9,9 @@ from PIL import Image
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from model_store import InvalidModelName
+from model_store.names import parse_ref
+
 __all__ = ["Settings"]
 
 # Pillow warns (and refuses beyond twice this) while *opening* a larger image: our own limit
@@ -136,7 +139,12 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if not self.models:
             raise ValueError("JEM_MODELS must name at least one model, e.g. 'digits-jem'")
-        names = [ref.partition(":")[0] for ref in self.models]
+        names = []
+        for ref in self.models:  # the form only; whether the store has it is checked at startup
+            try:
+                names.append(parse_ref(ref)[0])
+            except InvalidModelName as exc:
+                raise ValueError(f"JEM_MODELS: {exc}") from None
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:  # requests route by name: a second version of a name would silently win
             refs = ", ".join(

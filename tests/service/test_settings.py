@@ -60,6 +60,23 @@ def test_a_model_name_given_twice_is_refused(monkeypatch: pytest.MonkeyPatch) ->
     assert Settings().models == ["digits-jem:10", "digits-baseline:6"]
 
 
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [
+        ("digits-jem:01", "versions are positive integers without leading zeros"),
+        ("Digits JEM", "invalid model name"),
+        ("digits-jem,emoji-jem:", "invalid"),
+    ],
+)
+def test_a_malformed_model_reference_is_refused_before_serving(
+    monkeypatch: pytest.MonkeyPatch, models: str, message: str
+) -> None:
+    # the store's own parser: the same message as `model_store` gives, before uvicorn starts
+    monkeypatch.setenv("JEM_MODELS", models)
+    with pytest.raises(ValidationError, match=rf"JEM_MODELS: .*{message}"):
+        Settings()
+
+
 def test_bad_settings_are_one_line_and_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
