@@ -3,6 +3,15 @@
 The framework's idiom: one deployment (one replica) whose `__call__` reads the request and an
 `@serve.batch` method (up to 64 requests, 5 ms wait) that runs the model; a local Ray instance
 started by this process, Serve's HTTP proxy in front.
+
+`max_ongoing_requests=MAX_BATCH`: a replica takes at most `max_ongoing_requests` requests at a
+time (default 5 in ray 2.60.0: `DEFAULT_MAX_ONGOING_REQUESTS` in ray/serve/_private/constants.py),
+so with the default `@serve.batch` never sees more than 5 requests and the proxy holds the rest,
+re-trying the replica with a backoff of up to 0.5 s (`RAY_SERVE_ROUTER_RETRY_*_BACKOFF_S`, same
+file): 5-53 req/s at concurrency 64 (docs/benchmarks-peers.md, twelfth part). Ray's own advice,
+the warning `_BatchQueue._warn_if_max_batch_size_exceeds_max_ongoing_requests` logs at start-up
+(ray/serve/batching.py; ray-project/ray#43288, #43840): `max_ongoing_requests` >=
+`max_batch_size` * `max_concurrent_batches` (1, the default), i.e. 64.
 """
 
 from __future__ import annotations
@@ -20,7 +29,8 @@ from starlette.requests import Request
 from bench.peers.common import MAX_BATCH, MAX_WAIT_MS, load_model, split, stack
 
 
-@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 1})
+# max_ongoing_requests: see the module's docstring (Ray's advice for @serve.batch at 64)
+@serve.deployment(num_replicas=1, max_ongoing_requests=MAX_BATCH, ray_actor_options={"num_cpus": 1})
 class Digits:
     def __init__(self) -> None:
         self.model = load_model()

@@ -6,7 +6,18 @@ from typing import Any
 
 from bench.peers.run import BASELINE, SERVICE, SERVICE_BASE64
 
-__all__ = ["peers_markdown"]
+__all__ = ["PEER_NOTES", "peers_markdown"]
+
+# what a reader needs beside a peer's figures: written under the table when that peer is in it
+PEER_NOTES = {
+    "BentoML": (
+        "its adaptive batching holds a batch for a wait it learns from the last 50 batches "
+        "(BentoML 1.4.40 has no fixed window), so its single-image rows, run after the heavier "
+        "rows of the round before, carry the wait learned there: about 150-270 ms per request "
+        "at concurrency 1, which minutes of light traffic decay (docs/benchmarks-peers.md, "
+        "twelfth part)"
+    ),
+}
 
 
 def _cell(r: dict[str, Any]) -> str:
@@ -81,6 +92,7 @@ def peers_markdown(results: dict[str, Any]) -> str:
         f"{results['startup_s'][n]:.1f}" for n in same) + " |")  # fmt: skip
     for name, why in results["unavailable"].items():
         lines.append(f"\n{name}: not measured: {why}")
+    lines += [f"\n{name}: {PEER_NOTES[name]}" for name in peers if name in PEER_NOTES]
     env = results["environment"]
     plan = env["plan"]
     workers = f"this service: {plan.get('workers', 1)} worker process(es) (JEM_WORKERS)"

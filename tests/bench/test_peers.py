@@ -3,6 +3,7 @@ with this service alone (CI never installs the peer frameworks: they are heavy).
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 from pathlib import Path
@@ -21,7 +22,7 @@ from bench.peers import common
 from bench.peers import run as peers_run
 from bench.peers.harness import compare
 from bench.peers.run import BASELINE, SERVICE, SERVICE_BASE64, PeerPlan, Row
-from bench.peers.table import peers_markdown
+from bench.peers.table import PEER_NOTES, peers_markdown
 from service import Settings, create_app
 from training.data import Dataset, load_digits_dataset
 
@@ -140,6 +141,43 @@ async def test_each_round_is_kept_beside_the_rows_total(monkeypatch: pytest.Monk
     assert json.loads(json.dumps(row)) == row  # it goes into peers.json as is
 
 
+def _keywords(module: Path, decorator: str) -> dict[str, str]:
+    """The keyword arguments (as source text) of the `decorator` call on the module's classes:
+    the peers' servers import their frameworks, which are not installed here."""
+    tree = ast.parse(module.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for d in node.decorator_list:
+                if isinstance(d, ast.Call) and ast.unparse(d.func) == decorator:
+                    return {k.arg: ast.unparse(k.value) for k in d.keywords if k.arg}
+    raise AssertionError(f"no @{decorator}(...) class in {module}")
+
+
+def test_ray_serve_lets_a_full_batch_into_its_one_replica() -> None:
+    # Ray Serve sends a replica at most max_ongoing_requests requests (default 5): below the
+    # batch size, @serve.batch never forms a batch of 64 and the proxy queues and backs off
+    # (Ray's own start-up warning; docs/benchmarks-peers.md, twelfth part)
+    kw = _keywords(Path(common.__file__).with_name("rayserve_app.py"), "serve.deployment")
+    assert kw["num_replicas"] == "1"
+    assert kw["max_ongoing_requests"] == "MAX_BATCH"
+    assert common.MAX_BATCH == 64
+
+
+def test_bentoml_batches_up_to_64_images_with_a_latency_budget_no_row_reaches() -> None:
+    kw = _keywords(Path(common.__file__).with_name("bentoml_service.py"), "bentoml.service")
+    assert kw == {"workers": "1"}
+    tree = ast.parse(Path(common.__file__).with_name("bentoml_service.py").read_text())
+    (api,) = [
+        d
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef)
+        for d in node.decorator_list
+        if isinstance(d, ast.Call) and ast.unparse(d.func) == "bentoml.api"
+    ]
+    kw = {k.arg: ast.unparse(k.value) for k in api.keywords if k.arg}
+    assert kw == {"batchable": "True", "max_batch_size": "MAX_BATCH", "max_latency_ms": "10000"}
+
+
 def _row(label: str, images: int, rate: float) -> dict[str, Any]:
     return {
         "row": label,
@@ -175,6 +213,9 @@ def test_table_gives_the_best_peer_and_the_ratio_per_row() -> None:
     assert "| c | 3,200 img/s (10.0) | LitServe 2,560 img/s (10.0) | 1.25x |" in table
     assert "TorchServe: not measured: needs java on PATH" in table
     assert f"| | {SERVICE} | LitServe | BentoML |" in table  # memory: one column per process
+    # BentoML's learned batching wait, carried from the heavier rows, is named under the table
+    assert f"\nBentoML: {PEER_NOTES['BentoML']}" in table
+    assert table.count("twelfth part") == 1
 
 
 def _measured_alongside(*names: str) -> dict[str, Any]:
@@ -212,6 +253,7 @@ def test_the_table_gives_the_c64_row_round_by_round_where_the_json_has_rounds() 
     assert "| c=64, by round: req/s (server CPU ms/request) | 1 | 2 | 3 |" in table
     assert "| TorchServe | 500 (0.20) | 1,000 (0.10) | 2,000 (0.05) |" in table
     assert f"| {SERVICE} | 1,000 (0.10) | 1,000 (0.10) | 1,000 (0.10) |" in table
+    assert "twelfth part" not in table  # no BentoML, no note on its batching
     # results from before the rounds were kept: no such table
     for server in results["servers"].values():
         del server[2]["rounds"]
