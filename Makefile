@@ -11,11 +11,14 @@ PYTEST_ARGS ?=
 .PHONY: install system-deps test test-fast lint format proto serve train-default evaluate-default train-emoji evaluate-emoji bench bench-quick bench-peers gpu-check ui-screenshots ui-vendor clean
 
 # torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
-# a multi-GB CUDA build. Everything else comes from pyproject.toml.
+# a multi-GB CUDA build. Where no CPU wheel lies on disk (pip's find-links), name PyTorch's CPU
+# index: make install TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'.
+# Everything else comes from pyproject.toml.
+TORCH_PIP_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[train,dev]'
 	touch $@
 

@@ -153,12 +153,19 @@ def decode_base64(value: str, *, name: str) -> bytes:
 
 
 def pixels_to_tensor(
-    pixels: Sequence[Any] | np.ndarray, spec: InputSpec, pixel_format: PixelFormat
+    pixels: Sequence[Any] | np.ndarray,
+    spec: InputSpec,
+    pixel_format: PixelFormat,
+    uint8_hint: str = "send 0..255 with pixel_format 'uint8'",
 ) -> torch.Tensor:
     """Validate pixel arrays in the model's input shape (C, H, W) and return a (B, C, H, W) batch.
 
     `float`: values in the spec's value range (default [-1, 1]); `uint8`: integers 0..255.
-    A one-channel model also accepts (H, W) per image.
+    A one-channel model also accepts (H, W) per image. `uint8_hint` ends the out-of-range
+    error: how the caller's protocol sends 0..255 instead.
+
+    Raises:
+        InvalidInput: not numbers, the wrong shape, NaN/inf, or values out of range.
     """
     expected = spec.shape
     try:
@@ -193,7 +200,7 @@ def pixels_to_tensor(
     if array.min() < low or array.max() > high:
         raise InvalidInput(
             f"pixels: values must lie in [{low}, {high}] with pixel_format 'float' "
-            f"(got {array.min():.4g}..{array.max():.4g}); send 0..255 with pixel_format 'uint8'"
+            f"(got {array.min():.4g}..{array.max():.4g}); {uint8_hint}"
         )
     return torch.from_numpy(array.astype(np.float32))
 

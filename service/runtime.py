@@ -188,7 +188,9 @@ class Runtime:
             try:
                 candidate = await self._prepare(target, verify=True, warmup=True)
             except (StoreError, ValueError, RuntimeError) as exc:
-                raise ReloadRefused(f"{target} was refused: {exc}; {still}") from None
+                raise ReloadRefused(
+                    f"{target} was refused: {str(exc).rstrip('.')}; {still}"
+                ) from None
             if candidate.spec != current.spec:
                 raise ReloadRefused(
                     f"{target} expects input {candidate.spec.to_dict()}, the served version "

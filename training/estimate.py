@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -49,6 +50,17 @@ class Estimate:
     cheaper: tuple[str, ...] = ()  # settings that would cut the cost, given the config
     before_px_start: int = 0  # of ``iterations``: cross-entropy only, no SGLD
     seconds_before_px_start: float = 0.0  # per such iteration
+    load: tuple[float, int] | None = None  # (1-minute load average, CPU cores) when timed
+
+    @property
+    def busy(self) -> str:
+        """What the load says about the timing: empty unless more were runnable than cores."""
+        if self.load is None or self.load[0] <= self.load[1]:
+            return ""
+        return (
+            f"; load average {self.load[0]:.1f} on {self.load[1]} cores: other processes "
+            "shared the CPU, so a quiet machine is faster"
+        )
 
     @property
     def total_s(self) -> float:
@@ -59,6 +71,7 @@ class Estimate:
 
     def describe(self) -> str:
         timing = f"median of {self.timed} timed iterations on {self.device}, {self.threads} threads"
+        timing += self.busy
         if self.before_px_start == 0:
             return (
                 f"estimate: {self.seconds_per_iteration:.3g} s/iteration ({timing}) x "
@@ -130,6 +143,7 @@ def estimate_run(
         cheaper=_cheaper(trainer),
         before_px_start=before,
         seconds_before_px_start=per_before,
+        load=(os.getloadavg()[0], os.cpu_count() or 1) if hasattr(os, "getloadavg") else None,
     )
 
 

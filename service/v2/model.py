@@ -159,7 +159,9 @@ async def _batch(
             "split them over several requests"
         )
     if t.name == "pixels":
-        return pixels_to_tensor(t.data, spec, "float")
+        return pixels_to_tensor(
+            t.data, spec, "float", "send 0..255 as the input 'pixels_uint8' (UINT8) instead"
+        )
     if t.name == "pixels_uint8":
         return uint8_to_tensor(np.array(t.data), spec)  # a writable copy for torch
     items = list(t.data)

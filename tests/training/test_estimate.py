@@ -43,3 +43,11 @@ def test_the_described_total_adds_both_kinds() -> None:
         "estimate: 100 iterations before px_start (cross-entropy only) x 0.1 s + 200 x 0.3 s "
         "(median of 2 timed iterations on cpu, 1 threads, each kind) = about 70 s"
     )
+
+
+def test_a_busy_machine_is_named_beside_the_timing() -> None:
+    # the same run timed at load 14 on 2 cores reads several times slower than on a quiet one
+    busy = Estimate(10.1, 2000, 2, "cpu", 2, load=(14.0, 2))
+    assert "load average 14.0 on 2 cores: other processes shared the CPU" in busy.describe()
+    quiet = Estimate(0.15, 2000, 2, "cpu", 2, load=(0.7, 2))
+    assert "load average" not in quiet.describe()

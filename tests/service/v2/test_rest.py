@@ -162,6 +162,8 @@ async def test_bad_input_gets_the_protocols_error(client: httpx.AsyncClient) -> 
         (_bad("pixels_uint8", u8.astype(np.int32), "INT32"), {}, "must be UINT8"),
         (_bad("pixels_uint8", u8[:, :4], "UINT8"), {}, "expected [N, 8, 8, 1]"),
         (_bad("pixels", np.full((1, 1, 8, 8), 3.0, np.float32), "FP32"), {}, "[-1.0, 1.0]"),
+        # the protocol's own way to send 0..255, not /v1's pixel_format
+        (_bad("pixels", np.full((1, 1, 8, 8), 3.0, np.float32), "FP32"), {}, "'pixels_uint8'"),
         (_bad("pixels", np.full((1, 1, 8, 8), np.nan, np.float32), "FP32"), {}, "NaN"),
         (_bad("pixels_uint8", np.zeros((65, 8, 8, 1), np.uint8), "UINT8"), {}, "limit is 64"),
         (_bad("images", np.array([b"garbage"], dtype=object), "BYTES"), {}, "not valid base64"),
