@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.loadgen import Body, png_bytes, run_load
 from bench.models import digit_images
 from bench.peers.harness import PEERS, ensure_venv, peer_env, start_peer
-from bench.peers.run import _bodies
+from bench.peers.run import request_bodies
 from bench.servers import serve
 from training.data import load_digits_dataset
 
@@ -79,13 +79,15 @@ def main() -> None:
             path = f"/v1/models/{args.ref.partition(':')[0]}/predict"
             _report(
                 "this service",
-                asyncio.run(_phases(server.url, path, _bodies(uploads, {1, 64}, "multipart"))),
+                asyncio.run(
+                    _phases(server.url, path, request_bodies(uploads, {1, 64}, "multipart"))
+                ),
             )
     chosen = [p for p in PEERS if _key(p.name) in names]
     bin_dir = ensure_venv() if chosen else Path()
     env = peer_env(args.store.resolve(), args.ref, args.threads)
     for peer in chosen:
-        bodies = _bodies(uploads, {1, 64}, peer.body)
+        bodies = request_bodies(uploads, {1, 64}, peer.body)
         with start_peer(peer, bin_dir, env, bodies[1], args.out) as server:
             if isinstance(server, str):
                 print(f"{peer.name}: {server}")

@@ -44,6 +44,7 @@ __all__ = [
     "PeerPlan",
     "environment",
     "measure_peers",
+    "request_bodies",
 ]
 
 SERVICE = "this service"
@@ -81,10 +82,11 @@ class PeerPlan:
     seed: int
     peers: tuple[str, ...]  # names from PEERS; () = this service alone (the smoke run)
     baseline: str | None = None  # a checkout (holding service/) served as one more server
-    workers: int = 1  # the service's worker processes (JEM_WORKERS); the peers keep one each
+    workers: int = 1  # the service's worker processes (JEM_WORKERS; the CLI's default 2); peers: 1
     baseline_workers: int | None = None  # the baseline's JEM_WORKERS; None: `workers`
     # untimed rounds of every row on every server before the measured ones: a JIT-compiling
-    # server (TorchServe's JVM) reaches its steady state (docs/benchmarks-peers.md, eleventh part)
+    # server (TorchServe's JVM) reaches its steady state (docs/benchmarks-peers.md, eleventh part);
+    # `python -m bench --peers` passes 2 (0 with --quick), the plan itself assumes none
     warmup_rounds: int = 0
 
 
@@ -98,7 +100,7 @@ class _Target:
     startup_s: float
 
 
-def _bodies(uploads: list[bytes], sizes: set[int], kind: str) -> dict[int, Body]:
+def request_bodies(uploads: list[bytes], sizes: set[int], kind: str) -> dict[int, Body]:
     """The same PNGs, each as the server's clients send them (see `Peer.body`)."""
     if kind == "base64":
         return {n: base64_body(uploads[:n]) for n in sizes}
@@ -208,12 +210,12 @@ async def measure_peers(
             server.url,
             f"/v1/models/{source.name}/predict",
             server.pid,
-            _bodies(uploads, sizes, "multipart"),
+            request_bodies(uploads, sizes, "multipart"),
             round(time.perf_counter() - t0, 2),
         )
         reference = {n: answers(service.url, service.path, b) for n, b in service.bodies.items()}
         base64 = dataclasses.replace(
-            service, name=SERVICE_BASE64, bodies=_bodies(uploads, sizes, "base64")
+            service, name=SERVICE_BASE64, bodies=request_bodies(uploads, sizes, "base64")
         )
         why = _check(reference, base64)
         if why:
@@ -277,7 +279,7 @@ def _start(
     scratch: Path,
 ) -> _Target | str:
     assert bin_dir is not None
-    bodies = _bodies(uploads, sizes, peer.body)
+    bodies = request_bodies(uploads, sizes, peer.body)
     env = peer_env(source.store, source.ref, plan.threads)
     print(f"  starting {peer.name}", flush=True)
     t0 = time.perf_counter()
