@@ -42,15 +42,15 @@ _SLANT, _COVERAGE = norm._V3_SLANT, norm._INK_COVERAGE
 VIEW_FAMILIES: dict[str, Views] = {
     "slant +-0.1": [{"slant": _SLANT + d} for d in (-0.1, 0.0, 0.1)],
     "slant +-0.15 (5 views)": [{"slant": _SLANT + d} for d in (-0.15, -0.075, 0.0, 0.075, 0.15)],
-    "coverage +-4%": [{"coverage": _COVERAGE + d} for d in (-0.04, 0.0, 0.04)],
-    "width 18-22/20-24/22-26": [{"widths": w} for w in ((18, 22), (20, 24), (22, 26))],
+    "coverage +-4 points": [{"coverage": _COVERAGE + d} for d in (-0.04, 0.0, 0.04)],
+    "width 18-22 / 20-24 / 22-26 px": [{"widths": w} for w in ((18, 22), (20, 24), (22, 26))],
     "slant x coverage (9 views)": [
         {"slant": _SLANT + a, "coverage": _COVERAGE + b}
         for a in (-0.1, 0.0, 0.1)
         for b in (-0.04, 0.0, 0.04)
     ],
-    "rotation +-5 deg": [{"rotate": d} for d in (-5, 0, 5)],
-    "rotation +-5, +-10 deg": [{"rotate": d} for d in (-10, -5, 0, 5, 10)],
+    "rotated -5 / 0 / +5 deg": [{"rotate": d} for d in (-5, 0, 5)],
+    "rotated -10 .. +10 deg (5 views)": [{"rotate": d} for d in (-10, -5, 0, 5, 10)],
 }
 
 

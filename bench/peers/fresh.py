@@ -54,13 +54,32 @@ def _key(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--peer", action="append", choices=["service", *(_key(p.name) for p in PEERS)]
+        "--peer",
+        action="append",
+        choices=["service", *(_key(p.name) for p in PEERS)],
+        help="a server to probe (repeat; default: service and bentoml)",
     )
-    parser.add_argument("--workers", type=int, default=2, help="this service's (JEM_WORKERS)")
-    parser.add_argument("--store", type=Path, default=Path("model_store/models"))
-    parser.add_argument("--ref", default="digits-jem:10")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("/tmp/peers-fresh"))
+    parser.add_argument(
+        "--workers", type=int, default=2, help="this service's JEM_WORKERS (default 2)"
+    )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=Path("model_store/models"),
+        help="model store every server reads (default: the shipped one)",
+    )
+    parser.add_argument(
+        "--ref",
+        default="digits-jem:10",
+        help="the model, as the committed peers runs serve it (default digits-jem:10)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("/tmp/peers-fresh"),
+        help="where the servers' logs go (default /tmp/peers-fresh); results are printed",
+    )
     args = parser.parse_args()
     names = args.peer or ["service", "bentoml"]
     uploads = [png_bytes(a) for a in digit_images(load_digits_dataset(seed=0), 64)]

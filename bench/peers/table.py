@@ -9,6 +9,7 @@ from bench.peers.run import BASELINE, SERVICE, SERVICE_BASE64
 __all__ = ["PEER_NOTES", "peers_markdown"]
 
 # what a reader needs beside a peer's figures: written under the table when that peer is in it
+# and a round ran before another (BentoML's note is about what the rounds before leave)
 PEER_NOTES = {
     "BentoML": (
         "its adaptive batching holds a batch for a wait it learns from the last 50 batches "
@@ -92,9 +93,10 @@ def peers_markdown(results: dict[str, Any]) -> str:
         f"{results['startup_s'][n]:.1f}" for n in same) + " |")  # fmt: skip
     for name, why in results["unavailable"].items():
         lines.append(f"\n{name}: not measured: {why}")
-    lines += [f"\n{name}: {PEER_NOTES[name]}" for name in peers if name in PEER_NOTES]
     env = results["environment"]
     plan = env["plan"]
+    if plan["rounds"] + plan.get("warmup_rounds", 0) > 1:  # a round ran before another's rows
+        lines += [f"\n{name}: {PEER_NOTES[name]}" for name in peers if name in PEER_NOTES]
     workers = f"this service: {plan.get('workers', 1)} worker process(es) (JEM_WORKERS)"
     if plan.get("baseline"):
         workers += f", the baseline: {plan.get('baseline_workers') or plan.get('workers', 1)}"

@@ -215,6 +215,9 @@ def test_table_gives_the_best_peer_and_the_ratio_per_row() -> None:
     assert f"| | {SERVICE} | LitServe | BentoML |" in table  # memory: one column per process
     # BentoML's learned batching wait, carried from the heavier rows, is named under the table
     assert f"\nBentoML: {PEER_NOTES['BentoML']}" in table
+    # a one-round run without warm-up (--quick): no round before, nothing carried, no note
+    results["environment"]["plan"] = {"rounds": 1, "warmup_rounds": 0}
+    assert "twelfth part" not in peers_markdown(results)
     assert table.count("twelfth part") == 1
 
 
