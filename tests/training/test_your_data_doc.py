@@ -1,6 +1,7 @@
 """docs/your-data.md, run as written: every command of its ```bash blocks, in order, on a
 folder of coloured shapes drawn here, from the image folder to predictions and OOD flags over
-HTTP. Only the port changes (a free one for the doc's 8000)."""
+HTTP. Only the port changes (a free one for the doc's 8001), and the doc's shell loop that waits
+for /readyz is this test's `wait_ready`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.training._shapes import make_shapes_folder
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 DOC = REPO / "docs" / "your-data.md"
+DOC_PORT = 8001  # beside `make serve`'s 8000
 
 
 def doc_commands() -> list[str]:
@@ -61,7 +63,11 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
     log = tmp_path / "service.log"
     try:
         for command in doc_commands():
-            command = command.replace("8000", str(port))
+            command = command.replace(f"127.0.0.1:{DOC_PORT}", f"127.0.0.1:{port}")
+            command = command.replace(f"--port {DOC_PORT}", f"--port {port}")
+            if command.startswith("until curl") and "/readyz" in command:
+                assert server is not None, "the doc waits for a server it has not started"
+                continue  # the shell loop wait_ready below already ran for the server
             argv = shlex.split(command.removesuffix("&"))
             if argv[0] == ".venv/bin/python":  # the checkout's venv: this interpreter
                 argv[0] = sys.executable
