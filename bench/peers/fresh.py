@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.loadgen import Body, png_bytes, run_load
 from bench.models import digit_images
 from bench.peers.harness import PEERS, ensure_venv, peer_env, start_peer
-from bench.peers.run import request_bodies
+from bench.peers.run import request_bodies, service_settings
 from bench.servers import serve
 from training.data import load_digits_dataset
 
@@ -84,14 +84,7 @@ def main() -> None:
     names = args.peer or ["service", "bentoml"]
     uploads = [png_bytes(a) for a in digit_images(load_digits_dataset(seed=0), 64)]
     if "service" in names:
-        env = {
-            "JEM_MODEL_STORE": str(args.store.resolve()),
-            "JEM_MODELS": args.ref,
-            "JEM_TORCH_THREADS": str(args.threads),
-            "JEM_MAX_BATCH_SIZE": "64",
-            "JEM_MAX_WAIT_MS": "5",
-            "JEM_WORKERS": str(args.workers),
-        }
+        env = service_settings(args.store.resolve(), args.ref, args.threads, args.workers)
         (args.out / "service").mkdir(parents=True, exist_ok=True)
         with serve("service", env, args.out / "service") as server:
             print(f"this service ({args.ref}, {args.workers} workers), alone:", flush=True)

@@ -45,6 +45,7 @@ __all__ = [
     "environment",
     "measure_peers",
     "request_bodies",
+    "service_settings",
 ]
 
 SERVICE = "this service"
@@ -182,20 +183,26 @@ def _round_figures(result: LoadResult, cpu_s: float) -> dict[str, Any]:
     }
 
 
+def service_settings(store: Path, ref: str, threads: int, workers: int) -> dict[str, str]:
+    """This service's JEM_* environment in the side-by-side runs: batching at 64 / 5 ms, as
+    every peer that has batching is configured."""
+    return {
+        "JEM_MODEL_STORE": str(store),
+        "JEM_MODELS": ref,
+        "JEM_TORCH_THREADS": str(threads),
+        "JEM_MAX_BATCH_SIZE": "64",
+        "JEM_MAX_WAIT_MS": "5",
+        "JEM_WORKERS": str(workers),
+    }
+
+
 async def measure_peers(
     source: ModelSource, images: list[Any], plan: PeerPlan, scratch: Path
 ) -> dict[str, Any]:
     """Every row on this service and on each peer in `plan.peers`; `images` uint8 (H, W)."""
     uploads = [png_bytes(a) for a in images[: plan.batch_images]]
     sizes = {row.images(plan) for row in ROWS}
-    service_env = {
-        "JEM_MODEL_STORE": str(source.store),
-        "JEM_MODELS": source.ref,
-        "JEM_TORCH_THREADS": str(plan.threads),
-        "JEM_MAX_BATCH_SIZE": "64",
-        "JEM_MAX_WAIT_MS": "5",
-        "JEM_WORKERS": str(plan.workers),
-    }
+    service_env = service_settings(source.store, source.ref, plan.threads, plan.workers)
     unavailable: dict[str, str] = {}
     chosen = [p for p in PEERS if p.name in plan.peers]
     bin_dir = ensure_venv() if chosen else None
