@@ -254,8 +254,14 @@ def _digits(
         if gap >= best_gap:
             break  # coverage moves one way with the radius: past the target, it only gets worse
         best, best_gap = refit, gap
-    # the 32x32 bilevel bitmap (work-frame pixels averaged, on at half), then 4x4 block counts
-    bitmap = best.reshape(frame[0] // _WORK, _WORK, frame[1] // _WORK, _WORK).mean(axis=(1, 3))
+    return _block_counts(best, height, width)
+
+
+def _block_counts(work: np.ndarray[Any, Any], height: int, width: int) -> np.ndarray[Any, Any]:
+    """The fitted ink in the working frame -> the 32x32 bilevel bitmap (work-frame pixels
+    averaged, on at half) -> 4x4 block counts, stored as round(count * 255 / 16) uint8."""
+    h, w = work.shape
+    bitmap = work.reshape(h // _WORK, _WORK, w // _WORK, _WORK).mean(axis=(1, 3))
     counts = (bitmap >= 0.5).reshape(height, _BLOCK, width, _BLOCK).sum(axis=(1, 3))
     out: np.ndarray[Any, Any] = np.round(counts * (255.0 / (_BLOCK * _BLOCK))).astype(np.uint8)
     return out

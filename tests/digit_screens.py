@@ -112,9 +112,7 @@ def _skeleton_step(pen: str) -> Callable[..., Any]:
             if gap >= best_gap:
                 break
             best, best_gap = refit, gap
-        bitmap = best.reshape(frame[0] // norm._WORK, norm._WORK, frame[1] // norm._WORK, -1)
-        counts = (bitmap.mean(axis=(1, 3)) >= 0.5).reshape(height, 4, width, 4).sum(axis=(1, 3))
-        return np.round(counts * (255.0 / 16)).astype(np.uint8)
+        return norm._block_counts(best, height, width)
 
     return digits
 
