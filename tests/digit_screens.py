@@ -13,9 +13,13 @@ was made; there is deliberately no option for the test faces) under
   `.venv/bin/pip install scikit-image` first) and thickened to the data set's coverage with a
   square or a round pen, instead of dilating or eroding the ink as drawn; read by the models
   and by an RBF SVC fitted on the data set's train split only (the model-free yardstick of
-  tests/rendered_digits.py).
+  tests/rendered_digits.py);
+- with `--ensembles`, **ensembles of two stored models**: every pair's logits (and softmaxes)
+  averaged, one view each, and how many digits every model given gets wrong (errors that all
+  models share are ones no mean of them can fix).
 
-docs/training.md, "Tenth round", gives what these measured and why none was kept. The
+docs/training.md, "Tenth round" and "Eleventh round", give what these measured and why none was
+kept. The
 parameters are moved by setting `jem.normalize`'s module constants for the duration of one
 conversion (`_moved`): a screen, not a serving path.
 """
@@ -123,6 +127,8 @@ def main() -> None:
     parser.add_argument("--per-digit", type=int, default=8)
     parser.add_argument("--store", default=None)
     parser.add_argument("--skeleton", action="store_true", help="also the skeleton stroke step")
+    parser.add_argument("--ensembles", action="store_true", help="also every pair's mean")
+    parser.add_argument("--no-views", action="store_true", help="skip the test-time views")
     args = parser.parse_args()
     torch.set_num_threads(1)
     try:
@@ -132,6 +138,7 @@ def main() -> None:
     items = render_digits(VALIDATION_FONTS, args.per_digit, seed=1)
     labels = torch.tensor([item.label for item in items])
     print(f"{len(items)} validation-face digits; accuracy of the softmax mean (logit mean)")
+    one_view: dict[str, torch.Tensor] = {}
     for loaded in models:
         cache: dict[str, torch.Tensor] = {}
 
@@ -142,15 +149,33 @@ def main() -> None:
                     cache[key] = loaded.model(_inputs(items, loaded.input_spec, view))
             return cache[key]
 
-        one = (logits({}).argmax(1) == labels).float().mean()
+        one_view[str(loaded.ref)] = logits({})
+        one = (one_view[str(loaded.ref)].argmax(1) == labels).float().mean()
         print(f"{loaded.ref} ({loaded.input_spec.normalization}): one view {one:.4f}")
-        for family, views in VIEW_FAMILIES.items():
+        for family, views in {} if args.no_views else VIEW_FAMILIES.items():
             stacked = torch.stack([logits(v) for v in views])
             prob = (stacked.softmax(-1).mean(0).argmax(1) == labels).float().mean()
             logit = (stacked.mean(0).argmax(1) == labels).float().mean()
             print(f"  {family:28s} {prob:.4f} ({logit:.4f})")
+    if args.ensembles:
+        _screen_ensembles(one_view, labels)
     if args.skeleton:
         _screen_skeleton(models, items, labels)
+
+
+def _screen_ensembles(logits: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
+    refs = list(logits)
+    for i, a in enumerate(refs):
+        for b in refs[i + 1 :]:
+            mean = ((logits[a] + logits[b]).argmax(1) == labels).float().mean()
+            soft = (logits[a].softmax(1) + logits[b].softmax(1)).argmax(1) == labels
+            print(f"  {a} + {b}: softmax mean {soft.float().mean():.4f} ({mean:.4f})")
+    wrong = torch.stack([logits[r].argmax(1) != labels for r in refs])
+    print(
+        f"errors per model {[int(w.sum()) for w in wrong]}: wrong in every model "
+        f"{int(wrong.all(0).sum())}, in at least half {int((wrong.float().mean(0) >= 0.5).sum())}, "
+        f"in at least one {int(wrong.any(0).sum())}"
+    )
 
 
 def _screen_skeleton(models: list[Any], items: list[RenderedDigit], labels: torch.Tensor) -> None:
