@@ -1,5 +1,6 @@
 """`python -m bench.backbones`: the backbone family at an input size: parameters, forward
 FLOPs per image, and the CPU seconds of one JEM training iteration (docs/training.md).
+Colour images, 32x32 unless ``--image-size`` says otherwise (docs/your-data.md times 16x16).
 
 An iteration is timed through `training.estimate.estimate_run` (the estimate printed before
 every run) on a synthetic data set of the given shape, in CPU time of one thread: on a shared
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -33,24 +35,27 @@ CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-def _dataset(classes: int, n: int, seed: int) -> Dataset:
+def _dataset(classes: int, n: int, seed: int, size: int = 32) -> Dataset:
     rng = np.random.default_rng(seed)
-    spec = RGB32_SPEC
+    spec = RGB32_SPEC if size == 32 else replace(RGB32_SPEC, height=size, width=size)
     images = torch.from_numpy(rng.integers(0, 256, (n, spec.height, spec.width, 3), np.uint8))
     labels = torch.arange(n) % classes
     part = LabeledImages(images, labels, spec)
     return Dataset("synthetic", part, part, part, [str(k) for k in range(classes)], spec)
 
 
-def measure(sgld_steps: tuple[int, ...], classes: int, timed: int, time_up_to: int) -> list[Any]:
+def measure(
+    sgld_steps: tuple[int, ...], classes: int, timed: int, time_up_to: int, image_size: int = 32
+) -> list[Any]:
     torch.set_num_threads(1)
-    data = _dataset(classes, 256, 0)
+    data = _dataset(classes, 256, 0, image_size)
     rows = []
     for name, kwargs in CANDIDATES:
         row: dict[str, Any] = {"backbone": name, "kwargs": kwargs}
         for steps in sgld_steps:
             config = TrainConfig(
                 dataset="synthetic",
+                image_size=(image_size, image_size),
                 backbone=name,
                 backbone_kwargs=kwargs,
                 sgld_steps=steps,
@@ -81,8 +86,9 @@ def main() -> None:
     p.add_argument(
         "--time-up-to", type=int, default=5_000_000, help="time only backbones this small"
     )
+    p.add_argument("--image-size", type=int, default=32, help="height and width of the images")
     args = p.parse_args()
-    measure(tuple(args.sgld_steps), args.classes, args.timed, args.time_up_to)
+    measure(tuple(args.sgld_steps), args.classes, args.timed, args.time_up_to, args.image_size)
 
 
 if __name__ == "__main__":
