@@ -1,6 +1,6 @@
 #
 # The CPU serving image:   docker build -t jem-serve .
-#   with gRPC (JEM_GRPC_PORT):   docker build --build-arg SERVE_EXTRAS=grpc -t jem-serve .
+#   (gRPC included, served when JEM_GRPC_PORT is set; REST only: --build-arg SERVE_EXTRAS=)
 # GPU training has its own file, deploy/train.Dockerfile: with the classic builder (Debian's
 # docker.io, docker-compose 1.29) every stage before the target is built, so a CUDA stage in
 # this file would be built, or pulled, on the way to the serving image.
@@ -19,6 +19,9 @@
 #                     build, or a page such as http://127.0.0.1:8765/ with
 #                     `docker build --network host`); TORCH_INDEX_URL then only needs to
 #                     hold torch's dependencies (a PyPI mirror, or https://pypi.org/simple)
+#   SERVE_EXTRAS      pyproject.toml extras installed beside the service's dependencies,
+#                     comma-separated; default "grpc" (grpcio, protobuf: ~21 MB) for the Open
+#                     Inference Protocol's gRPC on JEM_GRPC_PORT; empty for a REST-only image
 #
 # Layers go from least to most often changed: the torch wheel, the service's dependencies
 # (read from pyproject.toml alone), then the code, then the shipped model.
@@ -53,9 +56,10 @@ RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_IN
         ! -name torch_shm_manager -delete
 WORKDIR /src
 COPY pyproject.toml ./
-# Only [project].dependencies: the serving image needs no training, vision or dev extras.
-# --build-arg SERVE_EXTRAS=grpc adds gRPC for the Open Inference Protocol (JEM_GRPC_PORT).
-ARG SERVE_EXTRAS=""
+# [project].dependencies and SERVE_EXTRAS: the serving image needs no training, vision or dev
+# extras. gRPC for the Open Inference Protocol (JEM_GRPC_PORT) by default, as Triton's and
+# KServe's clients expect; --build-arg SERVE_EXTRAS= leaves it out.
+ARG SERVE_EXTRAS=grpc
 RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; extras = [r for e in os.environ.get('SERVE_EXTRAS', '').split(',') if e for r in p['optional-dependencies'][e]]; print('\n'.join(p['dependencies'] + extras))" > requirements.txt \
     && pip install --no-cache-dir -r requirements.txt
 

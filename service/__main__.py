@@ -31,6 +31,7 @@ from service.server.prefork import forked_workers
 from service.server.protocol import JemHttpToolsProtocol
 from service.server.workers import process_alive
 from service.settings import ROOT_PATH_PATTERN, Settings
+from service.v2 import grpc_unavailable
 
 __all__ = ["main", "serve"]
 
@@ -217,6 +218,10 @@ def main(argv: list[str] | None = None, *, app: str = "service.asgi:app") -> Non
     except ValueError as exc:
         print(f"python -m service: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    if settings.grpc_port is not None and (problem := grpc_unavailable()) is not None:
+        # a failed start (exit 3, as the app's lifespan would), but one line, not a traceback
+        print(f"python -m service: error: {problem}", file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
     _prepare_multiprocess_dir(args.workers)
     # the app (in every worker) enforces the limit, so that probes stay exempt: hand it the flag
     os.environ["JEM_LIMIT_CONCURRENCY"] = str(args.limit_concurrency)

@@ -5,7 +5,9 @@ set), so requests share the REST API's micro-batchers, limits and API keys. Need
 extra (grpcio, protobuf); nothing imports this module otherwise.
 Metrics: `jem_requests_total` / `jem_request_duration_seconds` with endpoint `grpc_infer` (and
 `grpc_<rpc>` for the others); `status` is the HTTP status the same outcome has on REST, so the
-alerts on 5xx rates cover both.
+alerts on 5xx rates cover both. A message over JEM_MAX_BODY_BYTES is refused here, counted as
+413 (RESOURCE_EXHAUSTED), without being parsed; gRPC's own receive limit, above which the
+transport refuses it uncounted, is `RECEIVE_LIMIT_FACTOR` times that.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import grpc
 import numpy as np
 from grpc import aio
 
-from service.errors import InvalidApiKey, InvalidInput, MissingApiKey, ServiceError
+from service.errors import BodyTooLarge, InvalidApiKey, InvalidInput, MissingApiKey, ServiceError
 from service.runtime import Runtime
 from service.v2.errors import grpc_code_name, http_status
 from service.v2.model import infer, model_metadata, resolve
@@ -30,10 +32,25 @@ from service.v2.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.v2.rest import SERVER_METADATA
 from service.v2.tensors import DTYPES, InferTensor, from_raw, to_raw
 
-__all__ = ["InferenceServicer", "start_grpc_server"]
+__all__ = ["RECEIVE_LIMIT_FACTOR", "InferenceServicer", "start_grpc_server"]
 
 logger = logging.getLogger("service.grpc")
 T = TypeVar("T")
+
+SERVICE = "inference.GRPCInferenceService"
+# gRPC receives a whole message before any code of ours sees it, so its own limit must sit above
+# JEM_MAX_BODY_BYTES for the service to answer (and count) an oversized one; this bounds the
+# memory one message may take before it is refused.
+RECEIVE_LIMIT_FACTOR = 4
+# endpoint label of each RPC in jem_requests_total / jem_request_duration_seconds
+ENDPOINTS = {
+    "ServerLive": "grpc_server_live",
+    "ServerReady": "grpc_server_ready",
+    "ServerMetadata": "grpc_server_metadata",
+    "ModelReady": "grpc_model_ready",
+    "ModelMetadata": "grpc_model_metadata",
+    "ModelInfer": "grpc_infer",
+}
 
 # InferTensorContents field per datatype (the typed alternative to raw_input_contents)
 _CONTENTS = {
@@ -50,6 +67,31 @@ _CONTENTS = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
+
+
+class Oversized:
+    """What the deserializer hands the servicer for a message over JEM_MAX_BODY_BYTES: its size
+    and the model it names (for the metrics' label), the rest left unparsed."""
+
+    def __init__(self, size: int, model: str) -> None:
+        self.size = size
+        self.model = model
+
+
+def _leading_name(data: bytes) -> str:
+    """Field 1 (`name` / `model_name`, a string) when the message starts with it, as protobuf
+    writes fields in number order; "" otherwise. Reads a few bytes, parses nothing else."""
+    if not data or data[0] != 0x0A:  # field 1, length-delimited
+        return ""
+    length, shift, i = 0, 0, 1
+    while i < min(len(data), 6):
+        byte = data[i]
+        length |= (byte & 0x7F) << shift
+        i += 1
+        if not byte & 0x80:
+            return data[i : i + length].decode("utf-8", "replace") if length <= 1024 else ""
+        shift += 7
+    return ""
 
 
 def _check_key(runtime: Runtime, context: aio.ServicerContext) -> None:
@@ -125,6 +167,21 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             label = model if model in self.runtime.predictors else ""
             m.child(m.requests, label, endpoint, str(status)).inc()
             m.child(m.request_duration, label, endpoint).observe(time.perf_counter() - start)
+
+    async def refuse_oversized(
+        self, request: Oversized, context: aio.ServicerContext, endpoint: str
+    ) -> Any:
+        """RESOURCE_EXHAUSTED, counted as the 413 a REST body of that size gets (before the
+        API key is checked, as on REST)."""
+
+        async def run() -> Any:
+            limit = self.runtime.settings.max_body_bytes
+            raise BodyTooLarge(
+                f"request message is {request.size} bytes; the limit is {limit} "
+                "(JEM_MAX_BODY_BYTES): send fewer or smaller images per request"
+            )
+
+        return await self._call(context, endpoint, request.model, run, auth=False)
 
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: aio.ServicerContext
@@ -214,19 +271,52 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             in_flight.leave()
 
 
+def _handlers(servicer: InferenceServicer, limit: int) -> dict[str, grpc.RpcMethodHandler]:
+    """The service's method handlers, as the generated `add_..._to_server` makes them, except
+    that a message over `limit` bytes is not parsed but answered by `refuse_oversized`."""
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
+        request_type = getattr(pb, method.input_type.name)
+        response_type = getattr(pb, method.output_type.name)
+        endpoint = ENDPOINTS[method.name]
+        behavior = getattr(servicer, method.name)
+
+        def deserialize(data: bytes, parse: Any = request_type.FromString) -> Any:
+            if len(data) > limit:
+                return Oversized(len(data), _leading_name(data))
+            return parse(data)
+
+        async def handle(
+            request: Any, context: aio.ServicerContext, behavior: Any = behavior, e: str = endpoint
+        ) -> Any:
+            if isinstance(request, Oversized):
+                return await servicer.refuse_oversized(request, context, e)
+            return await behavior(request, context)
+
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            handle,
+            request_deserializer=deserialize,
+            response_serializer=response_type.SerializeToString,
+        )
+    return handlers
+
+
 async def start_grpc_server(runtime: Runtime, host: str, port: int) -> tuple[aio.Server, int]:
     """Serve on `host:port` (0: a free port); returns the server and its bound port.
 
-    Messages are capped at JEM_MAX_BODY_BYTES, as REST bodies are (RESOURCE_EXHAUSTED beyond).
+    A message over JEM_MAX_BODY_BYTES gets RESOURCE_EXHAUSTED from the service, counted as 413
+    as a REST body is; gRPC itself refuses (uncounted) only beyond RECEIVE_LIMIT_FACTOR times it.
     """
     limit = runtime.settings.max_body_bytes
     server = aio.server(
         options=[
-            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_receive_message_length", min(RECEIVE_LIMIT_FACTOR * limit, 2**31 - 1)),
             ("grpc.max_send_message_length", max(limit, 64 * 1024 * 1024)),
         ]
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(runtime), server)
+    handlers = _handlers(InferenceServicer(runtime), limit)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     bound = server.add_insecure_port(address)
     await server.start()

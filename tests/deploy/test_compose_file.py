@@ -75,14 +75,28 @@ def test_gpu_count_is_no_interpolated_string(compose) -> None:
 
 
 def test_host_ports_are_loopback_and_configurable(compose) -> None:
-    """Loopback only; JEM_PORT, PROMETHEUS_PORT, GRAFANA_PORT pick the host ports."""
-    for name, variable in [
-        ("jem", "JEM_PORT"),
-        ("prometheus", "PROMETHEUS_PORT"),
-        ("grafana", "GRAFANA_PORT"),
+    """Loopback only; JEM_PORT, JEM_GRPC_PORT, PROMETHEUS_PORT, GRAFANA_PORT pick the host
+    ports."""
+    for name, variables in [
+        ("jem", ["JEM_PORT", "JEM_GRPC_PORT"]),
+        ("prometheus", ["PROMETHEUS_PORT"]),
+        ("grafana", ["GRAFANA_PORT"]),
     ]:
-        (port,) = compose["services"][name]["ports"]
-        assert port.startswith(f"127.0.0.1:${{{variable}:-"), port
+        ports = compose["services"][name]["ports"]
+        assert len(ports) == len(variables), ports
+        for port, variable in zip(ports, variables, strict=True):
+            assert port.startswith(f"127.0.0.1:${{{variable}:-"), port
+
+
+def test_jem_serves_grpc_on_its_published_port(compose) -> None:
+    """gRPC on out of the box: JEM_GRPC_PORT set in the container, and that port published."""
+    jem = compose["services"]["jem"]
+    container_port = str(jem["environment"]["JEM_GRPC_PORT"])
+    assert any(str(port).endswith(f":{container_port}") for port in jem["ports"])
+    # the GPU service's default host port is another one: both can run on one host
+    default = next(p for p in jem["ports"] if "JEM_GRPC_PORT" in p).split(":-")[1].split("}")[0]
+    gpu = compose["services"]["jem-gpu"]["ports"][0].split(":-")[1].split("}")[0]
+    assert default != gpu
 
 
 def test_train_profile_asks_for_a_gpu_and_shares_the_model_store(compose) -> None:

@@ -78,6 +78,7 @@ def stack(serve_image: eng.Build, prometheus_image: str) -> Iterator[Stack]:
         "JEM_IMAGE": serve_image.tag,
         "PROMETHEUS_IMAGE": prometheus_image,
         "JEM_PORT": str(free_port()),
+        "JEM_GRPC_PORT": str(free_port()),
         "PROMETHEUS_PORT": str(free_port()),
         "GRAFANA_PORT": str(free_port()),
     }
@@ -131,6 +132,38 @@ def test_jem_comes_up_healthy_and_prometheus_counts_its_predicts(
     eng.wait_for(scraped, 90, "the predict in Prometheus (scrape interval 10 s)", poll_s=2)
     up = _query(prometheus, 'up{job="jem"}')
     assert [float(s["value"][1]) for s in up] == [1.0]  # type: ignore[index]
+
+
+def test_jem_serves_grpc_out_of_the_box(
+    stack: Stack, digit_pngs: tuple[list[bytes], list[int]]
+) -> None:
+    """The stack's jem answers the Open Inference Protocol over gRPC on its published port,
+    with tritonclient.grpc unchanged, and Prometheus counts the call (endpoint grpc_infer)."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    wait_healthy(stack.jem)
+    pngs, labels = digit_pngs
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{stack.env['JEM_GRPC_PORT']}")
+    assert client.is_server_ready()
+    assert client.is_model_ready(MODEL)
+    images = grpcclient.InferInput("images", [len(pngs)], "BYTES")
+    images.set_data_from_numpy(np.array(pngs, dtype=object))
+    result = client.infer(MODEL, [images], outputs=[grpcclient.InferRequestedOutput("label")])
+    right = sum(int(a) == b for a, b in zip(result.as_numpy("label"), labels, strict=True))
+    assert right >= 7, (result.as_numpy("label"), labels)  # as test_image.py asks of /v1
+    client.close()
+
+    prometheus = httpx.Client(
+        base_url=f"http://127.0.0.1:{stack.env['PROMETHEUS_PORT']}", timeout=30
+    )
+    counted = 'sum(jem_requests_total{job="jem", endpoint="grpc_infer", status="200"})'
+
+    def scraped() -> bool:
+        result = _query(prometheus, counted)
+        return bool(result) and float(result[0]["value"][1]) >= 1  # type: ignore[index]
+
+    eng.wait_for(scraped, 90, "the gRPC infer in Prometheus (scrape interval 10 s)", poll_s=2)
 
 
 def test_prometheus_loads_every_alert_rule(stack: Stack) -> None:

@@ -225,3 +225,52 @@ def test_grpc_typed_contents_and_metrics(server: Server, digits: Digits) -> None
     assert 'endpoint="grpc_infer",model="served",status="200"' in metrics
     assert 'endpoint="grpc_infer",model="served",status="400"' in metrics
     assert 'endpoint="v2_infer",model="served",status="200"' in metrics
+
+
+def test_grpc_oversized_message_is_refused_and_counted(server: Server) -> None:
+    """A message over JEM_MAX_BODY_BYTES (8 MiB here) is RESOURCE_EXHAUSTED from the service,
+    counted as 413 under its model as a REST body of that size is, before the API key is read;
+    beyond RECEIVE_LIMIT_FACTOR times the limit gRPC's own transport limit refuses it."""
+    from service.v2.grpc_server import RECEIVE_LIMIT_FACTOR
+
+    limit = 8 * 1024 * 1024
+    pb = tg.service_pb2
+
+    def message(size: int) -> object:
+        request = pb.ModelInferRequest(model_name="served", id="big")
+        request.inputs.add(name="pixels_uint8", datatype="UINT8", shape=[size // 64, 8, 8, 1])
+        request.raw_input_contents.append(bytes(size // 64 * 64))
+        return request
+
+    def count_413() -> float:
+        text = httpx.get(f"{server.url}/metrics").text
+        prefix = 'jem_requests_total{endpoint="grpc_infer",model="served",status="413"} '
+        return sum(
+            float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)
+        )
+
+    before = count_413()
+    with grpc.insecure_channel(grpc_url(server)) as channel:
+        stub = tg.service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(message(20_000_000))  # no key: the size is refused first
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        details = info.value.details() or ""
+        assert f"the limit is {limit} (JEM_MAX_BODY_BYTES)" in details, details
+        assert count_413() == before + 1
+        # just over the limit is refused, just under it is served (as a 400: wrong shape)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(message(limit), metadata=tuple(GRPC_KEY.items()))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(message(limit - 4096), metadata=tuple(GRPC_KEY.items()))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert count_413() == before + 2
+        # past gRPC's own receive limit the transport refuses it: not counted
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(message(RECEIVE_LIMIT_FACTOR * limit + 64))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "JEM_MAX_BODY_BYTES" not in (info.value.details() or "")
+        # the server still answers
+        assert stub.ServerLive(pb.ServerLiveRequest()).live
+    assert count_413() == before + 2

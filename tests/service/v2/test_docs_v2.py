@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,27 @@ def test_v2_examples_run(tmp_path: Path) -> None:
     assert lines[0] == "[0 1 2 3]"  # what the first example says it prints
     assert lines[2] == "[False False False False]"
     assert lines[3].startswith("[b'0' b'1' b'2' b'3']")
+
+
+# import name -> the distribution that `pip install` names
+DISTRIBUTIONS = {"PIL": "pillow", "sklearn": "scikit-learn"}
+
+
+def test_v2_examples_say_what_to_install() -> None:
+    """The install line before the examples names every package they import (a client outside
+    this project's virtual environment has none of them)."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("## The Open Inference Protocol") :]
+    section = section[: section.index("\n## ")]
+    (install,) = re.findall(r"```bash\n(pip install [^\n#]*)", section)
+    named = {re.sub(r"\[.*\]", "", word.strip("'\"")) for word in install.split()[2:]}
+    imported = set()
+    for block in re.findall(r"```python\n(.*?)```", section, flags=re.S):
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+    needed = {DISTRIBUTIONS.get(m, m) for m in imported if m not in sys.stdlib_module_names}
+    assert needed == named, (needed, named)
+    assert "tritonclient[http,grpc]" in install  # both of its clients: the examples use both
