@@ -152,6 +152,7 @@ SUMMARIES = {
     "energies": "energies of data, OOD sets, buffer chains and SGLD descents (validation only)",
     "data": "build a real data set as an image folder (emoji from Debian packages)",
     "steps": "validation accuracy of a run's kept checkpoints, and what choosing among them gains",
+    "sweep": "train a grid of recipe variants from a plan file, then screen them on validation",
 }
 
 # name -> registration function; the evaluation package adds "evaluate" and "calibrate" here
@@ -163,6 +164,7 @@ SUBCOMMANDS: dict[str, Register] = {
     "energies": lambda sub: _lazy("training.energies").register(sub),
     "data": lambda sub: _lazy("training.datasets.cli").register(sub),
     "steps": lambda sub: _lazy("training.steps").register(sub),
+    "sweep": lambda sub: _lazy("training.sweep").register(sub),
 }
 
 

@@ -79,8 +79,18 @@ def dataset_for(manifest: Manifest, data_root: str | None = None) -> Dataset:
     return replace(dataset, spec=spec)
 
 
-def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 500) -> Tensor:
-    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+def batched(
+    fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 500, device: Any = None
+) -> Tensor:
+    """``fn`` over ``x`` in chunks; each chunk moved to ``device`` (None: left where it is) and
+    each result back to the CPU, so a model on a GPU is fed from CPU tensors."""
+    parts = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+    return torch.cat([fn(p if device is None else p.to(device)).cpu() for p in parts])
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's parameters are (the CPU for a model without any)."""
+    return next(model.parameters(), torch.empty(0)).device
 
 
 def batched_logits(model: JEM, x: Tensor, batch_size: int = 500) -> Tensor:
@@ -88,7 +98,7 @@ def batched_logits(model: JEM, x: Tensor, batch_size: int = 500) -> Tensor:
     model.eval()
     try:
         with torch.no_grad():
-            return batched(model, x, batch_size)
+            return batched(model, x, batch_size, model_device(model))
     finally:
         model.train(was_training)
 
@@ -97,11 +107,12 @@ def batched_scores(
     model: JEM, x: Tensor, temperature: float = 1.0, batch_size: int = 500
 ) -> dict[str, Tensor]:
     """Every OOD score (higher = more likely OOD) for every row of x."""
+    device = model_device(model)
     parts = [
-        ood_scores(model, x[i : i + batch_size], OOD_SCORES, temperature)
+        ood_scores(model, x[i : i + batch_size].to(device), OOD_SCORES, temperature)
         for i in range(0, len(x), batch_size)
     ]
-    return {name: torch.cat([p[name] for p in parts]) for name in OOD_SCORES}
+    return {name: torch.cat([p[name].cpu() for p in parts]) for name in OOD_SCORES}
 
 
 def bootstrap_interval(

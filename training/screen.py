@@ -16,7 +16,7 @@ the chosen model is evaluated once:
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from training.screen_samples import (
     pixel_judge_for,
 )
 
-__all__ = ["SCREEN_OOD_SEED", "register", "run", "screen_model"]
+__all__ = ["SCREEN_OOD_SEED", "metrics_table", "register", "run", "screen_model"]
 
 SCREEN_OOD_SEED = 1  # the evaluation report draws its OOD sets with seed 0
 
@@ -83,15 +83,22 @@ def screen_model(
     }
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def metrics_table(
+    rows: Sequence[Mapping[str, Any]],
+    leading: Sequence[tuple[str, Callable[[Mapping[str, Any]], str]]] = (
+        ("model", lambda r: str(r["ref"])),
+    ),
+) -> str:
+    """A Markdown table of `screen_model` results: the ``leading`` columns (header, cell of a
+    row), then accuracy, ECE and each OOD score's AUROC over the sets of the first row."""
     sets = [s for s in OOD_SET_NAMES if s in rows[0]["auroc"]]
     sets += [s for s in rows[0]["auroc"] if s not in OOD_SET_NAMES]
-    head = ["model", "val acc", "ECE raw", "ECE cal. (cross-fit)"]
+    head = [h for h, _ in leading] + ["val acc", "ECE raw", "ECE cal. (cross-fit)"]
     head += [f"{score} AUROC ({', '.join(sets)})" for score in OOD_SCORES]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [
-            r["ref"],
+        cells = [cell(r) for _, cell in leading]
+        cells += [
             f"{100 * r['accuracy']:.2f}%",
             f"{100 * r['ece']:.2f}%",
             f"{100 * r['ece_calibrated_crossfit']:.2f}%",
@@ -156,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             for setting in settings:
                 result = judged_samples(loaded, judge, setting, SAMPLE_SEED_OFFSET + args.seed)
                 sampled.append({"ref": str(loaded.ref), **result})
-    print(_table(rows))
+    print(metrics_table(rows))
     if sampled:
         print()
         print(_samples_table(sampled))

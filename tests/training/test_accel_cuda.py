@@ -33,3 +33,20 @@ def test_training_on_cuda_uses_the_device_path(tmp_path: Path) -> None:
     assert trainer.cuda.graphed
     assert result.steps == 20
     assert 0.0 <= result.metrics["test_accuracy"] <= 1.0
+
+
+def test_the_screen_of_a_model_on_the_device_equals_the_cpu(tmp_path: Path) -> None:
+    # `training sweep` screens on the GPU (`--screen-device auto`): the chunks go to the model's
+    # device and the results come back to the CPU, with the CPU's figures
+    from training.eval_metrics import dataset_for
+    from training.screen import screen_model
+
+    store = ModelStore(tmp_path)
+    ref = Trainer(tiny_config("device=cpu"), name="s", store=store, progress=False).fit().ref
+    on = {d: store.load(str(ref), device=d) for d in ("cpu", "cuda")}
+    data = dataset_for(on["cpu"].manifest)
+    cpu, gpu = (screen_model(on[d], data) for d in ("cpu", "cuda"))
+    assert gpu["accuracy"] == pytest.approx(cpu["accuracy"], abs=0.01)
+    for name, scores in cpu["auroc"].items():
+        for score, value in scores.items():
+            assert gpu["auroc"][name][score] == pytest.approx(value, abs=0.02), (name, score)

@@ -1,0 +1,132 @@
+"""`python -m training sweep`: plan files, runs as child processes, resume, deadline, report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.training._tiny import TINY
+from training.config import ConfigError
+from training.sweep import load_plan
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _plan(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "plan.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_plan_gives_one_run_per_variant_and_seed_with_typed_settings(tmp_path: Path) -> None:
+    plan = load_plan(
+        _plan(
+            tmp_path,
+            """
+            preset = "digits-jem"
+            seeds = [0, 3]
+            [set]
+            ema_decay = 0.99
+            [variants.preset]
+            [variants.wide]
+            backbone_kwargs = { width = 8 }
+            load_best_model_at_end = true
+            decay_at = [0.5, 0.75]
+            """,
+        ),
+        threads=2,
+        extra=("iterations=7",),
+    )
+    assert [r.name for r in plan.runs] == ["preset-s0", "preset-s3", "wide-s0", "wide-s3"]
+    wide = plan.runs[3].config
+    assert (wide.seed, wide.ema_decay, wide.iterations, wide.num_threads) == (3, 0.99, 7, 2)
+    assert wide.backbone_kwargs == {"width": 8}
+    assert wide.load_best_model_at_end is True
+    assert wide.decay_at == (0.5, 0.75)
+    assert plan.runs[0].config.backbone_kwargs != {"width": 8}  # the preset's own
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('preset = "nope"\n[variants.a]', "preset must be one of"),
+        ('preset = "digits-jem"', "needs at least one [variants.NAME] table"),
+        ('preset = "digits-jem"\nseeds = []\n[variants.a]', "seeds must be a non-empty list"),
+        ('preset = "digits-jem"\n[variants.a]\nseed = 2', "variants.a sets seed"),
+        (
+            'preset = "digits-jem"\n[variants.a]\nlr = -1',
+            "variants.a: invalid training config: lr must be > 0",
+        ),
+        ('preset = "digits-jem"\n[variants.a]\nbogus = 1', "variants.a: unknown config key"),
+        ('preset = "digits-jem"\nsed = [1]\n[variants.a]', "unknown top-level keys ['sed']"),
+        ("preset = ", "not valid TOML"),
+    ],
+)
+def test_a_bad_plan_is_one_config_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_plan(_plan(tmp_path, text))
+    assert message in str(info.value)
+
+
+def _sweep(plan: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    tiny = [arg for setting in TINY for arg in ("--set", setting)]
+    command = [sys.executable, "-m", "training", "sweep", str(plan), "--out", str(out)]
+    return subprocess.run(
+        [*command, *tiny, *args], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_a_sweep_trains_screens_skips_what_is_done_and_refuses_a_changed_plan(
+    tmp_path: Path,
+) -> None:
+    plan = _plan(
+        tmp_path,
+        'preset = "digits-baseline"\nseeds = [0, 1]\n[variants.preset]\n'
+        "[variants.diverges]\ninduce_divergence_at = 3\nguard_retries = 0\n",
+    )
+    out = tmp_path / "out"
+    first = _sweep(plan, out, "--parallel", "2")
+    assert first.returncode == 1, first.stderr  # two runs failed
+    record = json.loads((out / "sweep.json").read_text())
+    runs = {r["name"]: r for r in record["runs"]}
+    assert [runs[f"preset-s{s}"]["status"] for s in (0, 1)] == ["trained", "trained"]
+    assert [runs[f"diverges-s{s}"]["returncode"] for s in (0, 1)] == [3, 3]  # the guard's exit
+    assert "metrics" not in runs["diverges-s0"]
+    screened = runs["preset-s0"]["metrics"]
+    assert 0.0 < screened["accuracy"] <= 1.0
+    assert set(screened["auroc"]) >= {"uniform_noise", "constant"}
+    assert "seed=0" in runs["preset-s0"]["overrides"]
+    assert (record["means"][0]["variant"], record["means"][0]["n"]) == ("preset", 2)
+    assert "`diverges-s0`: failed, exit code 3" in (out / "sweep.md").read_text()
+    assert "non-finite" in (out / "logs" / "diverges-s0.log").read_text()
+
+    plan.write_text('preset = "digits-baseline"\nseeds = [0, 1]\n[variants.preset]\n')
+    again = _sweep(plan, out)
+    assert again.returncode == 0, again.stderr
+    runs = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
+    assert {r["status"] for r in runs.values()} == {"done before"}
+    assert "started" not in again.stdout
+
+    plan.write_text('preset = "digits-baseline"\nseeds = [0]\n[variants.preset]\nlr = 0.01\n')
+    changed = _sweep(plan, out)
+    assert changed.returncode == 2
+    assert changed.stderr.count("\n") == 1
+    assert "trained with another config (differs in ['lr'])" in changed.stderr
+
+
+@pytest.mark.slow
+def test_the_deadline_stops_runs_and_screens_what_finished(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, 'preset = "digits-baseline"\nseeds = [0, 1]\n[variants.long]\n')
+    out = tmp_path / "out"
+    result = _sweep(plan, out, "--set", "iterations=100000", "--deadline-minutes", "0.2")
+    assert result.returncode == 0, result.stderr
+    runs = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
+    assert runs["long-s0"]["status"] == "stopped (deadline)"
+    assert runs["long-s1"]["status"] == "not started (deadline)"
+    assert runs["long-s0"]["seconds"] >= 12
+    assert "deadline; stopping ['long-s0']" in result.stdout
