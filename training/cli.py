@@ -19,7 +19,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["SUBCOMMANDS", "add_model_source_args", "build_parser", "main", "set_threads"]
+__all__ = [
+    "SUBCOMMANDS",
+    "add_model_source_args",
+    "add_set_argument",
+    "build_parser",
+    "main",
+    "set_threads",
+]
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -49,6 +56,13 @@ def add_verbose(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_set_argument(p: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``: `train` and `sweep`."""
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 def set_threads(threads: int) -> None:
     if threads > 0:
         import torch
@@ -65,14 +79,7 @@ def register_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description="Train a JEM (or, with px_weight=0, its softmax baseline) into the store.",
     )
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named configuration")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config key (repeatable), e.g. --set lr=1e-4",
-    )
+    add_set_argument(p, "override one config key (repeatable), e.g. --set lr=1e-4")
     p.add_argument("--name", help="model name in the store (default: the preset's name)")
     p.add_argument("--resume", metavar="REF", help="continue from a checkpoint, e.g. digits-jem:3")
     add_model_source_args(p)

@@ -212,7 +212,7 @@ def train_all(
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from training.cli import add_verbose
+    from training.cli import add_set_argument, add_verbose
     from training.eval_cli import add_ood_folder_argument
 
     p = sub.add_parser(
@@ -232,14 +232,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="stop the runs still training after this long (resumable), then screen the rest",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config setting for every run, over the plan's (repeatable)",
-    )
+    add_set_argument(p, "a config setting for every run, over the plan's (repeatable)")
     p.add_argument("--data-root", default=None, help="data root for the screen (as `screen`)")
     p.add_argument("--seed", type=int, default=0, help="seed of the screen's validation halves")
     p.add_argument(

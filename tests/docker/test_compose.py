@@ -110,6 +110,22 @@ def _query(client: httpx.Client, promql: str) -> list[dict[str, object]]:
     return result
 
 
+def _wait_counted(stack: Stack, endpoint: str) -> httpx.Client:
+    """Wait until the stack's Prometheus has scraped a 200 of ``endpoint`` from jem; its client."""
+    prometheus = httpx.Client(
+        base_url=f"http://127.0.0.1:{stack.env['PROMETHEUS_PORT']}", timeout=30
+    )
+    counted = f'sum(jem_requests_total{{job="jem", endpoint="{endpoint}", status="200"}})'
+
+    def scraped() -> bool:
+        result = _query(prometheus, counted)
+        return bool(result) and float(result[0]["value"][1]) >= 1  # type: ignore[index]
+
+    what = f"the {endpoint} request in Prometheus (scrape interval 10 s)"
+    eng.wait_for(scraped, 90, what, poll_s=2)
+    return prometheus
+
+
 def test_jem_comes_up_healthy_and_prometheus_counts_its_predicts(
     stack: Stack, digit_pngs: tuple[list[bytes], list[int]]
 ) -> None:
@@ -120,16 +136,7 @@ def test_jem_comes_up_healthy_and_prometheus_counts_its_predicts(
     r = httpx.post(f"{jem}/v1/models/{MODEL}/predict", files=files, timeout=60)
     assert r.status_code == 200, r.text
 
-    prometheus = httpx.Client(
-        base_url=f"http://127.0.0.1:{stack.env['PROMETHEUS_PORT']}", timeout=30
-    )
-    counted = 'sum(jem_requests_total{job="jem", endpoint="predict", status="200"})'
-
-    def scraped() -> bool:
-        result = _query(prometheus, counted)
-        return bool(result) and float(result[0]["value"][1]) >= 1  # type: ignore[index]
-
-    eng.wait_for(scraped, 90, "the predict in Prometheus (scrape interval 10 s)", poll_s=2)
+    prometheus = _wait_counted(stack, "predict")
     up = _query(prometheus, 'up{job="jem"}')
     assert [float(s["value"][1]) for s in up] == [1.0]  # type: ignore[index]
 
@@ -154,16 +161,7 @@ def test_jem_serves_grpc_out_of_the_box(
     assert right >= 7, (result.as_numpy("label"), labels)  # as test_image.py asks of /v1
     client.close()
 
-    prometheus = httpx.Client(
-        base_url=f"http://127.0.0.1:{stack.env['PROMETHEUS_PORT']}", timeout=30
-    )
-    counted = 'sum(jem_requests_total{job="jem", endpoint="grpc_infer", status="200"})'
-
-    def scraped() -> bool:
-        result = _query(prometheus, counted)
-        return bool(result) and float(result[0]["value"][1]) >= 1  # type: ignore[index]
-
-    eng.wait_for(scraped, 90, "the gRPC infer in Prometheus (scrape interval 10 s)", poll_s=2)
+    _wait_counted(stack, "grpc_infer")
 
 
 def test_prometheus_loads_every_alert_rule(stack: Stack) -> None:
