@@ -7,6 +7,7 @@ resumed or reproduced from the manifest alone, as nanoGPT stores ``model_args`` 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import types
 import typing
@@ -208,6 +209,19 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
+# keys that change what a run keeps, prints or where it reads its data from, not what it trains
+KEEP_AND_LOG_KEYS = frozenset(
+    {
+        "keep_checkpoints",
+        "keep_checkpoints_final",
+        "checkpoint_every",
+        "log_every",
+        "estimate_iters",
+        "data_root",
+    }
+)
+
+
 def valid_keys() -> str:
     return ", ".join(field_names())
 
@@ -265,6 +279,10 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
         if not sep:
             raise ConfigError(f"override {item!r} is not key=value")
         if key not in hints:
-            raise ConfigError(f"unknown config key {key!r}; valid keys: {valid_keys()}")
+            close = difflib.get_close_matches(key, hints, n=3, cutoff=0.8)
+            hint = f"did you mean {' or '.join(map(repr, close))}?" if close else None
+            raise ConfigError(
+                f"unknown config key {key!r}; {hint or 'valid keys: ' + valid_keys()}"
+            )
         values[key] = _coerce(key, raw.strip(), hints[key])
     return TrainConfig.from_dict(values)

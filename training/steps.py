@@ -22,6 +22,7 @@ from torch import Tensor
 from model_store import Manifest, ModelRef, ModelStore, StoreError
 from training.best import candidates_from
 from training.cli import add_model_source_args, set_threads
+from training.config import KEEP_AND_LOG_KEYS
 from training.eval_metrics import batched_logits, dataset_for
 
 __all__ = ["crossfit_choice", "register", "run", "run_versions", "weights_step"]
@@ -93,17 +94,7 @@ def crossfit_choice(
 
 
 # config keys that change what a run keeps or prints, not its trajectory
-_NOT_TRAJECTORY = frozenset(
-    {
-        "load_best_model_at_end",
-        "keep_checkpoints",
-        "keep_checkpoints_final",
-        "checkpoint_every",
-        "log_every",
-        "estimate_iters",
-        "data_root",
-    }
-)
+_NOT_TRAJECTORY = KEEP_AND_LOG_KEYS | {"load_best_model_at_end"}
 
 
 def check_one_run(store: ModelStore, refs: list[str]) -> None:

@@ -19,12 +19,15 @@ one table. The plan (TOML, parsed by the standard library's `tomllib`)::
 Every variant's config is built and checked before anything starts (an unknown key or a bad
 value is the usual one-line error, exit 2). Run ``VARIANT-sSEED`` trains into ``--store`` as a
 child process (`python -m training train`), its output in ``OUT/logs/``; a run that fails
-(diverged beyond its guard: exit 3; killed; out of memory) is recorded as failed and the others
-go on. Running the same plan again skips runs whose final model is in the store with the
-planned config and resumes runs that left only checkpoints, so an interrupted sweep loses at
-most each run's last checkpoint interval. Then every finished run is screened (validation
-split, OOD sets drawn with the screen's seed, never the test split) and ``OUT/sweep.json`` and
-``OUT/sweep.md`` are written: one row per run, and each variant's mean over its seeds.
+(diverged beyond its guard: exit 3; killed; out of memory) is recorded as failed, with its log's
+error line, and the others go on. Running the same plan again skips runs whose final model is
+in the store with the planned config, resumes runs that left only checkpoints (an interrupted
+sweep loses at most each run's last checkpoint interval), does not retry a run that failed
+(``--retry-failed`` does), and leaves out (as "conflict") a run whose stored version was trained
+with another config: the plan changed, so rename the variant or delete that version. Then
+every finished run is screened (validation split, OOD sets drawn with the screen's seed, never
+the test split) and ``OUT/sweep.json`` and ``OUT/sweep.md`` are written: one row per run, and
+each variant's mean over its seeds. Exit status 0, or 1 if a run failed or was left out.
 """
 
 from __future__ import annotations
@@ -35,116 +38,56 @@ import shlex
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.config import ConfigError, TrainConfig, apply_overrides
-from training.presets import PRESETS, preset
+from training.config import ConfigError
+from training.sweep_plan import Plan, Run, differs, load_plan
 
-__all__ = ["Plan", "Run", "load_plan", "register", "run"]
-
-_NOT_COMPARED = frozenset({"num_threads"})  # settings of the machine, not of the recipe
+__all__ = ["register", "run", "train_all"]
 
 
-@dataclass(frozen=True)
-class Run:
-    variant: str
-    seed: int
-    overrides: tuple[str, ...]  # `--set` strings, seed last
-    config: TrainConfig
-
-    @property
-    def name(self) -> str:
-        return f"{self.variant}-s{self.seed}"
-
-
-@dataclass(frozen=True)
-class Plan:
-    preset: str
-    seeds: tuple[int, ...]
-    runs: tuple[Run, ...]
-    ood: dict[str, Path] = field(default_factory=dict)
-
-
-def _setting(key: str, value: Any) -> str:
-    """A TOML value as the `--set key=value` string `apply_overrides` parses."""
-    if isinstance(value, bool):
-        return f"{key}={'true' if value else 'false'}"
-    if isinstance(value, dict | list):
-        return f"{key}={json.dumps(value)}"
-    return f"{key}={value}"
-
-
-def load_plan(path: Path, threads: int = 0, extra: tuple[str, ...] = ()) -> Plan:
-    """Parse and check a plan file; ``extra`` `key=value` settings go last, over every run's
-    (a tiny trial of a plan: ``iterations=4``). Raises ConfigError (one line) for anything
-    wrong in it."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"no plan file {str(path)!r}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    unknown = sorted(set(raw) - {"preset", "seeds", "set", "ood", "variants"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown top-level keys {unknown}")
-    name = raw.get("preset")
-    if name not in PRESETS:
-        raise ConfigError(f"{path}: preset must be one of {sorted(PRESETS)}, got {name!r}")
-    seeds = raw.get("seeds", [0])
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ConfigError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
-    variants = raw.get("variants")
-    if not isinstance(variants, dict) or not variants:
-        raise ConfigError(f"{path}: needs at least one [variants.NAME] table")
-    common = [_setting(k, v) for k, v in raw.get("set", {}).items()]
-    common += [f"num_threads={threads}"] if threads else []
-    runs = []
-    for variant, keys in variants.items():
-        if not isinstance(keys, dict):
-            raise ConfigError(f"{path}: variants.{variant} must be a table of config keys")
-        if "seed" in keys:
-            raise ConfigError(f"{path}: variants.{variant} sets seed; use the plan's seeds")
-        for seed in seeds:
-            own = (_setting(k, v) for k, v in keys.items())
-            overrides = (*common, *own, *extra, f"seed={seed}")
-            try:
-                config = apply_overrides(preset(name), list(overrides))
-            except ConfigError as exc:
-                raise ConfigError(f"{path}: variants.{variant}: {exc}") from None
-            runs.append(Run(variant, seed, overrides, config))
-    ood = {str(k): Path(v) for k, v in raw.get("ood", {}).items()}
-    return Plan(name, tuple(seeds), tuple(runs), ood)
-
-
-def _differs(stored: Mapping[str, Any], run: Run) -> list[str]:
-    planned = json.loads(json.dumps(run.config.to_dict()))
-    stored = json.loads(json.dumps(dict(stored)))
-    return sorted(k for k in planned if k not in _NOT_COMPARED and stored.get(k) != planned[k])
-
-
-def _state(store: Any, run: Run) -> tuple[str, str | None]:
-    """("done", ref) if a final model of the planned config is stored, ("resume", ref) if only
-    its checkpoints are, ("new", None) if nothing is. ConfigError if the newest stored version
-    was trained with another config (the plan changed since): it is not reused silently."""
+def _state(store: Any, run: Run, failed_before: set[str]) -> tuple[str, str | None, str]:
+    """(state, stored ref, why): "done" (a final model of the planned config is stored),
+    "resume" (only its checkpoints are), "new", "failed before" (and not retried), or
+    "conflict" (the newest stored version was trained with another config)."""
     from model_store import StoreError
 
+    retry = "failed in the last sweep; --retry-failed runs it again"
     try:
         versions = store.list_versions(run.name)
     except StoreError:
-        return "new", None
+        return ("failed before", None, retry) if run.name in failed_before else ("new", None, "")
     ref = f"{run.name}:{versions[-1]}"
     manifest = store.manifest(ref)
-    changed = _differs(manifest.training.get("config", {}), run)
+    changed = differs(manifest.training.get("config", {}), run)
     if changed:
-        raise ConfigError(
-            f"the store holds {ref} trained with another config (differs in {changed}); "
-            "give another --store, or remove it"
+        why = (
+            f"{ref} in the store was trained with another config (differs in {changed}): "
+            f"rename the variant, or `python -m model_store --store {store.root} delete {ref}`"
         )
-    return ("done" if manifest.stage == "final" else "resume"), ref
+        return "conflict", ref, why
+    if manifest.stage == "final":
+        return "done", ref, ""
+    if run.name in failed_before:
+        return "failed before", ref, retry
+    return "resume", ref, ""
+
+
+def _failed_before(out: Path) -> set[str]:
+    try:
+        record = json.loads((out / "sweep.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return set()
+    failed = ("failed", "failed before")
+    return {r["name"] for r in record.get("runs", []) if r.get("status") in failed}
+
+
+def _error_line(log: Path) -> str:
+    """The last `error: ...` line a failed run printed, if any."""
+    lines = log.read_text(errors="replace").splitlines()
+    return next((ln for ln in reversed(lines) if ln.startswith("error:")), "")
 
 
 def _command(plan: Plan, run: Run, store: Path, resume: str | None) -> list[str]:
@@ -154,44 +97,73 @@ def _command(plan: Plan, run: Run, store: Path, resume: str | None) -> list[str]
     return [*head, *start, *sets, "--name", run.name, "--store", str(store)]
 
 
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    child.terminate()
+    try:
+        child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def plan_states(
+    plan: Plan, store: Path, out: Path, retry_failed: bool = False
+) -> dict[str, tuple[str, str | None, str]]:
+    """Every run's state in ``store`` (see `_state`), before anything starts."""
+    from model_store import ModelStore
+
+    failed = set() if retry_failed else _failed_before(out)
+    return {run.name: _state(ModelStore(store), run, failed) for run in plan.runs}
+
+
 def train_all(
-    plan: Plan, store: Path, logs: Path, parallel: int, deadline_s: float | None = None
+    plan: Plan,
+    store: Path,
+    out: Path,
+    parallel: int,
+    deadline_s: float | None = None,
+    retry_failed: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Run every run's training, `parallel` at a time; what became of each, by run name. After
     ``deadline_s`` seconds the runs still training are stopped (their checkpoints kept, so the
     same sweep resumes them) and the ones not started are left, so a sweep on a machine lent for
     a fixed time still screens what finished."""
-    from model_store import ModelStore
-
+    logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    states = {run.name: _state(ModelStore(store), run) for run in plan.runs}  # all checked first
+    states = plan_states(plan, store, out, retry_failed)
     results: dict[str, dict[str, Any]] = {}
-    waiting = [run for run in plan.runs if states[run.name][0] != "done"]
-    for run in plan.runs:
-        if states[run.name][0] == "done":
-            results[run.name] = {"status": "done before", "ref": states[run.name][1]}
+    waiting = []
+    for r in plan.runs:
+        state, ref, why = states[r.name]
+        if state in ("new", "resume"):
+            waiting.append(r)
+        else:
+            status = "done before" if state == "done" else state
+            results[r.name] = {"status": status, "ref": ref, **({"error": why} if why else {})}
+            if why:
+                print(f"sweep: {r.name} left out: {why}", flush=True)
     running: dict[str, tuple[subprocess.Popen[bytes], float, Any]] = {}
     stop_at = None if deadline_s is None else time.monotonic() + deadline_s
     try:
         while waiting or running:
             if stop_at is not None and time.monotonic() >= stop_at:
-                for run in waiting:
-                    results[run.name] = {"status": "not started (deadline)"}
+                for r in waiting:
+                    results[r.name] = {"status": "not started (deadline)"}
                 for name, (_, started, _) in running.items():
                     seconds = time.monotonic() - started
                     results[name] = {"status": "stopped (deadline)", "seconds": seconds}
                 print(f"sweep: deadline; stopping {sorted(running)}", flush=True)
                 break
             while waiting and len(running) < parallel:
-                run = waiting.pop(0)
-                state, ref = states[run.name]
-                log = (logs / f"{run.name}.log").open("ab")
-                cmd = _command(plan, run, store, ref if state == "resume" else None)
+                r = waiting.pop(0)
+                state, ref, _ = states[r.name]
+                log = (logs / f"{r.name}.log").open("ab")
+                cmd = _command(plan, r, store, ref if state == "resume" else None)
                 log.write(f"$ {shlex.join(cmd)}\n".encode())
                 log.flush()
                 child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-                running[run.name] = (child, time.monotonic(), log)
-                print(f"sweep: started {run.name} ({state})", flush=True)
+                running[r.name] = (child, time.monotonic(), log)
+                print(f"sweep: started {r.name} ({state})", flush=True)
             time.sleep(0.5)
             for name, (child, started, log) in list(running.items()):
                 if child.poll() is None:
@@ -200,13 +172,16 @@ def train_all(
                 del running[name]
                 seconds = time.monotonic() - started
                 ok = child.returncode == 0
-                results[name] = {"status": "trained" if ok else "failed", "seconds": seconds}
-                results[name]["returncode"] = child.returncode
-                print(f"sweep: {name} {results[name]['status']} in {seconds:.0f} s", flush=True)
+                result = {"status": "trained" if ok else "failed", "seconds": seconds}
+                result["returncode"] = child.returncode
+                if not ok:
+                    result["error"] = _error_line(logs / f"{name}.log")
+                results[name] = result
+                line = f"sweep: {name} {result['status']} in {seconds:.0f} s"
+                print(line + (f" ({result['error']})" if not ok else ""), flush=True)
     finally:  # interrupted: stop the children; their checkpoints let the next sweep resume
         for child, _, log in running.values():
-            child.terminate()
-            child.wait()
+            _stop(child)
             log.close()
     return results
 
@@ -233,37 +208,56 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="stop the runs still training after this long (resumable), then screen the rest",
     )
     add_set_argument(p, "a config setting for every run, over the plan's (repeatable)")
-    p.add_argument("--data-root", default=None, help="data root for the screen (as `screen`)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="data root of every run and of the screen (the config's data_root, over the plan's)",
+    )
+    p.add_argument(
+        "--retry-failed", action="store_true", help="run again the runs that failed last time"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the screen's validation halves")
     p.add_argument(
         "--screen-device",
         default="auto",
         help="where the finished runs are screened (default auto: cuda if there is one)",
     )
-    p.add_argument("--dry-run", action="store_true", help="print the runs' commands and stop")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print each run's state and command, and stop"
+    )
     add_ood_folder_argument(p, "; validation-side images, never the report's folders")
     add_verbose(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.sweep_report import screen_runs, write_report
-
     if args.parallel < 1:
         raise ConfigError(f"--parallel must be >= 1, got {args.parallel}")
-    plan = load_plan(args.plan, args.threads, tuple(args.overrides))
+    extra = [f"data_root={args.data_root}"] if args.data_root else []
+    plan = load_plan(args.plan, args.threads, (*extra, *args.overrides))
     out = args.out or Path("runs/sweeps") / args.plan.stem
     store = args.store or out / "store"
-    if args.dry_run:
-        for r in plan.runs:
-            print(shlex.join(_command(plan, r, store, None)))
-        return 0
     try:
-        deadline = None if args.deadline_minutes is None else 60 * args.deadline_minutes
-        results = train_all(plan, store, out / "logs", args.parallel, deadline)
+        return _run(args, plan, out, store)
     except KeyboardInterrupt:
         print("sweep: interrupted; the same command resumes it", file=sys.stderr)
         return 130
+
+
+def _run(args: argparse.Namespace, plan: Plan, out: Path, store: Path) -> int:
+    from training.sweep_report import screen_runs, write_report
+
+    if args.dry_run:
+        states = plan_states(plan, store, out, args.retry_failed)
+        for r in plan.runs:
+            state, ref, why = states[r.name]
+            cmd = _command(plan, r, store, ref if state == "resume" else None)
+            print(f"# {r.name}: {state}{': ' + why if why else ''}")
+            if state in ("new", "resume"):
+                print(shlex.join(cmd))
+        return 0
+    deadline = None if args.deadline_minutes is None else 60 * args.deadline_minutes
+    results = train_all(plan, store, out, args.parallel, deadline, args.retry_failed)
     ood: Mapping[str, Path] = {**plan.ood, **dict(args.ood_folders)}
     device = args.screen_device
     if device == "auto":
@@ -272,4 +266,6 @@ def run(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = screen_runs(plan, results, store, ood, args.data_root, args.seed, device)
     print(write_report(plan, rows, out))
-    return 0 if all(r["status"] != "failed" for r in rows) else 1
+    print(f"sweep: wrote {out / 'sweep.md'} and {out / 'sweep.json'}")
+    ok = ("trained", "done before", "stopped (deadline)", "not started (deadline)")
+    return 0 if all(r["status"] in ok for r in rows) else 1

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from training.screen import SCREEN_OOD_SEED, metrics_table, screen_model
-from training.sweep import Plan
+from training.sweep_plan import Plan
 
 __all__ = ["mean_by_variant", "screen_runs", "write_report"]
 
@@ -33,6 +33,7 @@ def screen_runs(
     from training.eval_metrics import dataset_for
 
     store_ = ModelStore(store)
+    datasets: dict[str, Any] = {}  # one data set per distinct split: built once, not per run
     rows = []
     for r in plan.runs:
         row: dict[str, Any] = {"variant": r.variant, "seed": r.seed, "name": r.name}
@@ -44,8 +45,12 @@ def screen_runs(
                 row.update(status="failed", error=str(exc))
             else:
                 row["ref"] = str(loaded.ref)
-                dataset = dataset_for(loaded.manifest, data_root)
-                row["metrics"] = screen_model(loaded, dataset, seed=seed, ood_folders=ood)
+                row.setdefault("seconds", loaded.manifest.training.get("duration_s"))
+                split = json.dumps(loaded.manifest.training.get("split"), sort_keys=True)
+                key = f"{split} {loaded.manifest.input_spec!r} {data_root}"
+                if key not in datasets:
+                    datasets[key] = dataset_for(loaded.manifest, data_root)
+                row["metrics"] = screen_model(loaded, datasets[key], seed=seed, ood_folders=ood)
         rows.append(row)
     return rows
 
@@ -65,12 +70,14 @@ def mean_by_variant(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
             for s in screened[0]["auroc"]
         }
-        out.append({"variant": variant, "n": len(screened), **mean})
+        planned = sum(r["variant"] == variant for r in rows)
+        out.append({"variant": variant, "n": len(screened), "of": planned, **mean})
     return out
 
 
 def _minutes(row: Mapping[str, Any]) -> str:
-    return f"{row['seconds'] / 60:.1f}" if "seconds" in row else "-"
+    seconds = row.get("seconds")
+    return f"{seconds / 60:.1f}" if isinstance(seconds, int | float) else "-"
 
 
 def write_report(plan: Plan, rows: list[dict[str, Any]], out: Path) -> str:
@@ -92,18 +99,24 @@ def write_report(plan: Plan, rows: list[dict[str, Any]], out: Path) -> str:
                     ("run", lambda r: str(r["ref"])),
                     ("status", lambda r: str(r["status"])),
                     ("minutes", _minutes),
+                    ("val n", lambda r: str(r["n"])),
                 ),
             )
         )
     unscreened = [r for r in rows if "metrics" not in r]
     for r in unscreened:
         code = f", exit code {r['returncode']}" if "returncode" in r else ""
-        lines.append(f"- `{r['name']}`: {r['status']}{code} (its log: logs/{r['name']}.log)")
+        why = f": {r['error']}" if r.get("error") else ""
+        lines.append(f"- `{r['name']}`: {r['status']}{code}{why} (log: logs/{r['name']}.log)")
     if means and len(plan.seeds) > 1:
         lines += ["", "Each variant's mean over its screened seeds:", ""]
         lines.append(
             metrics_table(
-                means, (("variant", lambda r: str(r["variant"])), ("seeds", lambda r: str(r["n"])))
+                means,
+                (
+                    ("variant", lambda r: str(r["variant"])),
+                    ("seeds screened", lambda r: f"{r['n']} of {r['of']}"),
+                ),
             )
         )
     text = "\n".join(lines) + "\n"

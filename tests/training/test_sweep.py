@@ -11,7 +11,7 @@ import pytest
 
 from tests.training._tiny import TINY
 from training.config import ConfigError
-from training.sweep import load_plan
+from training.sweep_plan import load_plan
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,12 +64,21 @@ def test_a_plan_gives_one_run_per_variant_and_seed_with_typed_settings(tmp_path:
         ('preset = "digits-jem"\n[variants.a]\nbogus = 1', "variants.a: unknown config key"),
         ('preset = "digits-jem"\nsed = [1]\n[variants.a]', "unknown top-level keys ['sed']"),
         ("preset = ", "not valid TOML"),
+        ('preset = "digits-jem"\n[set]\niteratons = 5\n[variants.a]', "[set]: unknown config"),
+        ('preset = "digits-jem"\n[variants.a]\niteratons = 5', "did you mean 'iterations'?"),
+        ('preset = "folder-jem"\n[variants.a]', "data_root None is not a directory"),
+        ('preset = "digits-jem"\n[ood]\nx = "nowhere"\n[variants.a]', "[ood] x = 'nowhere'"),
     ],
 )
 def test_a_bad_plan_is_one_config_error(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_plan(_plan(tmp_path, text))
     assert message in str(info.value)
+
+
+def test_a_command_line_setting_is_blamed_on_the_command_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^--set: unknown config key 'iteratons'; did you"):
+        load_plan(_plan(tmp_path, 'preset = "digits-jem"\n[variants.a]'), extra=("iteratons=1",))
 
 
 def _sweep(plan: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -105,18 +114,31 @@ def test_a_sweep_trains_screens_skips_what_is_done_and_refuses_a_changed_plan(
     assert "`diverges-s0`: failed, exit code 3" in (out / "sweep.md").read_text()
     assert "non-finite" in (out / "logs" / "diverges-s0.log").read_text()
 
+    again = _sweep(plan, out)  # the failed runs are not retried, the others not retrained
+    assert again.returncode == 1
+    assert "started" not in again.stdout
+    runs = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
+    assert runs["preset-s1"]["status"] == "done before"
+    assert runs["diverges-s0"]["status"] == "failed before"
+    assert "--retry-failed" in runs["diverges-s0"]["error"]
+
     plan.write_text('preset = "digits-baseline"\nseeds = [0, 1]\n[variants.preset]\n')
-    again = _sweep(plan, out)
-    assert again.returncode == 0, again.stderr
+    done = _sweep(plan, out)
+    assert done.returncode == 0, done.stderr
     runs = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
     assert {r["status"] for r in runs.values()} == {"done before"}
-    assert "started" not in again.stdout
+    assert runs["preset-s0"]["seconds"] > 0  # the run's own time, from its manifest
 
-    plan.write_text('preset = "digits-baseline"\nseeds = [0]\n[variants.preset]\nlr = 0.01\n')
-    changed = _sweep(plan, out)
-    assert changed.returncode == 2
-    assert changed.stderr.count("\n") == 1
-    assert "trained with another config (differs in ['lr'])" in changed.stderr
+    plan.write_text(
+        'preset = "digits-baseline"\nseeds = [0]\n[variants.preset]\nlr = 0.01\n[variants.new]\n'
+    )
+    changed = _sweep(plan, out)  # the changed run is left out, the new one trains
+    assert changed.returncode == 1, changed.stderr
+    runs = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
+    assert runs["preset-s0"]["status"] == "conflict"
+    assert "trained with another config (differs in ['lr'])" in runs["preset-s0"]["error"]
+    assert "delete preset-s0:" in runs["preset-s0"]["error"]
+    assert runs["new-s0"]["status"] == "trained"
 
 
 @pytest.mark.slow
