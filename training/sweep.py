@@ -33,12 +33,14 @@ each variant's mean over its seeds. Exit status 0, or 1 if a run failed or was l
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +50,22 @@ from training.sweep_plan import Plan, Run, differs, load_plan
 __all__ = ["register", "run", "train_all"]
 
 
-def _state(store: Any, run: Run, failed_before: set[str]) -> tuple[str, str | None, str]:
+def _state(
+    store: Any, run: Run, failed_before: Mapping[str, list[str]]
+) -> tuple[str, str | None, str]:
     """(state, stored ref, why): "done" (a final model of the planned config is stored),
     "resume" (only its checkpoints are), "new", "failed before" (and not retried), or
     "conflict" (the newest stored version was trained with another config)."""
     from model_store import StoreError
 
-    retry = "failed in the last sweep; --retry-failed runs it again"
+    retry = "it failed with these settings in the last sweep; --retry-failed runs it again"
+    # a failed run is not tried again with the same settings (a CPU run would fail the same way);
+    # changed settings (a fixed typo) are a new try
+    failed = failed_before.get(run.name) == list(run.overrides)
     try:
         versions = store.list_versions(run.name)
     except StoreError:
-        return ("failed before", None, retry) if run.name in failed_before else ("new", None, "")
+        return ("failed before", None, retry) if failed else ("new", None, "")
     ref = f"{run.name}:{versions[-1]}"
     manifest = store.manifest(ref)
     changed = differs(manifest.training.get("config", {}), run)
@@ -70,18 +77,20 @@ def _state(store: Any, run: Run, failed_before: set[str]) -> tuple[str, str | No
         return "conflict", ref, why
     if manifest.stage == "final":
         return "done", ref, ""
-    if run.name in failed_before:
+    if failed:
         return "failed before", ref, retry
     return "resume", ref, ""
 
 
-def _failed_before(out: Path) -> set[str]:
+def _failed_before(out: Path) -> dict[str, list[str]]:
+    """The runs the last sweep in ``out`` recorded as failed, with the settings they had."""
     try:
         record = json.loads((out / "sweep.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        return set()
+        return {}
     failed = ("failed", "failed before")
-    return {r["name"] for r in record.get("runs", []) if r.get("status") in failed}
+    runs = record.get("runs", [])
+    return {r["name"]: r.get("overrides", []) for r in runs if r.get("status") in failed}
 
 
 def _error_line(log: Path) -> str:
@@ -112,7 +121,7 @@ def plan_states(
     """Every run's state in ``store`` (see `_state`), before anything starts."""
     from model_store import ModelStore
 
-    failed = set() if retry_failed else _failed_before(out)
+    failed = {} if retry_failed else _failed_before(out)
     return {run.name: _state(ModelStore(store), run, failed) for run in plan.runs}
 
 
@@ -152,7 +161,7 @@ def train_all(
                 for name, (_, started, _) in running.items():
                     seconds = time.monotonic() - started
                     results[name] = {"status": "stopped (deadline)", "seconds": seconds}
-                print(f"sweep: deadline; stopping {sorted(running)}", flush=True)
+                print(f"sweep: deadline; stopping {', '.join(sorted(running))}", flush=True)
                 break
             while waiting and len(running) < parallel:
                 r = waiting.pop(0)
@@ -238,10 +247,26 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs/sweeps") / args.plan.stem
     store = args.store or out / "store"
     try:
-        return _run(args, plan, out, store)
+        if args.dry_run:
+            return _run(args, plan, out, store)
+        with _only_sweep_in(out):
+            return _run(args, plan, out, store)
     except KeyboardInterrupt:
         print("sweep: interrupted; the same command resumes it", file=sys.stderr)
         return 130
+
+
+@contextmanager
+def _only_sweep_in(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock for the sweep: a second sweep into the same folder (and so, by
+    default, the same store and logs) is refused rather than training every run twice."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / ".lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another sweep is running with --out {out}") from None
+        yield
 
 
 def _run(args: argparse.Namespace, plan: Plan, out: Path, store: Path) -> int:
@@ -255,7 +280,7 @@ def _run(args: argparse.Namespace, plan: Plan, out: Path, store: Path) -> int:
             print(f"# {r.name}: {state}{': ' + why if why else ''}")
             if state in ("new", "resume"):
                 print(shlex.join(cmd))
-        return 0
+        return 1 if any(st[0] in ("conflict", "failed before") for st in states.values()) else 0
     deadline = None if args.deadline_minutes is None else 60 * args.deadline_minutes
     results = train_all(plan, store, out, args.parallel, deadline, args.retry_failed)
     ood: Mapping[str, Path] = {**plan.ood, **dict(args.ood_folders)}

@@ -3,6 +3,7 @@ parsed, every run's config built and checked, its folders found, before anything
 
 from __future__ import annotations
 
+import difflib
 import json
 import tomllib
 from collections.abc import Mapping
@@ -73,9 +74,11 @@ def load_plan(path: Path, threads: int = 0, extra: tuple[str, ...] = ()) -> Plan
         raise ConfigError(f"no plan file {str(path)!r}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    unknown = sorted(set(raw) - {"preset", "seeds", "set", "ood", "variants"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown top-level keys {unknown}")
+    top = ("preset", "seeds", "set", "ood", "variants")
+    for key in sorted(set(raw) - set(top)):
+        near = difflib.get_close_matches(key, top, n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]!r}?" if near else f"the keys are {', '.join(top)}"
+        raise ConfigError(f"{path}: unknown top-level key {key!r}; {hint}")
     name = raw.get("preset")
     if name not in PRESETS:
         raise ConfigError(f"{path}: preset must be one of {sorted(PRESETS)}, got {name!r}")
@@ -102,9 +105,10 @@ def load_plan(path: Path, threads: int = 0, extra: tuple[str, ...] = ()) -> Plan
             if config.dataset == "folder" and not (
                 config.data_root and Path(config.data_root).is_dir()
             ):
+                where = f"variants.{variant}" if "data_root" in keys else "[set] / --data-root"
                 raise ConfigError(
-                    f"{path}: variants.{variant}: data_root {config.data_root!r} is not a "
-                    f"directory (from {Path.cwd()}); give it in [set] or with --data-root"
+                    f"{path}: data_root {config.data_root!r} ({where}) is not a directory, "
+                    f"read from {Path.cwd()}"
                 )
             runs.append(Run(variant, seed, settings, config))
     ood = {str(k): Path(v) for k, v in raw.get("ood", {}).items()}

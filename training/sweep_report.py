@@ -45,7 +45,8 @@ def screen_runs(
                 row.update(status="failed", error=str(exc))
             else:
                 row["ref"] = str(loaded.ref)
-                row.setdefault("seconds", loaded.manifest.training.get("duration_s"))
+                # the table's minutes: the run's own training loop, the same on every re-run
+                row["train_seconds"] = loaded.manifest.training.get("duration_s")
                 split = json.dumps(loaded.manifest.training.get("split"), sort_keys=True)
                 key = f"{split} {loaded.manifest.input_spec!r} {data_root}"
                 if key not in datasets:
@@ -71,12 +72,14 @@ def mean_by_variant(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for s in screened[0]["auroc"]
         }
         planned = sum(r["variant"] == variant for r in rows)
+        spread = max(m["accuracy"] for m in screened) - min(m["accuracy"] for m in screened)
         out.append({"variant": variant, "n": len(screened), "of": planned, **mean})
+        out[-1]["accuracy_spread"] = spread
     return out
 
 
 def _minutes(row: Mapping[str, Any]) -> str:
-    seconds = row.get("seconds")
+    seconds = row.get("train_seconds")
     return f"{seconds / 60:.1f}" if isinstance(seconds, int | float) else "-"
 
 
@@ -85,7 +88,7 @@ def write_report(plan: Plan, rows: list[dict[str, Any]], out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     means = mean_by_variant(rows)
     lines = [
-        f"# Sweep of `{plan.preset}`: {len(plan.runs)} runs, seeds {list(plan.seeds)}",
+        f"# Sweep of `{plan.preset}`: {len(plan.runs)} run(s), seeds {list(plan.seeds)}",
         "",
         f"Validation split only (`training screen`; OOD sets drawn with seed {SCREEN_OOD_SEED}).",
         "",
@@ -116,6 +119,7 @@ def write_report(plan: Plan, rows: list[dict[str, Any]], out: Path) -> str:
                 (
                     ("variant", lambda r: str(r["variant"])),
                     ("seeds screened", lambda r: f"{r['n']} of {r['of']}"),
+                    ("val acc spread", lambda r: f"{100 * r['accuracy_spread']:.2f}"),
                 ),
             )
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import sys
@@ -62,11 +63,17 @@ def test_a_plan_gives_one_run_per_variant_and_seed_with_typed_settings(tmp_path:
             "variants.a: invalid training config: lr must be > 0",
         ),
         ('preset = "digits-jem"\n[variants.a]\nbogus = 1', "variants.a: unknown config key"),
-        ('preset = "digits-jem"\nsed = [1]\n[variants.a]', "unknown top-level keys ['sed']"),
+        (
+            'preset = "digits-jem"\nsed = [1]\n[variants.a]',
+            "unknown top-level key 'sed'; did you mean 'seeds'?",
+        ),
         ("preset = ", "not valid TOML"),
         ('preset = "digits-jem"\n[set]\niteratons = 5\n[variants.a]', "[set]: unknown config"),
         ('preset = "digits-jem"\n[variants.a]\niteratons = 5', "did you mean 'iterations'?"),
-        ('preset = "folder-jem"\n[variants.a]', "data_root None is not a directory"),
+        (
+            'preset = "folder-jem"\n[variants.a]',
+            "data_root None ([set] / --data-root) is not a directory",
+        ),
         ('preset = "digits-jem"\n[ood]\nx = "nowhere"\n[variants.a]', "[ood] x = 'nowhere'"),
     ],
 )
@@ -90,7 +97,7 @@ def _sweep(plan: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.slow
-def test_a_sweep_trains_screens_skips_what_is_done_and_refuses_a_changed_plan(
+def test_a_sweep_trains_screens_skips_what_is_done_and_leaves_out_a_changed_run(
     tmp_path: Path,
 ) -> None:
     plan = _plan(
@@ -122,12 +129,30 @@ def test_a_sweep_trains_screens_skips_what_is_done_and_refuses_a_changed_plan(
     assert runs["diverges-s0"]["status"] == "failed before"
     assert "--retry-failed" in runs["diverges-s0"]["error"]
 
+    plan.write_text(  # the failing variant fixed: a new try, not "failed before"
+        'preset = "digits-baseline"\nseeds = [0, 1]\n[variants.preset]\n'
+        "[variants.diverges]\nguard_retries = 0\n"
+    )
+    dry = _sweep(plan, out, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "# preset-s0: done" in dry.stdout
+    assert "# diverges-s0: new" in dry.stdout
+    fixed = _sweep(plan, out, "--parallel", "2")
+    assert fixed.returncode == 0, fixed.stderr
+    runs = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
+    assert runs["diverges-s1"]["status"] == "trained"
+
     plan.write_text('preset = "digits-baseline"\nseeds = [0, 1]\n[variants.preset]\n')
+    with (out / ".lock").open("a") as lock:  # a sweep already running with this --out
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        second = _sweep(plan, out)
+    assert second.returncode == 2
+    assert f"another sweep is running with --out {out}" in second.stderr
     done = _sweep(plan, out)
     assert done.returncode == 0, done.stderr
     runs = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
     assert {r["status"] for r in runs.values()} == {"done before"}
-    assert runs["preset-s0"]["seconds"] > 0  # the run's own time, from its manifest
+    assert runs["preset-s0"]["train_seconds"] > 0  # the run's own loop time, from its manifest
 
     plan.write_text(
         'preset = "digits-baseline"\nseeds = [0]\n[variants.preset]\nlr = 0.01\n[variants.new]\n'
@@ -151,4 +176,4 @@ def test_the_deadline_stops_runs_and_screens_what_finished(tmp_path: Path) -> No
     assert runs["long-s0"]["status"] == "stopped (deadline)"
     assert runs["long-s1"]["status"] == "not started (deadline)"
     assert runs["long-s0"]["seconds"] >= 12
-    assert "deadline; stopping ['long-s0']" in result.stdout
+    assert "deadline; stopping long-s0\n" in result.stdout
