@@ -142,6 +142,9 @@ def run_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        print(f"interrupted; {_resume_hint(store, name)}", file=sys.stderr)
+        return 130
     finally:
         cleanup(info)
     if result.ref is not None:
@@ -149,6 +152,16 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"saved {result.ref} to {store.path(result.ref)}")
         print(f"steps={result.steps} duration_s={result.duration_s:.1f} {metrics}")
     return 0
+
+
+def _resume_hint(store: Any, name: str) -> str:
+    from model_store import StoreError
+
+    try:
+        last = store.list_versions(name)[-1]
+    except StoreError:
+        return "no checkpoint was saved yet"
+    return f"continue with --resume {name}:{last} (the same --store)"
 
 
 SUMMARIES = {

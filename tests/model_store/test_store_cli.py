@@ -106,3 +106,21 @@ def test_module_entry_point(store: ModelStore, save: Any) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok: digits:1")
+
+
+def test_a_reader_that_stops_early_is_not_an_error_with_a_traceback() -> None:
+    # `python -m model_store list | head -0` on the shipped store: the reader has gone before
+    # the listing is written
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("JEM_MODEL_STORE", None)
+    listing = subprocess.Popen(
+        [sys.executable, "-m", "model_store", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+    )
+    assert listing.stdout is not None
+    listing.stdout.close()
+    _, err = listing.communicate(timeout=120)
+    assert err == b""

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from tests.training._tiny import TINY
 from training.cli import SUBCOMMANDS, build_parser, main
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_train_arguments_parse() -> None:
@@ -37,3 +45,26 @@ def test_a_subcommand_is_a_few_lines(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setitem(SUBCOMMANDS, "hello", register)
     assert main(["hello", "world"]) == 7
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_train_is_one_line_that_says_how_to_resume(tmp_path: Path) -> None:
+    tiny = [arg for setting in TINY for arg in ("--set", setting)]
+    train = [sys.executable, "-m", "training", "train", "--preset", "digits-baseline", *tiny]
+    child = subprocess.Popen(
+        [*train, "--set", "iterations=100000", "--name", "i", "--store", str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "i").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.5)  # its first checkpoint
+    time.sleep(2)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted; continue with --resume i:"), err
+    assert "Traceback" not in err
