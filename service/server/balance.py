@@ -174,9 +174,12 @@ class BalancedServer(uvicorn.Server):
     without sockets from a parent."""
 
     board: ConnectionBoard | None = None
+    _supervisor: int | None = None  # in a forked worker: the supervisor's pid
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         board = self.board
+        if board is not None:  # forked by the supervisor, which is our parent now
+            self._supervisor = os.getppid()
         if sockets is None or board is None or self.config.ssl is not None:
             await super().startup(sockets)
             return
@@ -201,3 +204,13 @@ class BalancedServer(uvicorn.Server):
             _TakingTurns(sock, factory, connections, board, slot)  # type: ignore[misc]
             for sock in own
         ]
+
+    async def on_tick(self, counter: int) -> bool:
+        """uvicorn's tick (every 0.1 s), and once a second: is the supervisor still there? A
+        worker whose supervisor was killed (SIGKILL, the OOM killer) would otherwise serve on,
+        unsupervised, until someone finds it; it drains and stops instead."""
+        supervisor = self._supervisor
+        if counter % 10 == 0 and supervisor is not None and os.getppid() != supervisor:
+            logger.warning("the supervisor (pid %d) is gone: this worker stops", supervisor)
+            return True
+        return await super().on_tick(counter)

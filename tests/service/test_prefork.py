@@ -98,3 +98,16 @@ def test_forked_workers_share_metrics_in_the_directory_the_service_made(
             assert time.monotonic() < deadline, s.logs()[-3000:]
         text = httpx.get(f"{s.url}/metrics").text
     assert requests_total(text, "predict", "200") == 20, text[-3000:]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_workers_stop_when_their_supervisor_is_killed(store_root: Path, tmp_path: Path) -> None:
+    """SIGKILL (or the OOM killer) on the supervisor leaves no worker serving unsupervised."""
+    with run_service(store_root, tmp_path / "server.log", "--workers", "2", models="served") as s:
+        workers = _workers(psutil.Process(s.proc.pid))
+        s.proc.send_signal(signal.SIGKILL)
+        s.proc.wait(timeout=10)
+        _, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive, [w.pid for w in alive]
+        assert "the supervisor (pid" in s.logs()
