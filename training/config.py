@@ -11,6 +11,7 @@ import difflib
 import json
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -220,6 +221,16 @@ KEEP_AND_LOG_KEYS = frozenset(
         "data_root",
     }
 )
+
+
+def config_differences(
+    a: Mapping[str, Any], b: Mapping[str, Any], ignore: frozenset[str] = frozenset()
+) -> list[str]:
+    """The keys (sorted, ``ignore`` aside) whose values differ between two configs as dicts
+    (`TrainConfig.to_dict()` or a manifest's ``training.config``), compared as JSON, so that a
+    tuple and the list a manifest stored it as are equal; a key missing on one side differs."""
+    a, b = json.loads(json.dumps(dict(a))), json.loads(json.dumps(dict(b)))
+    return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
 
 
 def valid_keys() -> str:

@@ -22,7 +22,7 @@ from torch import Tensor
 from model_store import Manifest, ModelRef, ModelStore, StoreError
 from training.best import candidates_from
 from training.cli import add_model_source_args, set_threads
-from training.config import KEEP_AND_LOG_KEYS
+from training.config import KEEP_AND_LOG_KEYS, config_differences
 from training.eval_metrics import batched_logits, dataset_for
 
 __all__ = ["crossfit_choice", "register", "run", "run_versions", "weights_step"]
@@ -105,11 +105,7 @@ def check_one_run(store: ModelStore, refs: list[str]) -> None:
         cfg = store.manifest(store.resolve(ref)).training.get("config")
         configs.append(cfg if isinstance(cfg, dict) else {})
     for ref, cfg in zip(refs[1:], configs[1:], strict=True):
-        differ = sorted(
-            k
-            for k in set(cfg) | set(configs[0])
-            if k not in _NOT_TRAJECTORY and cfg.get(k) != configs[0].get(k)
-        )
+        differ = config_differences(configs[0], cfg, _NOT_TRAJECTORY)
         if differ:
             shown = ", ".join(f"{k} {configs[0].get(k)!r} vs {cfg.get(k)!r}" for k in differ[:4])
             more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""

@@ -99,9 +99,11 @@ def _error_line(log: Path) -> str:
     return next((ln for ln in reversed(lines) if ln.startswith("error:")), "")
 
 
-def _command(plan: Plan, run: Run, store: Path, resume: str | None) -> list[str]:
+def _command(plan: Plan, run: Run, store: Path, state: tuple[str, str | None, str]) -> list[str]:
+    """The child's `train` command: from the preset, or from the checkpoint a "resume" has."""
     head = [sys.executable, "-m", "training", "train", "--no-progress"]
-    start = ["--resume", resume] if resume else ["--preset", plan.preset]
+    kind, ref, _ = state
+    start = ["--resume", ref] if kind == "resume" and ref else ["--preset", plan.preset]
     sets = [arg for o in run.overrides for arg in ("--set", o)]
     return [*head, *start, *sets, "--name", run.name, "--store", str(store)]
 
@@ -122,7 +124,8 @@ def plan_states(
     from model_store import ModelStore
 
     failed = {} if retry_failed else _failed_before(out)
-    return {run.name: _state(ModelStore(store), run, failed) for run in plan.runs}
+    stored = ModelStore(store)
+    return {run.name: _state(stored, run, failed) for run in plan.runs}
 
 
 def train_all(
@@ -165,14 +168,13 @@ def train_all(
                 break
             while waiting and len(running) < parallel:
                 r = waiting.pop(0)
-                state, ref, _ = states[r.name]
                 log = (logs / f"{r.name}.log").open("ab")
-                cmd = _command(plan, r, store, ref if state == "resume" else None)
+                cmd = _command(plan, r, store, states[r.name])
                 log.write(f"$ {shlex.join(cmd)}\n".encode())
                 log.flush()
                 child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
                 running[r.name] = (child, time.monotonic(), log)
-                print(f"sweep: started {r.name} ({state})", flush=True)
+                print(f"sweep: started {r.name} ({states[r.name][0]})", flush=True)
             time.sleep(0.5)
             for name, (child, started, log) in list(running.items()):
                 if child.poll() is None:
@@ -229,7 +231,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--screen-device",
         default="auto",
-        help="where the finished runs are screened (default auto: cuda if there is one)",
+        help="where the finished runs are screened (default auto: cuda > mps > cpu, as train)",
     )
     p.add_argument(
         "--dry-run", action="store_true", help="print each run's state and command, and stop"
@@ -246,9 +248,9 @@ def run(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan, args.threads, (*extra, *args.overrides))
     out = args.out or Path("runs/sweeps") / args.plan.stem
     store = args.store or out / "store"
+    if args.dry_run:
+        return _dry_run(plan, store, out, args.retry_failed)
     try:
-        if args.dry_run:
-            return _run(args, plan, out, store)
         with _only_sweep_in(out):
             return _run(args, plan, out, store)
     except KeyboardInterrupt:
@@ -269,26 +271,25 @@ def _only_sweep_in(out: Path) -> Iterator[None]:
         yield
 
 
+def _dry_run(plan: Plan, store: Path, out: Path, retry_failed: bool) -> int:
+    """Each run's state and, for those that would train, its command; 1 if any is left out."""
+    states = plan_states(plan, store, out, retry_failed)
+    for r in plan.runs:
+        state, _, why = states[r.name]
+        print(f"# {r.name}: {state}{': ' + why if why else ''}")
+        if state in ("new", "resume"):
+            print(shlex.join(_command(plan, r, store, states[r.name])))
+    return 1 if any(st[0] in ("conflict", "failed before") for st in states.values()) else 0
+
+
 def _run(args: argparse.Namespace, plan: Plan, out: Path, store: Path) -> int:
+    from training.distributed import select_device
     from training.sweep_report import screen_runs, write_report
 
-    if args.dry_run:
-        states = plan_states(plan, store, out, args.retry_failed)
-        for r in plan.runs:
-            state, ref, why = states[r.name]
-            cmd = _command(plan, r, store, ref if state == "resume" else None)
-            print(f"# {r.name}: {state}{': ' + why if why else ''}")
-            if state in ("new", "resume"):
-                print(shlex.join(cmd))
-        return 1 if any(st[0] in ("conflict", "failed before") for st in states.values()) else 0
     deadline = None if args.deadline_minutes is None else 60 * args.deadline_minutes
     results = train_all(plan, store, out, args.parallel, deadline, args.retry_failed)
     ood: Mapping[str, Path] = {**plan.ood, **dict(args.ood_folders)}
-    device = args.screen_device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(select_device(args.screen_device))  # auto: the project's cuda > mps > cpu
     rows = screen_runs(plan, results, store, ood, args.data_root, args.seed, device)
     print(write_report(plan, rows, out))
     print(f"sweep: wrote {out / 'sweep.md'} and {out / 'sweep.json'}")

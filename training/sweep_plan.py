@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.config import KEEP_AND_LOG_KEYS, ConfigError, TrainConfig, apply_overrides
+from training.config import (
+    KEEP_AND_LOG_KEYS,
+    ConfigError,
+    TrainConfig,
+    apply_overrides,
+    config_differences,
+)
 from training.presets import PRESETS, preset
 
 __all__ = ["Plan", "Run", "differs", "load_plan"]
@@ -121,6 +127,4 @@ def load_plan(path: Path, threads: int = 0, extra: tuple[str, ...] = ()) -> Plan
 def differs(stored: Mapping[str, Any], run: Run) -> list[str]:
     """The keys in which a stored run's config differs from the planned run's (NOT_COMPARED
     aside): empty if the stored run is the planned one."""
-    planned = json.loads(json.dumps(run.config.to_dict()))
-    stored = json.loads(json.dumps(dict(stored)))
-    return sorted(k for k in planned if k not in NOT_COMPARED and stored.get(k) != planned[k])
+    return config_differences(stored, run.config.to_dict(), NOT_COMPARED)

@@ -37,7 +37,8 @@ __all__ = ["RECEIVE_LIMIT_FACTOR", "InferenceServicer", "start_grpc_server"]
 logger = logging.getLogger("service.grpc")
 T = TypeVar("T")
 
-SERVICE = "inference.GRPCInferenceService"
+_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+SERVICE = _SERVICE.full_name  # "inference.GRPCInferenceService"
 # gRPC receives a whole message before any code of ours sees it, so its own limit must sit above
 # JEM_MAX_BODY_BYTES for the service to answer (and count) an oversized one; this bounds the
 # memory one message may take before it is refused.
@@ -189,7 +190,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         async def run() -> pb.ServerLiveResponse:
             return pb.ServerLiveResponse(live=True)
 
-        return await self._call(context, "grpc_server_live", "", run, auth=False)
+        return await self._call(context, ENDPOINTS["ServerLive"], "", run, auth=False)
 
     async def ServerReady(
         self, request: pb.ServerReadyRequest, context: aio.ServicerContext
@@ -197,7 +198,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         async def run() -> pb.ServerReadyResponse:
             return pb.ServerReadyResponse(ready=self.runtime.ready)
 
-        return await self._call(context, "grpc_server_ready", "", run, auth=False)
+        return await self._call(context, ENDPOINTS["ServerReady"], "", run, auth=False)
 
     async def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: aio.ServicerContext
@@ -209,7 +210,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 extensions=list(SERVER_METADATA["extensions"]),
             )
 
-        return await self._call(context, "grpc_server_metadata", "", run)
+        return await self._call(context, ENDPOINTS["ServerMetadata"], "", run)
 
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: aio.ServicerContext
@@ -218,7 +219,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             resolve(self.runtime, request.name, request.version)
             return pb.ModelReadyResponse(ready=True)
 
-        return await self._call(context, "grpc_model_ready", request.name, run)
+        return await self._call(context, ENDPOINTS["ModelReady"], request.name, run)
 
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: aio.ServicerContext
@@ -234,7 +235,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 outputs=[tensor(**t) for t in meta["outputs"]],
             )
 
-        return await self._call(context, "grpc_model_metadata", request.name, run)
+        return await self._call(context, ENDPOINTS["ModelMetadata"], request.name, run)
 
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: aio.ServicerContext
@@ -266,7 +267,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         in_flight = self.runtime.in_flight  # counted as the HTTP middleware counts its requests
         in_flight.enter()
         try:
-            return await self._call(context, "grpc_infer", request.model_name, run)
+            return await self._call(context, ENDPOINTS["ModelInfer"], request.model_name, run)
         finally:
             in_flight.leave()
 
@@ -275,7 +276,7 @@ def _handlers(servicer: InferenceServicer, limit: int) -> dict[str, grpc.RpcMeth
     """The service's method handlers, as the generated `add_..._to_server` makes them, except
     that a message over `limit` bytes is not parsed but answered by `refuse_oversized`."""
     handlers = {}
-    for method in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
+    for method in _SERVICE.methods:
         request_type = getattr(pb, method.input_type.name)
         response_type = getattr(pb, method.output_type.name)
         endpoint = ENDPOINTS[method.name]
