@@ -142,8 +142,13 @@ def dataset_from_arrays(
     fractions: tuple[float, float],
 ) -> Dataset:
     """A data set from one pool of (N, H, W, C) uint8 images and their labels, split stratified
-    and seeded into train/validation/test by ``fractions`` (validation, test). DatasetError when a
-    class has too few images to split."""
+    and seeded into train/validation/test by ``fractions`` (validation, test). DatasetError when
+    there is one class, or a class has too few images to split."""
+    if len(class_names) < 2:
+        raise DatasetError(
+            f"{name}: one class ({', '.join(map(repr, class_names))}); a classifier needs at "
+            "least two: one sub-folder per class (images to refuse go to --ood, not here)"
+        )
     counts = np.bincount(labels, minlength=len(class_names))
     small = [f"{class_names[k]!r} ({int(n)})" for k, n in enumerate(counts) if n < MIN_PER_CLASS]
     if small:

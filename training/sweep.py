@@ -94,9 +94,12 @@ def _failed_before(out: Path) -> dict[str, list[str]]:
 
 
 def _error_line(log: Path) -> str:
-    """The last `error: ...` line a failed run printed, if any."""
-    lines = log.read_text(errors="replace").splitlines()
-    return next((ln for ln in reversed(lines) if ln.startswith("error:")), "")
+    """The last `error: ...` line a failed run printed, else its last line (a traceback's
+    exception), so the table always says something of why."""
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    return next(
+        (ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else ""
+    )
 
 
 def _command(plan: Plan, run: Run, store: Path, state: tuple[str, str | None, str]) -> list[str]:

@@ -175,3 +175,12 @@ def test_missing_files_without_torchvision_names_the_extra(
     monkeypatch.setitem(sys.modules, "torchvision", None)  # import raises ImportError
     with pytest.raises(DatasetError, match="`vision` extra"):
         load_dataset("svhn", root=tmp_path)
+
+
+def test_a_folder_with_one_class_is_one_clear_error(tmp_path: Path) -> None:
+    # e.g. the OOD folder given as --data-root: refused when loaded, not at the first health check
+    from tests.training._shapes import make_shapes_folder
+
+    make_shapes_folder(tmp_path / "other", 6, classes={"yellow": (230, 210, 40)})
+    with pytest.raises(DatasetError, match=r"one class \('yellow'\); a classifier needs at least"):
+        load_dataset("folder", root=tmp_path / "other")

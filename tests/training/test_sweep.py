@@ -177,3 +177,15 @@ def test_the_deadline_stops_runs_and_screens_what_finished(tmp_path: Path) -> No
     assert runs["long-s1"]["status"] == "not started (deadline)"
     assert runs["long-s0"]["seconds"] >= 12
     assert "deadline; stopping long-s0\n" in result.stdout
+
+
+def test_a_failed_runs_reason_is_its_error_line_else_its_last_line(tmp_path: Path) -> None:
+    from training.sweep import _error_line
+
+    log = tmp_path / "run.log"
+    log.write_text("$ python -m training train\nerror: lr must be > 0 (-v for the traceback)\n\n")
+    assert _error_line(log) == "error: lr must be > 0 (-v for the traceback)"
+    log.write_text("Traceback (most recent call last):\n  ...\nValueError: 1 class\n")
+    assert _error_line(log) == "ValueError: 1 class"
+    log.write_text("")
+    assert _error_line(log) == ""
