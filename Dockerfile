@@ -22,9 +22,14 @@
 #   SERVE_EXTRAS      pyproject.toml extras installed beside the service's dependencies,
 #                     comma-separated; default "grpc" (grpcio, protobuf: ~21 MB) for the Open
 #                     Inference Protocol's gRPC on JEM_GRPC_PORT; empty for a REST-only image
+#   SHIP_MODELS       the model versions the image holds, space-separated refs ("name" is its
+#                     latest final version, "name:3" one version): copied from the repository's
+#                     store by `python -m model_store export`, numbers and bytes unchanged and
+#                     verified. Default: the latest of the four shipped models (13 MB; the
+#                     repository's store keeps every version reports cite, 82 MB)
 #
 # Layers go from least to most often changed: the torch wheel, the service's dependencies
-# (read from pyproject.toml alone), then the code, then the shipped model.
+# (read from pyproject.toml alone), then the code and the shipped models.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -72,7 +77,12 @@ WORKDIR /app
 COPY jem ./jem
 COPY model_store ./model_store
 COPY service ./service
-RUN rm -rf model_store/models \
+ARG SHIP_MODELS="digits-jem digits-baseline emoji-jem emoji-baseline"
+# SC2086: SHIP_MODELS is unquoted on purpose, one argument per ref.
+# hadolint ignore=SC2086
+RUN python -m model_store --store model_store/models export /shipped ${SHIP_MODELS} \
+    && rm -rf model_store/models /shipped/.staging \
+    && find /shipped -name .lock -delete \
     && python -m compileall -q --invalidation-mode unchecked-hash jem model_store service \
     && python -c "import service.app"
 
@@ -96,9 +106,9 @@ RUN groupadd --gid 10001 jem \
     && chown jem:jem /tmp/jem-metrics
 COPY --from=deps /opt/venv /opt/venv
 COPY --from=build /app /app
-# The shipped default models. Mount a volume on JEM_MODEL_STORE (or point it elsewhere) to serve
-# your own; an empty named volume is seeded with these files on first use.
-COPY --chown=10001:10001 model_store/models /app/model_store/models
+# The shipped models (SHIP_MODELS). Mount a volume on JEM_MODEL_STORE (or point it elsewhere) to
+# serve your own; an empty named volume is seeded with these files on first use.
+COPY --from=build --chown=10001:10001 /shipped /app/model_store/models
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000

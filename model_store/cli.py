@@ -38,7 +38,23 @@ def _parser() -> argparse.ArgumentParser:
     delete = commands.add_parser("delete", help="delete one version (name:VERSION)")
     delete.add_argument("ref")
     delete.add_argument("--force", action="store_true", help="also remove aliases pointing at it")
+    export = commands.add_parser(
+        "export",
+        help="copy versions (same numbers, verified) into another store, e.g. a deployment's",
+    )
+    export.add_argument("dest", help="the store to copy into (created if missing)")
+    export.add_argument("refs", nargs="+", metavar="REF", help='"name" (latest), "name:3", ...')
     return parser
+
+
+def _export(store: ModelStore, dest_root: str, refs: list[str]) -> None:
+    from model_store.export import export
+
+    for done in export(store, ModelStore(dest_root), refs):
+        aliases = f", aliases {', '.join(done.aliases)}" if done.aliases else ""
+        what = "already there, verified" if done.already_there else "copied, verified"
+        mib = done.size / 2**20
+        print(f"{done.ref}: {done.files} files, {mib:.1f} MiB {what}{aliases}")
 
 
 def _list(store: ModelStore) -> None:
@@ -79,6 +95,8 @@ def _run(args: argparse.Namespace) -> None:
             print(f"{args.name}:{args.alias} -> {args.version}")
     elif args.command == "delete":
         print(f"deleted {store.delete(args.ref, force=args.force)}")
+    elif args.command == "export":
+        _export(store, args.dest, args.refs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -117,6 +117,8 @@ def run_train(args: argparse.Namespace) -> int:
         shared += [f"num_threads={args.threads}"] if args.threads else []
         config = apply_overrides(config, [*shared, *args.overrides])
     except ConfigError as exc:
+        if args.verbose:  # -v: the traceback, as for every other error
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     info = setup(config.device)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import types
 import typing
@@ -174,6 +175,7 @@ class TrainConfig:
             problems.append("buffer_init_uniform must be in [0, 1]")
         if self.guard_retries < 0:
             problems.append("guard_retries must be >= 0")
+        problems += _value_problems(self)
         self.image_size = tuple(int(v) for v in self.image_size)
         if len(self.image_size) not in (1, 2) or min(self.image_size) < 4:
             problems.append("image_size must be one size or height,width, each >= 4")
@@ -204,6 +206,60 @@ class TrainConfig:
 
     def decay_iterations(self, total: int) -> list[int]:
         return sorted(int(d * total) if d < 1 else int(d) for d in self.decay_at)
+
+
+def _did_you_mean(value: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _one_of(key: str, value: str, allowed: list[str]) -> str:
+    listed = ", ".join(map(repr, allowed))
+    return f"{key} must be one of {listed}, got {value!r}{_did_you_mean(value, allowed)}"
+
+
+def _unknown(what: str, value: str, known: list[str]) -> str:
+    return f"unknown {what} {value!r}; known: {', '.join(known)}{_did_you_mean(value, known)}"
+
+
+def _value_problems(config: TrainConfig) -> list[str]:
+    """The string settings checked against what they may name, so that a typo in a plan or a
+    ``--set`` is one error before any data is read, not a failure minutes into a run (values
+    from any source: presets, manifests, ``--set`` and sweep plans all pass through here)."""
+    import torch  # here, not at the top: the config module stays cheap to import
+
+    from jem.backbones import list_backbones
+    from jem.preprocess import parse_background
+    from training.data import DATASETS
+
+    problems = []
+    for f in dataclasses.fields(TrainConfig):
+        hint = _hints()[f.name]
+        value = getattr(config, f.name)
+        if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
+            problems.append(_one_of(f.name, str(value), list(typing.get_args(hint))))
+    if config.dataset not in DATASETS:
+        problems.append(_unknown("data set", config.dataset, list(DATASETS)))
+    if config.backbone != "auto" and config.backbone not in list_backbones():
+        problems.append(_unknown("backbone", config.backbone, ["auto", *list_backbones()]))
+    try:
+        parse_background(config.background)
+    except ValueError as exc:
+        problems.append(f"{exc}{_did_you_mean(config.background, ['auto', 'white', 'black'])}")
+    if config.device != "auto":
+        try:
+            torch.device(config.device)
+        except RuntimeError:
+            problems.append(
+                f"device must be 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or another torch device, "
+                f"got {config.device!r}"
+            )
+    return problems
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
 
 
 def field_names() -> list[str]:
@@ -282,7 +338,7 @@ def _coerce(key: str, raw: str, hint: Any) -> Any:
 
 def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
     """Apply ``key=value`` strings, parsing each value as its field's type."""
-    hints = typing.get_type_hints(TrainConfig)
+    hints = _hints()
     values = config.to_dict()
     for item in overrides:
         key, sep, raw = item.partition("=")

@@ -70,9 +70,11 @@ def _state(
     manifest = store.manifest(ref)
     changed = differs(manifest.training.get("config", {}), run)
     if changed:
+        delete = shlex.join([sys.executable, "-m", "model_store", "--store", str(store.root)])
+        each = "" if len(versions) == 1 else f" (its versions: {', '.join(map(str, versions))})"
         why = (
             f"{ref} in the store was trained with another config (differs in {changed}): "
-            f"rename the variant, or `python -m model_store --store {store.root} delete {ref}`"
+            f"rename the variant, or delete the run{each}: `{delete} delete {run.name}:N`"
         )
         return "conflict", ref, why
     if manifest.stage == "final":

@@ -18,6 +18,7 @@ from datetime import datetime
 import httpx
 import pytest
 
+from model_store import ModelStore, default_root
 from tests.docker import _engine as eng
 from tests.service_process import free_port, load_scaled, seconds_to_notice_failure
 
@@ -134,11 +135,27 @@ def test_image_holds_no_compiler_cuda_training_code_or_tests(serve_image: eng.Bu
     )
     out = eng.docker("run", "--rm", serve_image.tag, "python", "-c", probe).stdout.splitlines()
     assert out == ["[]", "None False", "[]", "['jem', 'model_store', 'service']"], out
+    # the store holds the latest version of each shipped model (SHIP_MODELS), not the history
+    listing = eng.docker("run", "--rm", serve_image.tag, "python", "-m", "model_store", "list")
+    shipped = ModelStore(default_root())
+    expected = [f"{n}:{shipped.resolve(n).version}" for n in shipped.list_models()]
+    assert _listed(listing.stdout) == expected, listing.stdout
     nvidia = eng.docker(
         "run", "--rm", serve_image.tag, "sh", "-c", "pip list 2>/dev/null | grep -ci nvidia || true"
     ).stdout.strip()
     assert nvidia == "0"
     assert serve_image.size_bytes < 1.5e9, "a CUDA torch would make it several GB"
+
+
+def _listed(listing: str) -> list[str]:
+    """'name:version' of each version in `python -m model_store list`'s output."""
+    refs, name = [], ""
+    for line in listing.splitlines():
+        if line.startswith(" "):
+            refs.append(f"{name}:{line.split()[0]}")
+        else:
+            name = line.strip()
+    return refs
 
 
 def test_docker_stop_drains_in_flight_requests(serve_image: eng.Build) -> None:

@@ -91,6 +91,45 @@ def test_bad_overrides_say_what_is_valid(override: str, message: str) -> None:
         apply_overrides(preset("digits-jem"), [override])
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "background",
+            "whte",
+            "background must be 'auto', 'white', .* \\(did you mean 'white'\\?\\)",
+        ),
+        ("background", "#ffff", "background must be"),
+        (
+            "dataset",
+            "digts",
+            "unknown data set 'digts'; known: digits, .* \\(did you mean 'digits'\\?\\)",
+        ),
+        ("backbone", "wrn-16-4", "unknown backbone 'wrn-16-4'; known: auto, digits_cnn, wrn"),
+        ("device", "cuad", "device must be 'auto', 'cpu', 'cuda'"),
+        ("augment", "crops", "augment must be one of 'none', .* \\(did you mean 'crop'\\?\\)"),
+        ("amp", "fp16", "amp must be one of 'auto', 'bf16', 'off'"),
+    ],
+)
+def test_string_settings_are_checked_from_every_source(key: str, value: str, message: str) -> None:
+    """A config built from a dict (a sweep plan's table, a manifest) is checked as a --set is:
+    a typo is one ConfigError before any data is read, with the closest spelling."""
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict({**preset("digits-jem").to_dict(), key: value})
+
+
+def test_string_settings_accept_every_documented_form() -> None:
+    for key, value in [
+        ("background", "#0a0B0c"),
+        ("background", "black"),
+        ("device", "cuda:1"),
+        ("device", "mps"),
+        ("backbone", "wrn"),
+        ("dataset", "folder"),
+    ]:
+        assert getattr(TrainConfig.from_dict({key: value}), key) == value
+
+
 def test_round_trip_and_schedule_points() -> None:
     cfg = preset("digits-jem")
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
