@@ -44,7 +44,9 @@ class TrainConfig:
     # "rendered-digits-v1", "-v2" or "-v6" (training/datasets/rendered_digits.py), N per class,
     # seeded; the data set's own training images repeated `extra_train_real_repeat` times (not
     # swamped)
-    extra_train: Literal["", "rendered-digits-v1", "rendered-digits-v2", "rendered-digits-v6"] = ""
+    extra_train: Literal[
+        "", "rendered-digits-v1", "rendered-digits-v2", "rendered-digits-v6", "rendered-digits-v7"
+    ] = ""
     extra_train_per_class: int = 0
     extra_train_seed: int = 0
     extra_train_real_repeat: int = 1

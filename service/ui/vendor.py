@@ -38,7 +38,8 @@ class Package:
 
     @property
     def directory(self) -> str:
-        return f"{self.name}-{self.version}"
+        """One folder per package and version; a scoped name's "@scope/name" as "scope-name"."""
+        return f"{self.name.lstrip('@').replace('/', '-')}-{self.version}"
 
 
 PACKAGES = (

@@ -51,6 +51,7 @@ from training.datasets.digit_rendering import (
     missing_packages,
     render_one,
 )
+from training.datasets.npm_fonts import NPM_HANDS, npm_version
 from training.datasets.provenance import file_sha256, package_version
 
 __all__ = [
@@ -71,6 +72,8 @@ SOURCES: dict[str, tuple[dict[str, tuple[str, ...]], int]] = {
     "rendered-digits-v2": ({**FONTS, **MORE_FONTS, **STROKE_FONTS}, 4),
     # six more hands (v3 to v5 were screening sources, never shipped: docs/training.md)
     "rendered-digits-v6": ({**FONTS, **MORE_FONTS, **HAND_FONTS, **STROKE_FONTS}, 4),
+    # v6 and 95 handwriting faces of Google Fonts from npm, vendored (issue 17, twelfth round)
+    "rendered-digits-v7": ({**FONTS, **MORE_FONTS, **HAND_FONTS, **NPM_HANDS, **STROKE_FONTS}, 4),
 }
 
 
@@ -157,7 +160,7 @@ def build_rendered_digits(
         "dropped_no_ink": 10 * per_class - len(labels),
         "normalization": normalization,
         "fonts": {
-            pkg: {"version": package_version(pkg), "files": files}
+            pkg: {"version": npm_version(pkg) or package_version(pkg), "files": files}
             for pkg, files in _font_hashes(source).items()
         },
     }
