@@ -24,6 +24,8 @@ from training.datasets.digit_rendering import (
     missing_packages,
     render_one,
 )
+from training.datasets.npm_fonts import FONTS_DIR, NPM_HANDS, PACKAGES
+from training.datasets.provenance import file_sha256
 from training.datasets.rendered_digits import (
     NAME,
     RenderedDigits,
@@ -54,6 +56,63 @@ def test_the_fonts_are_disjoint_from_both_acceptance_sets() -> None:
     ours = {_family(path) for paths in fonts.values() for path in paths}
     assert not ours & held_out_families
     assert len(ours) >= 10
+
+
+def _normalised(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+def test_the_npm_faces_are_vendored_as_recorded_and_none_is_an_acceptance_family() -> None:
+    """Every vendored file is the one VENDOR.json hashes, pinned to PACKAGES' version, with its
+    licence; no face's family (its name table, as FreeType reads it) is an acceptance set's, nor
+    a Debian face's already in the sources."""
+    from PIL import ImageFont
+
+    record = json.loads((FONTS_DIR / "VENDOR.json").read_text())
+    assert {name: entry["version"] for name, entry in record.items()} == {
+        f"@fontsource/{family}": version for family, version in PACKAGES
+    }
+    for entry in record.values():
+        assert entry["license"] in ("OFL-1.1", "Apache-2.0"), entry
+        assert entry["integrity"].startswith("sha512-")
+        for filename, digest in entry["files"].items():
+            assert file_sha256(FONTS_DIR / entry["directory"] / filename) == digest
+    assert {p.name for p in FONTS_DIR.iterdir() if p.is_dir()} == {
+        e["directory"] for e in record.values()
+    }
+
+    def family(path: str) -> str:
+        return _normalised(ImageFont.truetype(path, size=12).getname()[0] or "")
+
+    acceptance = {family(path) for path in {**TEST_FONTS, **VALIDATION_FONTS}.values()}
+    debian = {family(p) for paths in {**FONTS, **MORE_FONTS, **HAND_FONTS}.values() for p in paths}
+    npm = {family(paths[0]) for paths in NPM_HANDS.values()}
+    assert len(npm) == len(NPM_HANDS) == 95
+    assert not npm & acceptance
+    assert not npm & debian
+    assert not {_normalised(key.removeprefix("npm:@fontsource/")) for key in NPM_HANDS} & {
+        _normalised(font_package(name).removeprefix("fonts-"))
+        for name in {**TEST_FONTS, **VALIDATION_FONTS}
+    }
+
+
+def test_v7_adds_the_npm_faces_after_v6s_font_faces(tmp_path: Path) -> None:
+    from training.datasets import rendered_digits
+
+    v6_faces = rendered_digits._faces("rendered-digits-v6")
+    npm = [paths[0] for paths in NPM_HANDS.values()]
+    assert rendered_digits._faces("rendered-digits-v7") == [
+        *[path for path in v6_faces if not path.endswith(".jhf")],
+        *npm,
+        *[path for path in v6_faces if path.endswith(".jhf")],
+    ]
+    v7 = load_rendered_digits(2, seed=3, cache=tmp_path, source="rendered-digits-v7")
+    fonts = v7.record["fonts"]
+    assert fonts["npm:@fontsource/caveat"]["version"] == dict(PACKAGES)["caveat"]
+    assert set(fonts) == set(FONTS) | set(MORE_FONTS) | set(HAND_FONTS) | set(NPM_HANDS) | set(
+        STROKE_FONTS
+    )
+    assert TrainConfig(extra_train="rendered-digits-v7", extra_train_per_class=1)
 
 
 @pytest.fixture(scope="module")
@@ -260,15 +319,17 @@ def test_v6_adds_hand_faces_after_v2s_font_faces(tmp_path: Path) -> None:
     assert TrainConfig(extra_train="rendered-digits-v6", extra_train_per_class=1)
 
 
-def test_every_hand_face_draws_every_digit() -> None:
-    """Each face of HAND_FONTS has its own glyph for 0..9 (not the font's missing-glyph box),
-    and a rendered digit of each keeps its ink through the service's normalisation."""
+@pytest.mark.parametrize("faces", [HAND_FONTS, NPM_HANDS], ids=["debian-hands", "npm-hands"])
+def test_every_hand_face_draws_every_digit(faces: dict[str, tuple[str, ...]]) -> None:
+    """Each face of HAND_FONTS and NPM_HANDS has its own glyph for 0..9 (not the font's
+    missing-glyph box), and a rendered digit of each keeps its ink through the service's
+    normalisation."""
     from PIL import ImageDraw, ImageFont
 
     from jem.normalize import normalize
 
     rng = np.random.default_rng(5)
-    paths = [path for paths in HAND_FONTS.values() for path in paths]
+    paths = [path for paths in faces.values() for path in paths]
     for i, path in enumerate(paths):
         font = ImageFont.truetype(path, size=48)
 
