@@ -154,7 +154,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from service.ui.vendor import Package, vendor
 
-    parser = argparse.ArgumentParser(prog="python -m training.datasets.npm_fonts", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.datasets.npm_fonts", description=__doc__
+    )
     parser.parse_args(argv)
     if shutil.which("npm") is None:
         sys.exit("training.datasets.npm_fonts: npm is not installed (Debian: apt-get install npm)")
