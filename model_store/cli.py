@@ -52,7 +52,7 @@ def _export(store: ModelStore, dest_root: str, refs: list[str]) -> None:
 
     for done in export(store, ModelStore(dest_root), refs):
         aliases = f", aliases {', '.join(done.aliases)}" if done.aliases else ""
-        what = "already there, verified" if done.already_there else "copied, verified"
+        what = "already there, verified" if done.already_there else "exported, verified"
         mib = done.size / 2**20
         print(f"{done.ref}: {done.files} files, {mib:.1f} MiB {what}{aliases}")
 

@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 TARGET_TPR = 0.95
+SMALL_VALIDATION = 100  # fewer validation images than this: `calibrate` says the fit is noisy
 # Files of a version that a recalibrated version does not inherit: the store writes these two
 # itself, and the optimiser state belongs to the training checkpoint (the parent keeps it).
 # Everything else (the replay buffer, samples.png...) is hard-linked from the parent.
@@ -198,6 +199,12 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"  temperature {cal.temperature:.4f} fitted on {cal.fitted_on.split} (n={cal.fitted_on.n})"
     )
+    if cal.fitted_on.n < SMALL_VALIDATION:
+        print(
+            f"  warning: {cal.fitted_on.n} validation images are few: the temperature and the "
+            "thresholds are noisy (the calibrated ECE can exceed the raw one, a threshold can "
+            "flag well over 5% of genuine images); more images give a steadier fit"
+        )
     for name, score in cal.scores.items():
         print(f"  {name:12s} threshold {score.threshold:.5g} (lets {score.target_tpr:.0%} pass)")
     print(

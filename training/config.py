@@ -307,9 +307,12 @@ def _coerce(key: str, raw: str, hint: Any) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(key, raw, inner[0])
     if origin is Literal:
-        if raw not in args:
-            raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {raw!r}")
-        return raw
+        if raw in args:
+            return raw
+        folded = [a for a in args if isinstance(a, str) and a.lower() == raw.lower()]
+        if len(folded) == 1:  # "rgb" for "RGB": one spelling it can only mean
+            return folded[0]
+        raise ConfigError(_one_of(key, raw, list(args)))
     if hint is bool:
         lowered = raw.lower()
         if lowered in ("1", "true", "yes", "on"):
@@ -326,7 +329,15 @@ def _coerce(key: str, raw: str, hint: Any) -> Any:
         return raw
     if origin is tuple:
         parts = [p for p in raw.replace("[", "").replace("]", "").split(",") if p.strip()]
-        return tuple(_coerce(key, p.strip(), args[0]) for p in parts)
+        try:
+            return tuple(_coerce(key, p.strip(), args[0]) for p in parts)
+        except ConfigError:
+            form = (
+                "height,width or one number, e.g. 32,32 or 32"
+                if key == "image_size"
+                else f"a comma-separated list of {args[0].__name__}s"
+            )
+            raise ConfigError(f"{key} is {form}, got {raw!r}") from None
     if origin is dict:
         try:
             value = json.loads(raw)

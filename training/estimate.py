@@ -70,7 +70,8 @@ class Estimate:
         )
 
     def describe(self) -> str:
-        timing = f"median of {self.timed} timed iterations on {self.device}, {self.threads} threads"
+        threads = f"{self.threads} thread" + ("s" if self.threads != 1 else "")
+        timing = f"median of {self.timed} timed iterations on {self.device}, {threads}"
         timing += self.busy
         if self.before_px_start == 0:
             return (

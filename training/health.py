@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from jem import energy_from_logits
 from training.judges import PixelSVCJudge
 
-__all__ = ["NOISE_WARNING", "Health", "HealthMonitor", "never_starts", "roughness"]
+__all__ = ["NOISE_WARNING", "Health", "HealthMonitor", "near_chance", "never_starts", "roughness"]
 
 NOISE_WARNING = 0.1  # noise_distance below this after WARN_AFTER generative steps: a warning
 WARN_AFTER = 300
@@ -53,6 +53,22 @@ def never_starts(px_weight: float, px_start: int, iterations: int) -> str | None
         f"px_start={px_start} >= iterations={iterations}: the generative term never starts, so"
         f" this run trains cross-entropy only; for a short JEM run lower px_start too"
         f" (e.g. --set px_start={iterations // 3})"
+    )
+
+
+def near_chance(step: int, total: int, val_accuracy: float, num_classes: int) -> str | None:
+    """A warning when validation accuracy is still near chance (below 1.5 x 1/num_classes)
+    once a fifth of the run (and at least 500 iterations) is done, else None: the classifier,
+    and with it the JEM, is not learning these classes (the health figures of the generative
+    part cannot show that: a JEM's chains can look like "their class" when the class does not
+    exist in the data)."""
+    chance = 1.0 / max(num_classes, 1)
+    if step < max(500, total // 5) or val_accuracy >= 1.5 * chance:
+        return None
+    return (
+        f"validation accuracy {val_accuracy:.2f} at step {step} is near chance ({chance:.2f} for "
+        f"{num_classes} classes): the classifier is not learning these classes; see "
+        "docs/your-data.md, 'When the classifier does not learn'"
     )
 
 

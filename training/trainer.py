@@ -45,7 +45,7 @@ from training.distributed import DistInfo, all_agree, barrier, setup
 from training.ema import WeightAverage
 from training.estimate import estimate_run
 from training.guard import DivergenceGuard, Trip
-from training.health import HealthMonitor, never_starts
+from training.health import HealthMonitor, near_chance, never_starts
 from training.mixing import mix_batch
 from training.objective import LossParts, jem_loss
 from training.resume import restore_state
@@ -151,6 +151,7 @@ class Trainer:
         self.elapsed_before = 0.0
         self.good = snapshot(self)
         self.health: HealthMonitor | None = None
+        self.warned_chance = False
         if config.px_weight > 0 and self.info.is_main:
             train, val = self.data.train, self.data.val
             self.health = HealthMonitor(
@@ -295,6 +296,7 @@ class Trainer:
                         roll_back(self, trip or Trip(self.step, "collapse on another rank"), bar)
                         continue
                     log.info("step %d: val acc %.4f", self.step, val_acc)
+                    self._check_learning(val_acc, bar)
                     if self.best is not None:
                         self.best.consider(self.step, val_acc, self.shipped)
                     self._check_health(bar)
@@ -305,6 +307,15 @@ class Trainer:
                     # the final version will hold the chosen weights: keep the last ones too
                     self._checkpoint(time.monotonic() - started)
         return self._finish(time.monotonic() - started)
+
+    def _check_learning(self, val_acc: float, bar: tqdm[Any]) -> None:
+        """Warn once if validation accuracy stays near chance (training/health.py)."""
+        warning = near_chance(self.step, self.total, val_acc, self.data.num_classes)
+        if warning is not None and not self.warned_chance and self.info.is_main:
+            self.warned_chance = True
+            log.warning(warning)
+            if self.progress:
+                bar.write(f"warning: {warning}")
 
     def _check_health(self, bar: tqdm[Any]) -> None:
         """Log the generative part's health figures (training/health.py); warn if it is stuck."""

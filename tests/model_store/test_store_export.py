@@ -77,7 +77,7 @@ def test_cli(capsys: Any, tmp_path: Path, store: ModelStore, save: Any) -> None:
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0].startswith("digits:3: 2 files, ")
-    assert lines[0].endswith("copied, verified, aliases candidate")
+    assert lines[0].endswith("exported, verified, aliases candidate")
     assert lines[1].startswith("fashion:1: 1 files, ")
     code = main(["--store", str(store.root), "export", str(dest), "mnist"])
     _, err = capsys.readouterr()

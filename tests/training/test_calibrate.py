@@ -109,13 +109,23 @@ def test_fit_calibration_refuses_the_test_split(tiny: tuple[ModelStore, ModelRef
 
 
 def test_cli_writes_a_new_version(
-    tiny: tuple[ModelStore, ModelRef], capsys: pytest.CaptureFixture[str]
+    tiny: tuple[ModelStore, ModelRef],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store, ref = tiny
     before = store.list_versions(ref.name)[-1]
     assert calibrate_module.main([str(ref), "--store", str(store.root)]) == 0
     assert store.list_versions(ref.name)[-1] == before + 1
-    assert f"{ref.name}:{before + 1}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{ref.name}:{before + 1}" in out
+    # the digits' validation split has 360 images: no warning that the fit is noisy
+    assert "validation images are few" not in out
+    monkeypatch.setattr(calibrate_module, "SMALL_VALIDATION", 10**6)
+    assert calibrate_module.main([str(ref), "--store", str(store.root)]) == 0
+    assert "validation images are few: the temperature and the thresholds are noisy" in (
+        capsys.readouterr().out
+    )
 
 
 def test_cli_skip_calibrated_publishes_only_what_is_not_calibrated_yet(

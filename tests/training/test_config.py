@@ -77,6 +77,9 @@ def test_overrides_parse_each_type() -> None:
         ("iterations=ten", "iterations is int"),
         ("sgld_clamp=maybe", "use true or false"),
         ("buffer_init=normal", "must be one of 'uniform', 'gaussian'"),
+        ("augment=crops", r"augment must be one of .* \(did you mean 'crop'\?\)"),
+        ("image_size=16x16", "image_size is height,width or one number, e.g. 32,32 or 32"),
+        ("decay_at=0.5,x", "decay_at is a comma-separated list of floats"),
         ("extra_train=v9", "must be one of '', 'rendered-digits-v1'"),
         ("backbone_kwargs=[1]", "JSON object"),
         ("lr=-1", "lr must be > 0"),
@@ -128,6 +131,10 @@ def test_string_settings_accept_every_documented_form() -> None:
         ("dataset", "folder"),
     ]:
         assert getattr(TrainConfig.from_dict({key: value}), key) == value
+
+
+def test_a_literal_given_in_another_case_is_the_one_it_can_only_mean() -> None:
+    assert apply_overrides(preset("folder-jem"), ["color_mode=rgb"]).color_mode == "RGB"
 
 
 def test_round_trip_and_schedule_points() -> None:

@@ -41,7 +41,7 @@ def test_the_described_total_adds_both_kinds() -> None:
     estimate = Estimate(0.3, 300, 2, "cpu", 1, before_px_start=100, seconds_before_px_start=0.1)
     assert estimate.describe() == (
         "estimate: 100 iterations before px_start (cross-entropy only) x 0.1 s + 200 x 0.3 s "
-        "(median of 2 timed iterations on cpu, 1 threads, each kind) = about 70 s"
+        "(median of 2 timed iterations on cpu, 1 thread, each kind) = about 70 s"
     )
 
 

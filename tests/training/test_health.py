@@ -11,7 +11,7 @@ import torch
 from model_store import ModelStore
 from tests.training._tiny import tiny_config
 from training.data import load_digits_dataset
-from training.health import NOISE_WARNING, HealthMonitor, never_starts, roughness
+from training.health import NOISE_WARNING, HealthMonitor, near_chance, never_starts, roughness
 from training.trainer import Trainer
 
 
@@ -92,3 +92,29 @@ def test_a_jem_run_that_ends_before_its_generative_term_starts_is_warned_about(
         Trainer(tiny_config("px_start=4"), name="jem", store=store, progress=False).fit()
     warned = [r.getMessage() for r in caplog.records if "never starts" in r.getMessage()]
     assert warned == [never_starts(1.0, 8, 8)]
+
+
+def test_a_classifier_near_chance_is_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newcomer's run sat at 0.35 validation accuracy on 4 classes (chance 0.25) while every
+    health figure looked like the good run's: only the accuracy says the classes are not learnt."""
+    assert near_chance(step=1200, total=2000, val_accuracy=0.35, num_classes=4) is not None
+    assert "near chance (0.25 for 4 classes)" in str(near_chance(1200, 2000, 0.35, 4))
+    assert near_chance(step=1200, total=2000, val_accuracy=0.40, num_classes=4) is None
+    assert near_chance(step=300, total=2000, val_accuracy=0.10, num_classes=10) is None  # early
+    assert near_chance(step=600, total=5000, val_accuracy=0.10, num_classes=10) is None  # < 1/5
+    assert near_chance(step=1000, total=5000, val_accuracy=0.14, num_classes=10) is not None
+    calls: list[tuple[int, int, float, int]] = []
+
+    def always(step: int, total: int, acc: float, classes: int) -> str:
+        calls.append((step, total, acc, classes))
+        return "not learning"
+
+    monkeypatch.setattr("training.trainer.near_chance", always)
+    with caplog.at_level(logging.WARNING, logger="training"):
+        cfg = tiny_config("px_weight=0", "validate_every=2")
+        Trainer(cfg, name="ce", store=ModelStore(tmp_path), progress=False).fit()
+    assert len(calls) >= 2  # every validation asks; the warning is given once
+    assert [r.getMessage() for r in caplog.records].count("not learning") == 1
+    assert calls[0][3] == 10
