@@ -19,9 +19,14 @@ the record the rendered digits' manifests cite.
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import shutil
+import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 __all__ = ["FONTS_DIR", "NPM_HANDS", "PACKAGES", "npm_version"]
@@ -148,23 +153,53 @@ def npm_version(key: str) -> str | None:
     return next((v for f, v in PACKAGES if f == family), None)
 
 
+def _vendor_one(family: str, version: str, workdir: Path) -> dict[str, object]:
+    """`npm pack` one package (npm checks the registry's integrity hash), copy its face and
+    licence into FONTS_DIR; its VENDOR.json entry. (training may not import service, whose
+    service/ui/vendor.py vendors the API docs' packages the same way.)"""
+    out = subprocess.run(
+        ["npm", "pack", f"@fontsource/{family}@{version}", "--json", "--pack-destination", workdir],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    meta = json.loads(out)[0]
+    unpacked = workdir / family
+    with tarfile.open(workdir / meta["filename"]) as tar:
+        tar.extractall(unpacked, filter="data")
+    license_ = json.loads((unpacked / "package" / "package.json").read_text()).get("license")
+    target = FONTS_DIR / _directory(family, version)
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    hashes = {}
+    for name in (f"files/{family}-latin-400-normal.woff", "LICENSE"):
+        copied = target / Path(name).name
+        shutil.copyfile(unpacked / "package" / name, copied)
+        hashes[copied.name] = hashlib.sha256(copied.read_bytes()).hexdigest()
+    return {
+        "version": version,
+        "license": license_,
+        "directory": target.name,
+        "integrity": meta["integrity"],
+        "files": hashes,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Re-vendor every package (the vendoring of service/ui/vendor.py, for these packages)."""
-    import argparse
-
-    from service.ui.vendor import Package, vendor
-
+    """Re-vendor every package and rewrite VENDOR.json."""
     parser = argparse.ArgumentParser(
         prog="python -m training.datasets.npm_fonts", description=__doc__
     )
     parser.parse_args(argv)
     if shutil.which("npm") is None:
         sys.exit("training.datasets.npm_fonts: npm is not installed (Debian: apt-get install npm)")
-    packages = tuple(
-        Package(f"@fontsource/{f}", v, (f"files/{f}-latin-400-normal.woff", "LICENSE"))
-        for f, v in PACKAGES
-    )
-    record = vendor(packages, FONTS_DIR)
+    with tempfile.TemporaryDirectory() as tmp:
+        record = {f"@fontsource/{f}": _vendor_one(f, v, Path(tmp)) for f, v in PACKAGES}
+    wanted = {_directory(f, v) for f, v in PACKAGES}
+    for stale in FONTS_DIR.iterdir():  # folders of versions no longer pinned
+        if stale.is_dir() and stale.name not in wanted:
+            shutil.rmtree(stale)
+    (FONTS_DIR / "VENDOR.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({"packages": len(record), "directory": str(FONTS_DIR)}))
 
 
