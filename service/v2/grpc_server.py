@@ -12,6 +12,7 @@ transport refuses it uncounted, is `RECEIVE_LIMIT_FACTOR` times that.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
 import math
@@ -25,6 +26,7 @@ from grpc import aio
 
 from service.errors import BodyTooLarge, InvalidApiKey, InvalidInput, MissingApiKey, ServiceError
 from service.runtime import Runtime
+from service.v2 import GrpcPortInUseError, port_in_use_message
 from service.v2.errors import grpc_code_name, http_status
 from service.v2.model import infer, model_metadata, resolve
 from service.v2.proto import grpc_predict_v2_pb2 as pb
@@ -302,24 +304,35 @@ def _handlers(servicer: InferenceServicer, limit: int) -> dict[str, grpc.RpcMeth
     return handlers
 
 
-async def start_grpc_server(runtime: Runtime, host: str, port: int) -> tuple[aio.Server, int]:
+async def start_grpc_server(
+    runtime: Runtime, host: str, port: int, *, share_port: bool = False
+) -> tuple[aio.Server, int]:
     """Serve on `host:port` (0: a free port); returns the server and its bound port.
 
     A message over JEM_MAX_BODY_BYTES gets RESOURCE_EXHAUSTED from the service, counted as 413
     as a REST body is; gRPC itself refuses (uncounted) only beyond RECEIVE_LIMIT_FACTOR times it.
+    `share_port`: bind with `SO_REUSEPORT`, to join the port `python -m service` reserved for
+    its workers (`service.v2.reserve_grpc_port`); otherwise (grpcio enables it by default) a
+    port another process holds is refused, as `GrpcPortInUseError`.
     """
     limit = runtime.settings.max_body_bytes
     server = aio.server(
         options=[
             ("grpc.max_receive_message_length", min(RECEIVE_LIMIT_FACTOR * limit, 2**31 - 1)),
             ("grpc.max_send_message_length", max(limit, 64 * 1024 * 1024)),
+            ("grpc.so_reuseport", 1 if share_port else 0),
         ]
     )
     handlers = _handlers(InferenceServicer(runtime), limit)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = server.add_insecure_port(address)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpcio: "Failed to bind to address ..."; nothing says why
+        raise GrpcPortInUseError(
+            errno.EADDRINUSE, port_in_use_message(host, port, f"grpcio: {exc}")
+        ) from None
     await server.start()
     logger.info("gRPC listening", extra={"address": f"{host}:{bound}"})
     return server, bound
