@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -274,3 +276,67 @@ def test_grpc_oversized_message_is_refused_and_counted(server: Server) -> None:
         # the server still answers
         assert stub.ServerLive(pb.ServerLiveRequest()).live
     assert count_413() == before + 2
+
+
+def test_grpc_calls_are_access_logged(server: Server, digits: Digits) -> None:
+    """Each gRPC call, errors too, gets one `service.access` line with the REST line's fields;
+    the request id is the client's (`x-request-id` metadata, or ModelInfer's `id`) and comes
+    back as trailing metadata."""
+    pb = tg.service_pb2
+    request = pb.ModelInferRequest(model_name="served", id="infer-id-1")
+    tensor = request.inputs.add(name="pixels_uint8", datatype="UINT8", shape=[1, 8, 8, 1])
+    tensor.contents.uint_contents.extend(digits.test_u8[:1].reshape(-1).tolist())
+    with grpc.insecure_channel(grpc_url(server)) as channel:
+        stub = tg.service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        key = tuple(GRPC_KEY.items())
+        _, call = stub.ModelInfer.with_call(request, metadata=key)
+        assert ("x-request-id", "infer-id-1") in tuple(call.trailing_metadata())
+        stub.ModelInfer(request, metadata=(*key, ("x-request-id", "grpc-log-ok")))
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelReady(
+                pb.ModelReadyRequest(name="nope"), metadata=(*key, ("x-request-id", "grpc-log-404"))
+            )
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert ("x-request-id", "grpc-log-404") in tuple(info.value.trailing_metadata())
+        with pytest.raises(grpc.RpcError) as info:  # no API key
+            stub.ServerMetadata(
+                pb.ServerMetadataRequest(), metadata=(("x-request-id", "grpc-401"),)
+            )
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    def access_lines() -> dict[str, dict[str, object]]:
+        lines = [json.loads(x) for x in server.logs().splitlines() if x.startswith("{")]
+        return {
+            str(x["request_id"]): x
+            for x in lines
+            if x["logger"] == "service.access" and x.get("method") == "gRPC"
+        }
+
+    wanted = {"infer-id-1", "grpc-log-ok", "grpc-log-404", "grpc-401"}
+    deadline = time.monotonic() + 10
+    while not wanted <= access_lines().keys() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    found = access_lines()
+    assert wanted <= found.keys(), found
+    ok = found["grpc-log-ok"]
+    assert ok["msg"] == "request"
+    assert ok["path"] == "/inference.GRPCInferenceService/ModelInfer"
+    assert (ok["endpoint"], ok["model"], ok["status"]) == ("grpc_infer", "served", 200)
+    assert isinstance(ok["latency_ms"], float)
+    assert ok["latency_ms"] > 0
+    assert found["infer-id-1"]["endpoint"] == "grpc_infer"
+    missing = found["grpc-log-404"]
+    assert (missing["endpoint"], missing["model"], missing["status"]) == (
+        "grpc_model_ready",
+        None,
+        404,
+    )
+    assert (found["grpc-401"]["endpoint"], found["grpc-401"]["status"]) == (
+        "grpc_server_metadata",
+        401,
+    )
+    # once each
+    lines = [
+        x for x in server.logs().splitlines() if '"grpc-log-ok"' in x and "service.access" in x
+    ]
+    assert len(lines) == 1
