@@ -340,3 +340,37 @@ def test_grpc_calls_are_access_logged(server: Server, digits: Digits) -> None:
         x for x in server.logs().splitlines() if '"grpc-log-ok"' in x and "service.access" in x
     ]
     assert len(lines) == 1
+
+
+def test_grpc_infer_counts_the_ood_decisions_it_returns(server: Server, digits: Digits) -> None:
+    """As over REST (tests/service/test_metrics.py): `ood_max_softmax` is counted under its
+    score, and no other score's decision is, as none was returned."""
+
+    def checks() -> dict[str, float]:
+        text = httpx.get(f"{server.url}/metrics").text
+        counts = dict.fromkeys(("energy", "max_softmax", "grad_norm", "combined"), 0.0)
+        for line in text.splitlines():
+            if line.startswith('jem_ood_checks_total{model="served"'):
+                score = line.split('score="')[1].split('"')[0]
+                counts[score] += float(line.rsplit(" ", 1)[1])
+        return counts
+
+    u8 = digits.test_u8[:4]
+    client = tg.InferenceServerClient(grpc_url(server))
+    pixels = tg.InferInput("pixels_uint8", [4, 8, 8, 1], "UINT8")
+    pixels.set_data_from_numpy(u8[..., None])
+    for outputs, wanted in (
+        (["ood_max_softmax"], {"max_softmax": 4.0}),
+        (["label"], {}),
+        (["ood"], {"combined": 4.0}),
+    ):
+        before = checks()
+        client.infer(
+            "served",
+            [pixels],
+            outputs=[tg.InferRequestedOutput(name) for name in outputs],
+            headers=GRPC_KEY,
+        )
+        after = checks()
+        assert {k: after[k] - before[k] for k in after if after[k] != before[k]} == wanted
+    client.close()
