@@ -160,7 +160,11 @@ async def _batch(
         )
     if t.name == "pixels":
         return pixels_to_tensor(
-            t.data, spec, "float", "send 0..255 as the input 'pixels_uint8' (UINT8) instead"
+            t.data,
+            spec,
+            "float",
+            "send 0..255 as the input 'pixels_uint8' (UINT8) instead",
+            float_term="in the FP32 input 'pixels'",
         )
     if t.name == "pixels_uint8":
         return uint8_to_tensor(np.array(t.data), spec)  # a writable copy for torch
