@@ -113,6 +113,27 @@ def test_http_client(server: Server, digits: Digits, binary: bool) -> None:
     client.close()
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_http_client_request_compression(server: Server, digits: Digits, algorithm: str) -> None:
+    """tritonclient.http's `request_compression_algorithm`: the body arrives compressed, with
+    `Content-Encoding`, binary tensor data and Inference-Header-Content-Length included."""
+    client = th.InferenceServerClient(f"{server.host}:{server.port}")
+    u8 = digits.test_u8[:16]
+    labels, confidence = v1_predictions(server, u8)
+    for binary in (True, False):
+        for tensor in inputs_for(th, u8, binary=binary).values():
+            outputs = [th.InferRequestedOutput(o, binary_data=binary) for o in EVERY_OUTPUT]
+            result = client.infer(
+                "served",
+                [tensor],
+                outputs=outputs,
+                headers=dict(KEY),
+                request_compression_algorithm=algorithm,
+            )
+            check_outputs(result, labels, confidence)
+    client.close()
+
+
 def test_http_bad_input_gets_400(server: Server, digits: Digits) -> None:
     client = th.InferenceServerClient(f"{server.host}:{server.port}")
     u8 = digits.test_u8[:2, ..., None]
