@@ -395,3 +395,29 @@ def test_grpc_infer_counts_the_ood_decisions_it_returns(server: Server, digits: 
         after = checks()
         assert {k: after[k] - before[k] for k in after if after[k] != before[k]} == wanted
     client.close()
+
+
+def test_triton_extensions_not_provided_are_refused_plainly(server: Server) -> None:
+    """As docs/service.md lists them: a 404 in the protocol's shape over REST, UNIMPLEMENTED
+    over gRPC."""
+    http = th.InferenceServerClient(f"{server.host}:{server.port}")
+    for call in (
+        lambda: http.get_model_config("served", headers=dict(KEY)),
+        lambda: http.get_model_repository_index(headers=dict(KEY)),
+        lambda: http.get_inference_statistics("served", headers=dict(KEY)),
+    ):
+        with pytest.raises(InferenceServerException) as info:
+            call()
+        assert info.value.status() == "404"
+        assert "no model repository, configuration or statistics" in info.value.message()
+    http.close()
+    client = tg.InferenceServerClient(grpc_url(server))
+    for call in (
+        lambda: client.get_model_config("served", headers=GRPC_KEY),
+        lambda: client.get_model_repository_index(headers=GRPC_KEY),
+        lambda: client.get_inference_statistics("served", headers=GRPC_KEY),
+    ):
+        with pytest.raises(InferenceServerException) as info:
+            call()
+        assert info.value.status() == "StatusCode.UNIMPLEMENTED"
+    client.close()

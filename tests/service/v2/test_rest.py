@@ -241,8 +241,13 @@ async def test_api_keys_guard_v2_but_not_its_health(store_root: Path, digits: Di
     tensor = triton_input("pixels_uint8", digits.test_u8[:1, ..., None], "UINT8", binary=True)
     async with serve(settings) as client:
         assert (await client.get("/v2/health/ready")).status_code == 200
+        assert (await client.get("/v2/health/live")).status_code == 200
         r = await client.get("/v2/models/served")
         assert r.status_code == 401
+        # the model readiness probe is exempt from JEM_LIMIT_CONCURRENCY, not from the keys
+        assert (await client.get("/v2/models/served/ready")).status_code == 401
+        ready = await client.get("/v2/models/served/ready", headers={"Authorization": "Bearer k1"})
+        assert ready.status_code == 200
         assert isinstance(r.json()["error"], str)
         r = await client.get("/v2/models/served", headers={"Authorization": "Bearer nope"})
         assert r.status_code == 403
