@@ -94,6 +94,7 @@ class Runtime:
             torch.set_num_threads(self.settings.torch_threads)
         for ref in self.settings.models:  # 0 until loaded: alerts see a model that never came up
             self.metrics.model_ready.labels(ref.split(":")[0]).set(0)
+            self.metrics.start_series(ref.split(":")[0])  # the dashboard's counters, at 0
         self._loader = asyncio.get_running_loop().create_task(self._load_all())
 
     async def _load_all(self) -> None:
@@ -157,6 +158,8 @@ class Runtime:
         self.predictors[name] = predictor  # one assignment: the swap new requests see
         self.metrics.model_info.labels(*self._info_labels(predictor)).set(1)
         self.metrics.model_ready.labels(name).set(1)
+        scores = [*predictor.scores, COMBINED] if predictor.scores else []
+        self.metrics.start_series(name, scores)  # its OOD counters at 0 too, once known
         self.observe_device_memory()
 
     def _info_labels(self, predictor: Predictor) -> tuple[str, ...]:

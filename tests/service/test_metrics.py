@@ -205,3 +205,25 @@ def test_observe_many_counts_as_observe(values: list[float]) -> None:
             assert got[key] == pytest.approx(value, nan_ok=True), key  # up to float rounding
         else:
             assert got[key] == value, key  # every bucket and the count exactly
+
+
+async def test_dashboard_counters_exist_at_zero_before_any_request(store_root: Path) -> None:
+    """The counters the dashboard shows or divides by read 0 for every served model from the
+    start (a panel shows 0, not "No data"); OOD ones per calibrated score, and only those."""
+    async with serve(make_settings(store_root)) as client:
+        s = samples((await client.get("/metrics")).text)
+    keys = {(name, dict(labels).get("model"), dict(labels).get("score")) for name, labels in s}
+    for model in ("served", "plain"):
+        for name in (
+            "jem_queue_rejections_total",
+            "jem_images_total",
+            "jem_sgld_steps_total",
+            "jem_generation_requests_total",
+        ):
+            assert (name, model, None) in keys, (name, model)
+            assert value(s, name, model=model) == 0
+    for score in ("energy", "grad_norm", "max_softmax", "combined"):
+        for name in ("jem_ood_checks_total", "jem_ood_flags_total"):
+            assert (name, "served", score) in keys, (name, score)
+            assert value(s, name, model="served", score=score) == 0
+            assert (name, "plain", score) not in keys  # no calibration: no OOD decisions
