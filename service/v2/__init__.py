@@ -32,7 +32,8 @@ RESERVED_ENV = "_JEM_GRPC_PORT_RESERVED"
 
 
 class GrpcPortInUseError(OSError):
-    """JEM_GRPC_PORT is held by another process; the message is one line that says so."""
+    """JEM_GRPC_PORT is held by another process (or cannot be bound here at all: an address
+    this host does not have, a privileged port); the message is one line that says which."""
 
 
 def port_in_use_message(host: str, port: int, detail: str) -> str:
@@ -76,10 +77,14 @@ def reserve_grpc_port(host: str, port: int) -> list[socket.socket]:
             try:
                 sock.bind(sockaddr)
             except OSError as exc:
-                raise GrpcPortInUseError(
-                    exc.errno or errno.EADDRINUSE,
-                    port_in_use_message(host, port, exc.strerror or str(exc)),
-                ) from None
+                detail = exc.strerror or str(exc)
+                message = (
+                    port_in_use_message(host, port, detail)
+                    if exc.errno == errno.EADDRINUSE
+                    else f"JEM_GRPC_PORT={port}: cannot listen on {host}:{port} for gRPC "
+                    f"({detail}): check JEM_GRPC_HOST and JEM_GRPC_PORT"
+                )
+                raise GrpcPortInUseError(exc.errno or errno.EADDRINUSE, message) from None
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     except BaseException:
         for sock in held:

@@ -128,3 +128,13 @@ def test_second_service_cannot_share_the_grpc_port(store_root: Path, tmp_path: P
         line = next(m for m in metrics.splitlines() if "grpc_server_live" in m and "_total" in m)
         assert float(line.rsplit(" ", 1)[1]) == calls  # all of them reached the first service
         assert first.proc.poll() is None
+
+
+def test_a_port_that_cannot_be_bound_is_not_blamed_on_another_process() -> None:
+    from service.v2 import GrpcPortInUseError, reserve_grpc_port
+
+    with pytest.raises(GrpcPortInUseError) as info:  # TEST-NET-1: no host has it
+        reserve_grpc_port("192.0.2.1", 8001)
+    assert info.value.strerror.startswith("JEM_GRPC_PORT=8001: cannot listen on 192.0.2.1:8001")
+    assert "check JEM_GRPC_HOST and JEM_GRPC_PORT" in info.value.strerror
+    assert "another process" not in info.value.strerror
