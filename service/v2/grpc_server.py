@@ -7,7 +7,9 @@ Metrics: `jem_requests_total` / `jem_request_duration_seconds` with endpoint `gr
 `grpc_<rpc>` for the others); `status` is the HTTP status the same outcome has on REST, so the
 alerts on 5xx rates cover both. A message over JEM_MAX_BODY_BYTES is refused here, counted as
 413 (RESOURCE_EXHAUSTED), without being parsed; gRPC's own receive limit, above which the
-transport refuses it uncounted, is `RECEIVE_LIMIT_FACTOR` times that.
+transport refuses it uncounted, is `RECEIVE_LIMIT_FACTOR` times that. Every call, errors
+included, gets one `service.access` line with the fields of a REST request's (docs/service.md,
+"Logs").
 """
 
 from __future__ import annotations
