@@ -4,8 +4,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# `make serve` binds HOST:PORT: `PORT=9000 make serve` (or `make serve PORT=9000`); else the
+# service's own JEM_HOST / JEM_PORT when set (docs/service.md), else these
+HOST ?= $(or $(JEM_HOST),127.0.0.1)
+PORT ?= $(or $(JEM_PORT),8000)
 PYTEST_ARGS ?=
 
 .PHONY: install system-deps test test-fast lint format proto serve train-default evaluate-default train-emoji evaluate-emoji bench bench-quick bench-peers gpu-check ui-screenshots ui-vendor clean

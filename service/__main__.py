@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -31,7 +32,7 @@ from service.server.prefork import forked_workers
 from service.server.protocol import JemHttpToolsProtocol
 from service.server.workers import process_alive
 from service.settings import ROOT_PATH_PATTERN, Settings
-from service.v2 import grpc_unavailable
+from service.v2 import RESERVED_ENV, GrpcPortInUseError, grpc_unavailable, reserve_grpc_port
 
 __all__ = ["main", "serve"]
 
@@ -222,10 +223,11 @@ def main(argv: list[str] | None = None, *, app: str = "service.asgi:app") -> Non
         # a failed start (exit 3, as the app's lifespan would), but one line, not a traceback
         print(f"python -m service: error: {problem}", file=sys.stderr)
         sys.exit(STARTUP_FAILURE)
+    os.environ.setdefault("JEM_GRPC_HOST", args.host)  # gRPC binds where HTTP does, by default
+    reserved = _reserve_grpc_port(settings.grpc_port, os.environ["JEM_GRPC_HOST"] or args.host)
     _prepare_multiprocess_dir(args.workers)
     # the app (in every worker) enforces the limit, so that probes stay exempt: hand it the flag
     os.environ["JEM_LIMIT_CONCURRENCY"] = str(args.limit_concurrency)
-    os.environ.setdefault("JEM_GRPC_HOST", args.host)  # gRPC binds where HTTP does, by default
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -248,7 +250,27 @@ def main(argv: list[str] | None = None, *, app: str = "service.asgi:app") -> Non
         server_header=False,
         root_path=args.root_path,
     )
-    raise SystemExit(serve(config))
+    try:
+        status = serve(config)
+    finally:
+        for sock in reserved:
+            sock.close()
+    raise SystemExit(status)
+
+
+def _reserve_grpc_port(port: int | None, host: str) -> list[socket.socket]:
+    """Hold JEM_GRPC_PORT for this process and its workers (`reserve_grpc_port`) while it runs;
+    a port another process holds ends the start: one line on stderr and exit status 3. Port 0
+    (each gRPC server takes a free port of its own) or gRPC off: nothing to hold."""
+    if not port:
+        return []
+    try:
+        reserved = reserve_grpc_port(host, port)
+    except GrpcPortInUseError as exc:
+        print(f"python -m service: error: {exc.strerror}", file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
+    os.environ[RESERVED_ENV] = "1"  # the workers' gRPC servers join it (SO_REUSEPORT)
+    return reserved
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.content_encoding import DecompressionMiddleware
 from service.errors import install_error_handlers
 from service.head import HeadMiddleware
 from service.hot_path import HotPathMiddleware
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
 
     app.add_middleware(HotPathMiddleware, known_model=known_model)  # innermost: the router's place
     app.add_middleware(HeadMiddleware)  # inside the others (see its docstring)
+    # inside the body limit, which counts the compressed bytes; this one the decompressed
+    app.add_middleware(DecompressionMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,

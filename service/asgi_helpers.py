@@ -9,7 +9,7 @@ from collections.abc import Collection
 
 from starlette.types import Scope, Send
 
-from service.errors import error_body
+from service.errors import error_body, is_v2
 
 __all__ = ["header", "is_v2", "send_error"]
 
@@ -20,11 +20,6 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
-
-
-def is_v2(scope: Scope) -> bool:
-    """Whether the request is on the Open Inference Protocol's /v2 paths."""
-    return str(scope.get("path", "")).startswith("/v2/")
 
 
 async def send_error(

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Scope
 
 from model_store import StoreError
 
@@ -43,6 +44,7 @@ __all__ = [
     "UnsupportedPixels",
     "error_body",
     "install_error_handlers",
+    "is_v2",
     "status_for",
 ]
 
@@ -208,6 +210,29 @@ def error_response(
     return JSONResponse(error_body(code, message), status_code=status, headers=dict(headers or {}))
 
 
+def is_v2(scope: Scope) -> bool:
+    """Whether the request is on the Open Inference Protocol's /v2 paths (/v2 itself too;
+    after the root path, when the server was given one and the path still carries it)."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root + "/"):
+        path = path[len(root) :]
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def _error(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """`error_response`, or under /v2 the Open Inference Protocol's `{"error": "<message>"}`."""
+    if is_v2(request.scope):
+        return JSONResponse({"error": message}, status_code=status, headers=dict(headers or {}))
+    return error_response(status, code, message, headers)
+
+
 def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
     headers: dict[str, str] = {}
@@ -215,13 +240,13 @@ def _service_error(request: Request, exc: Exception) -> Response:
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, MissingApiKey):
         headers["WWW-Authenticate"] = "Bearer"
-    return error_response(status_for(exc), exc.code, exc.message, headers)
+    return _error(request, status_for(exc), exc.code, exc.message, headers)
 
 
 def _store_error(request: Request, exc: Exception) -> Response:
     # Store errors after startup only come from a broken store on disk: not the client's fault.
     logger.error("model store error: %s", exc)
-    return error_response(500, "model_store_error", str(exc))
+    return _error(request, 500, "model_store_error", str(exc))
 
 
 def _validation_error(request: Request, exc: Exception) -> Response:
@@ -230,23 +255,29 @@ def _validation_error(request: Request, exc: Exception) -> Response:
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()))
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return error_response(422, "validation_error", "; ".join(parts) or "invalid request")
+    return _error(request, 422, "validation_error", "; ".join(parts) or "invalid request")
 
 
 def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    if exc.status_code == 404 and message == "Not Found":
+    if exc.status_code == 404 and message == "Not Found" and is_v2(request.scope):
+        message = (
+            f"no route {request.method} {request.url.path}: of the Open Inference Protocol this "
+            "service has the health, server and model metadata, model ready and infer "
+            "endpoints (no model repository, configuration or statistics); see /docs"
+        )
+    elif exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}; see /docs for the API"
     elif exc.status_code == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
-    return error_response(exc.status_code, code, message, exc.headers)
+    return _error(request, exc.status_code, code, message, exc.headers)
 
 
 def _unhandled(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error", exc_info=exc)
-    return error_response(500, "internal_error", "internal error; the request id is in the logs")
+    return _error(request, 500, "internal_error", "internal error; the request id is in the logs")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -157,12 +157,14 @@ def pixels_to_tensor(
     spec: InputSpec,
     pixel_format: PixelFormat,
     uint8_hint: str = "send 0..255 with pixel_format 'uint8'",
+    float_term: str = "with pixel_format 'float'",
 ) -> torch.Tensor:
     """Validate pixel arrays in the model's input shape (C, H, W) and return a (B, C, H, W) batch.
 
     `float`: values in the spec's value range (default [-1, 1]); `uint8`: integers 0..255.
     A one-channel model also accepts (H, W) per image. `uint8_hint` ends the out-of-range
-    error: how the caller's protocol sends 0..255 instead.
+    error: how the caller's protocol sends 0..255 instead; `float_term` names, in its terms,
+    what carried the floats.
 
     Raises:
         InvalidInput: not numbers, the wrong shape, NaN/inf, or values out of range.
@@ -199,7 +201,7 @@ def pixels_to_tensor(
     low, high = spec.value_range
     if array.min() < low or array.max() > high:
         raise InvalidInput(
-            f"pixels: values must lie in [{low}, {high}] with pixel_format 'float' "
+            f"pixels: values must lie in [{low}, {high}] {float_term} "
             f"(got {array.min():.4g}..{array.max():.4g}); {uint8_hint}"
         )
     return torch.from_numpy(array.astype(np.float32))

@@ -7,6 +7,7 @@ samples to files in that directory and `/metrics` aggregates all workers.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import TypeVar
 
 from prometheus_client import (
@@ -139,6 +140,20 @@ class Metrics:
             "jem_generation_duration_seconds", "Generation time.", ["model"],
             buckets=GENERATION_BUCKETS, registry=r,
         )  # fmt: skip
+
+    def start_series(self, model: str, ood_scores: Iterable[str] = ()) -> None:
+        """The counters that the dashboard and alerts show or divide by, at 0 for `model`
+        before its first request, so that their panels read 0 rather than "No data" (a
+        counter's series exists only once a label set is used): images, queue rejections,
+        SGLD steps, generation requests that succeeded and, for each of `ood_scores` (the
+        model's calibrated scores, and "combined" with them), OOD checks and flags. The
+        request counters, whose label sets are open-ended, are left to the traffic."""
+        for counter in (self.images, self.queue_rejections, self.sgld_steps):
+            self.child(counter, model)
+        self.child(self.generation_requests, model, "ok")
+        for score in ood_scores:
+            self.child(self.ood_checks, model, score)
+            self.child(self.ood_flags, model, score)
 
     def child(self, metric: M, *labels: str) -> M:
         """`metric.labels(*labels)`, looked up once: prometheus_client checks and converts the

@@ -25,6 +25,7 @@ __all__ = [
     "CLIENT_CLOSED_REQUEST",
     "MODEL_READY_PATH",
     "PROBE_PATHS",
+    "VALID_ID",
     "ConcurrencyLimitMiddleware",
     "RequestContextMiddleware",
 ]
@@ -40,7 +41,7 @@ PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "
 MODEL_READY_PATH = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/ready")
 
 access_log = logging.getLogger("service.access")
-_VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
 def _from_disconnect(exc: BaseException) -> bool:
@@ -98,7 +99,7 @@ class RequestContextMiddleware:
             return
         incoming = header(scope, b"x-request-id")
         # 32 random hex digits, as uuid4().hex spells them, at 0.6-0.9 us a call against 4.4
-        request_id = incoming if incoming and _VALID_ID.match(incoming) else os.urandom(16).hex()
+        request_id = incoming if incoming and VALID_ID.match(incoming) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         start = time.perf_counter()

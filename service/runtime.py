@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -20,7 +21,11 @@ from service.predictor import Predictor
 from service.sampling import GenerationLimits
 from service.settings import Settings
 
-__all__ = ["ModelsUnavailable", "Runtime"]
+__all__ = ["COMBINED", "ModelsUnavailable", "Runtime"]
+
+# `score` label of the combined OOD verdict (/v1 ood's `flagged`, v2's output `ood`) in
+# jem_ood_checks_total / jem_ood_flags_total
+COMBINED = "combined"
 
 logger = logging.getLogger("service.runtime")
 Outputs = dict[str, torch.Tensor]
@@ -89,6 +94,7 @@ class Runtime:
             torch.set_num_threads(self.settings.torch_threads)
         for ref in self.settings.models:  # 0 until loaded: alerts see a model that never came up
             self.metrics.model_ready.labels(ref.split(":")[0]).set(0)
+            self.metrics.start_series(ref.split(":")[0])  # the dashboard's counters, at 0
         self._loader = asyncio.get_running_loop().create_task(self._load_all())
 
     async def _load_all(self) -> None:
@@ -152,6 +158,8 @@ class Runtime:
         self.predictors[name] = predictor  # one assignment: the swap new requests see
         self.metrics.model_info.labels(*self._info_labels(predictor)).set(1)
         self.metrics.model_ready.labels(name).set(1)
+        scores = [*predictor.scores, COMBINED] if predictor.scores else []
+        self.metrics.start_series(name, scores)  # its OOD counters at 0 too, once known
         self.observe_device_memory()
 
     def _info_labels(self, predictor: Predictor) -> tuple[str, ...]:
@@ -276,16 +284,21 @@ class Runtime:
         self,
         model: str,
         energies: list[float],
-        verdicts: dict[str, tuple[list[float], list[bool | None]]],
+        scores: Mapping[str, list[float]],
+        decisions: Mapping[str, Sequence[bool | None]],
     ) -> None:
-        """Count a request's images: energies, and per OOD score its values and verdicts
-        (None: uncalibrated)."""
+        """Count a request's images and energies, the OOD score values it returns (per score,
+        `jem_ood_score`) and the OOD decisions it returns (per score, or `COMBINED` for the
+        combined verdict: `jem_ood_checks_total` / `jem_ood_flags_total`; None, a score
+        without a calibrated threshold, is no decision). Only what the answer holds is
+        counted, whichever API (/v1, /v2 REST, gRPC) answered."""
         m = self.metrics
         tally = m.tally  # written once per event-loop turn (service/tally.py); children cached
         tally.inc(m.child(m.images, model), len(energies))
         tally.observe_all(m.child(m.energy, model), energies)
-        for score, (values, flags) in verdicts.items():
+        for score, values in scores.items():
             tally.observe_all(m.child(m.ood_score, model, score), values)
+        for score, flags in decisions.items():
             checked = [flag for flag in flags if flag is not None]
             if checked:
                 tally.inc(m.child(m.ood_checks, model, score), len(checked))

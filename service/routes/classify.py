@@ -25,7 +25,7 @@ from service.route_common import (
     json_response,
     timing_of,
 )
-from service.runtime import Runtime
+from service.runtime import COMBINED, Runtime
 from service.schemas import OODResponse, PredictResponse
 
 __all__ = ["classify_router"]
@@ -63,14 +63,13 @@ async def predict(
         out, t1 = await runtime.classify(predictor, x)
         grad, timing = None, timing_of(t1)
     predictions = predictor.predictions(out, grad, top_k)
-    verdicts = {
-        score: (
-            [p["ood"][score]["score"] for p in predictions],
-            [p["ood"][score]["flagged"] for p in predictions],
-        )
-        for score in predictions[0]["ood"]
-    }
-    runtime.observe(predictor.name, [p["energy"] for p in predictions], verdicts)
+    returned = predictions[0]["ood"]  # energy, and grad_norm with ood=full
+    runtime.observe(
+        predictor.name,
+        [p["energy"] for p in predictions],
+        {score: [p["ood"][score]["score"] for p in predictions] for score in returned},
+        {score: [p["ood"][score]["flagged"] for p in predictions] for score in returned},
+    )
     # PredictResponse's fields, in its order (tests/service/test_predict.py checks the two agree)
     body = {
         "model": predictor.name,
@@ -100,14 +99,16 @@ async def ood(
         runtime.classify(predictor, x), runtime.grad(predictor, x)
     )
     results = predictor.ood_results(out, grad)
-    verdicts = {
-        score: (
-            [r.scores[score].score for r in results],
-            [r.scores[score].flagged for r in results],
-        )
-        for score in results[0].scores
-    }
-    runtime.observe(predictor.name, [r.scores["energy"].score for r in results], verdicts)
+    returned = results[0].scores  # every score, and the combined verdict
+    runtime.observe(
+        predictor.name,
+        [r.scores["energy"].score for r in results],
+        {score: [r.scores[score].score for r in results] for score in returned},
+        {
+            **{score: [r.scores[score].flagged for r in results] for score in returned},
+            COMBINED: [r.flagged for r in results],
+        },
+    )
     return json_response(
         OODResponse(
             model=predictor.name,

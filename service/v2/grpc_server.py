@@ -7,14 +7,18 @@ Metrics: `jem_requests_total` / `jem_request_duration_seconds` with endpoint `gr
 `grpc_<rpc>` for the others); `status` is the HTTP status the same outcome has on REST, so the
 alerts on 5xx rates cover both. A message over JEM_MAX_BODY_BYTES is refused here, counted as
 413 (RESOURCE_EXHAUSTED), without being parsed; gRPC's own receive limit, above which the
-transport refuses it uncounted, is `RECEIVE_LIMIT_FACTOR` times that.
+transport refuses it uncounted, is `RECEIVE_LIMIT_FACTOR` times that. Every call, errors
+included, gets one `service.access` line with the fields of a REST request's (docs/service.md,
+"Logs").
 """
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -24,7 +28,10 @@ import numpy as np
 from grpc import aio
 
 from service.errors import BodyTooLarge, InvalidApiKey, InvalidInput, MissingApiKey, ServiceError
+from service.logs import AccessLog, request_id_var
+from service.middleware import VALID_ID
 from service.runtime import Runtime
+from service.v2 import GrpcPortInUseError, port_in_use_message
 from service.v2.errors import grpc_code_name, http_status
 from service.v2.model import infer, model_metadata, resolve
 from service.v2.proto import grpc_predict_v2_pb2 as pb
@@ -52,6 +59,10 @@ ENDPOINTS = {
     "ModelMetadata": "grpc_model_metadata",
     "ModelInfer": "grpc_infer",
 }
+
+_RPCS = {endpoint: rpc for rpc, endpoint in ENDPOINTS.items()}
+# every call's access line, as the REST middleware's (service.access, message "request")
+_ACCESS_LINE = AccessLog(logging.getLogger("service.access"), "request")
 
 # InferTensorContents field per datatype (the typed alternative to raw_input_contents)
 _CONTENTS = {
@@ -93,6 +104,15 @@ def _leading_name(data: bytes) -> str:
             return data[i : i + length].decode("utf-8", "replace") if length <= 1024 else ""
         shift += 7
     return ""
+
+
+def _request_id(context: aio.ServicerContext, fallback: str) -> str:
+    """The client's `x-request-id` metadata, else `fallback`, when valid (as the REST
+    middleware takes `X-Request-ID`); else 32 new random hex digits."""
+    for key, value in context.invocation_metadata() or ():
+        if key.lower() == "x-request-id" and isinstance(value, str) and VALID_ID.match(value):
+            return value
+    return fallback if fallback and VALID_ID.match(fallback) else os.urandom(16).hex()
 
 
 def _check_key(runtime: Runtime, context: aio.ServicerContext) -> None:
@@ -148,26 +168,49 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         fn: Callable[[], Awaitable[T]],
         *,
         auth: bool = True,
+        request_id: str = "",
     ) -> T:
+        """Run `fn` as the RPC `endpoint` names: API key check, error mapping, metrics and one
+        access line (as the REST middleware logs each request), with the request id of the
+        client's `x-request-id` metadata, else `request_id` (ModelInfer's `id`) when it is a
+        valid one, else a new one, on every line logged meanwhile and sent back as trailing
+        metadata `x-request-id`."""
         start = time.perf_counter()
         status = 500
+        rid = _request_id(context, request_id)
+        token = request_id_var.set(rid)
+        trailing: list[tuple[str, str]] = [("x-request-id", rid)]
         try:
             if auth:
                 _check_key(self.runtime, context)
             result = await fn()
             status = 200
+            context.set_trailing_metadata(tuple(trailing))
             return result
         except ServiceError as exc:
             status = http_status(exc)
             if exc.retry_after_s is not None:
-                context.set_trailing_metadata((("retry-after", str(exc.retry_after_s)),))
+                trailing.append(("retry-after", str(exc.retry_after_s)))
+            context.set_trailing_metadata(tuple(trailing))
             await context.abort(grpc.StatusCode[grpc_code_name(exc)], exc.message)
             raise  # unreachable: abort raises
         finally:
+            elapsed = time.perf_counter() - start
             m = self.runtime.metrics
             label = model if model in self.runtime.predictors else ""
             m.child(m.requests, label, endpoint, str(status)).inc()
-            m.child(m.request_duration, label, endpoint).observe(time.perf_counter() - start)
+            m.child(m.request_duration, label, endpoint).observe(elapsed)
+            _ACCESS_LINE.log(
+                {
+                    "method": "gRPC",
+                    "path": f"/{SERVICE}/{_RPCS[endpoint]}",
+                    "endpoint": endpoint,
+                    "model": label or None,
+                    "status": status,
+                    "latency_ms": round(elapsed * 1000, 3),
+                }
+            )
+            request_id_var.reset(token)
 
     async def refuse_oversized(
         self, request: Oversized, context: aio.ServicerContext, endpoint: str
@@ -267,7 +310,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         in_flight = self.runtime.in_flight  # counted as the HTTP middleware counts its requests
         in_flight.enter()
         try:
-            return await self._call(context, ENDPOINTS["ModelInfer"], request.model_name, run)
+            return await self._call(
+                context, ENDPOINTS["ModelInfer"], request.model_name, run, request_id=request.id
+            )
         finally:
             in_flight.leave()
 
@@ -302,24 +347,35 @@ def _handlers(servicer: InferenceServicer, limit: int) -> dict[str, grpc.RpcMeth
     return handlers
 
 
-async def start_grpc_server(runtime: Runtime, host: str, port: int) -> tuple[aio.Server, int]:
+async def start_grpc_server(
+    runtime: Runtime, host: str, port: int, *, share_port: bool = False
+) -> tuple[aio.Server, int]:
     """Serve on `host:port` (0: a free port); returns the server and its bound port.
 
     A message over JEM_MAX_BODY_BYTES gets RESOURCE_EXHAUSTED from the service, counted as 413
     as a REST body is; gRPC itself refuses (uncounted) only beyond RECEIVE_LIMIT_FACTOR times it.
+    `share_port`: bind with `SO_REUSEPORT`, to join the port `python -m service` reserved for
+    its workers (`service.v2.reserve_grpc_port`); otherwise (grpcio enables it by default) a
+    port another process holds is refused, as `GrpcPortInUseError`.
     """
     limit = runtime.settings.max_body_bytes
     server = aio.server(
         options=[
             ("grpc.max_receive_message_length", min(RECEIVE_LIMIT_FACTOR * limit, 2**31 - 1)),
             ("grpc.max_send_message_length", max(limit, 64 * 1024 * 1024)),
+            ("grpc.so_reuseport", 1 if share_port else 0),
         ]
     )
     handlers = _handlers(InferenceServicer(runtime), limit)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = server.add_insecure_port(address)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpcio: "Failed to bind to address ..."; nothing says why
+        raise GrpcPortInUseError(
+            errno.EADDRINUSE, port_in_use_message(host, port, f"grpcio: {exc}")
+        ) from None
     await server.start()
     logger.info("gRPC listening", extra={"address": f"{host}:{bound}"})
     return server, bound

@@ -27,7 +27,7 @@ from jem import uint8_to_tensor
 from service.errors import InvalidInput, TooManyImages, UnknownModel
 from service.images import decode_base64, decode_image, images_to_tensor, pixels_to_tensor
 from service.predictor import Predictor
-from service.runtime import Runtime
+from service.runtime import COMBINED, Runtime
 from service.schemas import ScoreVerdict
 from service.v2.tensors import InferTensor
 
@@ -160,7 +160,11 @@ async def _batch(
         )
     if t.name == "pixels":
         return pixels_to_tensor(
-            t.data, spec, "float", "send 0..255 as the input 'pixels_uint8' (UINT8) instead"
+            t.data,
+            spec,
+            "float",
+            "send 0..255 as the input 'pixels_uint8' (UINT8) instead",
+            float_term="in the FP32 input 'pixels'",
         )
     if t.name == "pixels_uint8":
         return uint8_to_tensor(np.array(t.data), spec)  # a writable copy for torch
@@ -217,17 +221,20 @@ async def infer(
         (out, _), grad = await runtime.classify(predictor, x), None
     n = int(x.shape[0])
     energies = out["energy"].tolist()
-    verdicts = {"energy": _flags(predictor, "energy", energies)}
+    # per score, its values when computed; its verdicts once asked for (below)
+    values = {s: out[s].tolist() for s in ("energy", "max_softmax")}
     if grad is not None:
-        verdicts["grad_norm"] = _flags(predictor, "grad_norm", grad["grad_norm"].tolist())
-    runtime.observe(
-        predictor.name,
-        energies,
-        {s: ([v.score for v in vs], [v.flagged for v in vs]) for s, vs in verdicts.items()},
-    )
+        values["grad_norm"] = grad["grad_norm"].tolist()
+    verdicts: dict[str, list[ScoreVerdict]] = {}
+
+    def verdicts_of(score: str) -> list[ScoreVerdict]:
+        if score not in verdicts:
+            verdicts[score] = _flags(predictor, score, values[score])
+        return verdicts[score]
 
     labels = out["probs"].argmax(dim=-1)
     tensors: list[InferTensor] = []
+    decisions: dict[str, list[bool | None]] = {}
     for name in names:
         data: np.ndarray
         if name == "logits":
@@ -246,13 +253,18 @@ async def infer(
             data = _np(grad["grad_norm"])
         elif name == "ood":
             assert grad is not None
-            data = np.array([bool(r.flagged) for r in predictor.ood_results(out, grad)])
+            combined = [r.flagged for r in predictor.ood_results(out, grad)]
+            decisions[COMBINED] = combined
+            data = np.array([bool(flag) for flag in combined])
         else:  # ood_<score>
             score = name.removeprefix("ood_")
-            found = verdicts.get(score)
-            if found is None:
-                found = _flags(predictor, score, out[score].tolist())
+            found = verdicts_of(score)
+            decisions[score] = [v.flagged for v in found]
             data = np.array([bool(v.flagged) for v in found])
         spec = OUTPUTS[name]
         tensors.append(InferTensor(name, spec.datatype, tuple(data.shape), data))
+    # what the answer holds: a score's values when it or its verdict was asked for, and the
+    # verdicts asked for (service/runtime.py: Runtime.observe)
+    returned = {s for s in values if s in names or f"ood_{s}" in names}
+    runtime.observe(predictor.name, energies, {s: values[s] for s in sorted(returned)}, decisions)
     return InferResult(predictor.name, str(predictor.version), tensors)

@@ -41,6 +41,20 @@ def test_promtool_accepts_config() -> None:
 
 
 @needs_promtool
+def test_local_config_scrapes_make_serve() -> None:
+    """deploy/prometheus/local.yml (docs/deployment.md): `make serve`'s address, the Compose
+    config's job name and rules."""
+    result = promtool("check", "config", "local.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    local = load_yaml(PROMETHEUS_DIR / "local.yml")
+    compose = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
+    (job,) = local["scrape_configs"]
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:8000"]
+    assert job["job_name"] == compose["scrape_configs"][0]["job_name"] == "jem"
+    assert local["rule_files"] == compose["rule_files"]
+
+
+@needs_promtool
 def test_promtool_accepts_rules() -> None:
     result = promtool("check", "rules", "rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr

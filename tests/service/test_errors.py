@@ -156,7 +156,10 @@ async def test_query_parameters_routes_and_models(
         404, "model_not_found", "'nope'", "plain, served",
     )  # fmt: skip
     await check(await strict.get("/v1/models/nope"), 404, "model_not_found", "served")
-    await check(await strict.get("/v2/whatever"), 404, "not_found", "/v2/whatever")
+    v2 = await strict.get("/v2/whatever")  # under /v2, the Open Inference Protocol's shape
+    assert v2.status_code == 404
+    assert set(v2.json()) == {"error"}
+    assert "/v2/whatever" in v2.json()["error"]
     await check(await strict.get(PREDICT), 405, "method_not_allowed", "GET")
     await check(
         await strict.post("/v1/models/served/generate", json={"num_samples": "x"}),

@@ -91,6 +91,7 @@ async def test_series_and_values_after_traffic(store_root: Path, digits: Digits)
     assert value(s, "jem_ood_checks_total", model="served", score="grad_norm") == 3
     assert value(s, "jem_ood_score_count", model="served", score="max_softmax") == 3
     assert value(s, "jem_ood_flags_total", model="served", score="energy") <= 27
+    assert value(s, "jem_ood_checks_total", model="served", score="combined") == 3  # /v1 ood
     # batches larger than one: fewer batches with <= 1 image than batches overall
     batches = value(s, "jem_batch_size_count", model="served")
     singles = value(s, "jem_batch_size_bucket", model="served", le="1.0")
@@ -105,6 +106,71 @@ async def test_series_and_values_after_traffic(store_root: Path, digits: Digits)
     assert value(s, "jem_sgld_steps_total", model="served") == 15
     assert value(s, "jem_generation_duration_seconds_count", model="served") == 1
     assert value(s, "jem_request_duration_seconds_count", model="served", endpoint="predict") == 24
+
+
+def v2_body(u8: object, outputs: list[str]) -> dict[str, object]:
+    import numpy as np
+
+    images = np.asarray(u8, dtype=np.uint8)
+    return {
+        "inputs": [
+            {
+                "name": "pixels_uint8",
+                "datatype": "UINT8",
+                "shape": [len(images), 8, 8, 1],
+                "data": images.reshape(-1).tolist(),
+            }
+        ],
+        "outputs": [{"name": name} for name in outputs],
+    }
+
+
+OOD_SERIES = ("jem_ood_checks_total", "jem_ood_flags_total", "jem_ood_score_count")
+SCORES = ("energy", "max_softmax", "grad_norm", "combined")
+
+
+def ood_counts(text: str) -> dict[tuple[str, str], float]:
+    s = samples(text)
+    return {(n, sc): value(s, n, model="served", score=sc) for n in OOD_SERIES for sc in SCORES}
+
+
+@pytest.mark.parametrize(
+    ("outputs", "decided", "scored"),
+    [
+        (["label"], set(), set()),
+        (["ood_max_softmax"], {"max_softmax"}, {"max_softmax"}),
+        (["label", "ood_energy"], {"energy"}, {"energy"}),
+        (["energy", "grad_norm"], set(), {"energy", "grad_norm"}),
+        (["ood"], {"combined"}, set()),
+        (
+            ["ood_grad_norm", "ood", "max_softmax"],
+            {"grad_norm", "combined"},
+            {"grad_norm", "max_softmax"},
+        ),
+        ([], {"energy", "max_softmax"}, {"energy", "max_softmax"}),  # the default outputs
+    ],
+)
+async def test_v2_infer_counts_the_ood_decisions_it_returns(
+    store_root: Path, digits: Digits, outputs: list[str], decided: set[str], scored: set[str]
+) -> None:
+    """jem_ood_checks_total / flags count exactly the OOD decisions the answer holds (per
+    score; the combined verdict `ood` as score="combined"), jem_ood_score the scores whose
+    values or verdicts it holds."""
+    n = 5
+    async with serve(make_settings(store_root)) as client:
+        before = ood_counts((await client.get("/metrics")).text)
+        r = await client.post("/v2/models/served/infer", json=v2_body(digits.test_u8[:n], outputs))
+        assert r.status_code == 200, r.text
+        after = ood_counts((await client.get("/metrics")).text)
+    flags = {o["name"]: o["data"] for o in r.json()["outputs"] if o["datatype"] == "BOOL"}
+    for score in SCORES:
+        output = "ood" if score == "combined" else f"ood_{score}"
+        checks = after[("jem_ood_checks_total", score)] - before[("jem_ood_checks_total", score)]
+        flagged = after[("jem_ood_flags_total", score)] - before[("jem_ood_flags_total", score)]
+        observed = after[("jem_ood_score_count", score)] - before[("jem_ood_score_count", score)]
+        assert checks == (n if score in decided else 0), (score, checks)
+        assert flagged == (sum(flags[output]) if score in decided else 0), (score, flagged)
+        assert observed == (n if score in scored else 0), (score, observed)
 
 
 @pytest.mark.parametrize(
@@ -139,3 +205,25 @@ def test_observe_many_counts_as_observe(values: list[float]) -> None:
             assert got[key] == pytest.approx(value, nan_ok=True), key  # up to float rounding
         else:
             assert got[key] == value, key  # every bucket and the count exactly
+
+
+async def test_dashboard_counters_exist_at_zero_before_any_request(store_root: Path) -> None:
+    """The counters the dashboard shows or divides by read 0 for every served model from the
+    start (a panel shows 0, not "No data"); OOD ones per calibrated score, and only those."""
+    async with serve(make_settings(store_root)) as client:
+        s = samples((await client.get("/metrics")).text)
+    keys = {(name, dict(labels).get("model"), dict(labels).get("score")) for name, labels in s}
+    for model in ("served", "plain"):
+        for name in (
+            "jem_queue_rejections_total",
+            "jem_images_total",
+            "jem_sgld_steps_total",
+            "jem_generation_requests_total",
+        ):
+            assert (name, model, None) in keys, (name, model)
+            assert value(s, name, model=model) == 0
+    for score in ("energy", "grad_norm", "max_softmax", "combined"):
+        for name in ("jem_ood_checks_total", "jem_ood_flags_total"):
+            assert (name, "served", score) in keys, (name, score)
+            assert value(s, name, model="served", score=score) == 0
+            assert (name, "plain", score) not in keys  # no calibration: no OOD decisions

@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
 ]
 PREFIX = "/jem"
 API_KEY = "ui-test-key"
-MODELS = "digits-jem,digits-baseline"
+MODELS = "digits-jem,digits-baseline,emoji-jem"  # emoji-jem: the page for a non-digit model
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 

@@ -11,9 +11,11 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page
 
+from tests.service.test_shipped_emoji import rendered
 from tests.service_process import Server
 from tests.ui.conftest import API_KEY, Session, open_session
 from tests.ui.strokes import DIGIT_STROKES
+from training.datasets.emoji import DEFAULT_FONT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -71,7 +73,7 @@ def test_api_key_errors_are_shown_in_words(session: Session, shots: Path) -> Non
     page.screenshot(path=shots / "bad-api-key.png")
     session.sign_in(API_KEY)
     error.wait_for(state="hidden")
-    assert page.locator("#model option").count() == 2
+    assert page.locator("#model option").count() == 3
     session.check_clean(
         allowed_console=("status of 401 (Unauthorized)", "status of 403 (Forbidden)")
     )
@@ -170,3 +172,31 @@ def test_phone_viewport(browser: Browser, server: Server, shots: Path) -> None:
         s.check_clean()
     finally:
         s.page.context.close()
+
+
+@pytest.mark.skipif(not DEFAULT_FONT.is_file(), reason="needs Debian's fonts-noto-color-emoji")
+def test_emoji_model_asks_for_an_image_and_names_its_class(session: Session, shots: Path) -> None:
+    """With emoji-jem the page asks for an image, not a digit, and a verdict reads
+    "Looks like: <class>", never "Looks like a animals-nature"."""
+    page = signed_in(session, "emoji-jem")
+    prompt = page.inner_text("#classify-prompt")
+    assert prompt.startswith("Pick or drop an image file of one of its"), prompt
+    assert "digit" not in prompt
+    blobs, _ = rendered(per_group=1)
+    verdicts = []
+    for i, blob in enumerate(blobs):
+        page.click("#clear")
+        page.set_input_files(
+            "#file", files=[{"name": f"{i}.png", "mimeType": "image/png", "buffer": blob}]
+        )
+        verdicts.append(wait_result(page))
+    held_in = [v for v in verdicts if v.startswith("Looks like")]
+    assert held_in, verdicts  # rendered emoji as trained on: most are in-distribution
+    for verdict in held_in:
+        assert verdict.startswith("Looks like: "), verdict
+    page.screenshot(path=shots / "classify-emoji.png", full_page=True)
+    page.select_option("#model", "digits-jem")
+    page.wait_for_function(
+        "() => document.querySelector('#classify-prompt').textContent.startsWith('Draw a digit')"
+    )
+    session.check_clean()

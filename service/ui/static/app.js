@@ -89,7 +89,17 @@ async function pickModel(info) {
   cls.replaceChildren(cls.options[0],
     ...info.class_names.map((name, i) => el("option", { value: String(i), textContent: name })));
   $("gen-steps").placeholder = info.sampling ? `${info.sampling.steps} (default)` : "default";
+  $("classify-prompt").textContent = isDigits(info)
+    ? "Draw a digit with mouse or finger (light on dark, filling the square), " +
+      "or pick or drop an image file."
+    : `Pick or drop an image file of one of its ${info.class_names.length} classes ` +
+      `(${info.class_names.slice(0, 3).join(", ")}, …), or draw on the pad.`;
   clearResult();
+}
+
+// a digits model: its classes are 0..9 in order
+function isDigits(info) {
+  return info.class_names.length === 10 && info.class_names.every((n, i) => n === String(i));
 }
 
 // ---- classify --------------------------------------------------------------------------------
@@ -137,7 +147,9 @@ function render(prediction, ood, info) {
       `(flagged by ${ood.flagged_by.join(", ")}); its best guess would be ` +
       `“${prediction.class_name}”, ${conf}.`;
   } else {
-    verdict.textContent = `Looks like a ${prediction.class_name}, ${conf}` +
+    // "a 7", but "Looks like: animals-nature" (a class name, not a noun to take an article)
+    const what = isDigits(info) ? ` a ${prediction.class_name}` : `: ${prediction.class_name}`;
+    verdict.textContent = `Looks like${what}, ${conf}` +
       (ood.flagged === null ? " (the model is not calibrated: no OOD verdict)." : ".");
   }
   verdict.className = `verdict ${ood.flagged ? "ood" : "ind"}`;

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,6 +110,27 @@ def test_http_client(server: Server, digits: Digits, binary: bool) -> None:
         result = client.infer("served", [tensor], headers=dict(KEY))
         assert result.as_numpy("grad_norm") is None
         check_outputs(result, labels, confidence)
+    client.close()
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_http_client_request_compression(server: Server, digits: Digits, algorithm: str) -> None:
+    """tritonclient.http's `request_compression_algorithm`: the body arrives compressed, with
+    `Content-Encoding`, binary tensor data and Inference-Header-Content-Length included."""
+    client = th.InferenceServerClient(f"{server.host}:{server.port}")
+    u8 = digits.test_u8[:16]
+    labels, confidence = v1_predictions(server, u8)
+    for binary in (True, False):
+        for tensor in inputs_for(th, u8, binary=binary).values():
+            outputs = [th.InferRequestedOutput(o, binary_data=binary) for o in EVERY_OUTPUT]
+            result = client.infer(
+                "served",
+                [tensor],
+                outputs=outputs,
+                headers=dict(KEY),
+                request_compression_algorithm=algorithm,
+            )
+            check_outputs(result, labels, confidence)
     client.close()
 
 
@@ -274,3 +297,127 @@ def test_grpc_oversized_message_is_refused_and_counted(server: Server) -> None:
         # the server still answers
         assert stub.ServerLive(pb.ServerLiveRequest()).live
     assert count_413() == before + 2
+
+
+def test_grpc_calls_are_access_logged(server: Server, digits: Digits) -> None:
+    """Each gRPC call, errors too, gets one `service.access` line with the REST line's fields;
+    the request id is the client's (`x-request-id` metadata, or ModelInfer's `id`) and comes
+    back as trailing metadata."""
+    pb = tg.service_pb2
+    request = pb.ModelInferRequest(model_name="served", id="infer-id-1")
+    tensor = request.inputs.add(name="pixels_uint8", datatype="UINT8", shape=[1, 8, 8, 1])
+    tensor.contents.uint_contents.extend(digits.test_u8[:1].reshape(-1).tolist())
+    with grpc.insecure_channel(grpc_url(server)) as channel:
+        stub = tg.service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        key = tuple(GRPC_KEY.items())
+        _, call = stub.ModelInfer.with_call(request, metadata=key)
+        assert ("x-request-id", "infer-id-1") in tuple(call.trailing_metadata())
+        stub.ModelInfer(request, metadata=(*key, ("x-request-id", "grpc-log-ok")))
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelReady(
+                pb.ModelReadyRequest(name="nope"), metadata=(*key, ("x-request-id", "grpc-log-404"))
+            )
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert ("x-request-id", "grpc-log-404") in tuple(info.value.trailing_metadata())
+        with pytest.raises(grpc.RpcError) as info:  # no API key
+            stub.ServerMetadata(
+                pb.ServerMetadataRequest(), metadata=(("x-request-id", "grpc-401"),)
+            )
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    def access_lines() -> dict[str, dict[str, object]]:
+        lines = [json.loads(x) for x in server.logs().splitlines() if x.startswith("{")]
+        return {
+            str(x["request_id"]): x
+            for x in lines
+            if x["logger"] == "service.access" and x.get("method") == "gRPC"
+        }
+
+    wanted = {"infer-id-1", "grpc-log-ok", "grpc-log-404", "grpc-401"}
+    deadline = time.monotonic() + 10
+    while not wanted <= access_lines().keys() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    found = access_lines()
+    assert wanted <= found.keys(), found
+    ok = found["grpc-log-ok"]
+    assert ok["msg"] == "request"
+    assert ok["path"] == "/inference.GRPCInferenceService/ModelInfer"
+    assert (ok["endpoint"], ok["model"], ok["status"]) == ("grpc_infer", "served", 200)
+    assert isinstance(ok["latency_ms"], float)
+    assert ok["latency_ms"] > 0
+    assert found["infer-id-1"]["endpoint"] == "grpc_infer"
+    missing = found["grpc-log-404"]
+    assert (missing["endpoint"], missing["model"], missing["status"]) == (
+        "grpc_model_ready",
+        None,
+        404,
+    )
+    assert (found["grpc-401"]["endpoint"], found["grpc-401"]["status"]) == (
+        "grpc_server_metadata",
+        401,
+    )
+    # once each
+    lines = [
+        x for x in server.logs().splitlines() if '"grpc-log-ok"' in x and "service.access" in x
+    ]
+    assert len(lines) == 1
+
+
+def test_grpc_infer_counts_the_ood_decisions_it_returns(server: Server, digits: Digits) -> None:
+    """As over REST (tests/service/test_metrics.py): `ood_max_softmax` is counted under its
+    score, and no other score's decision is, as none was returned."""
+
+    def checks() -> dict[str, float]:
+        text = httpx.get(f"{server.url}/metrics").text
+        counts = dict.fromkeys(("energy", "max_softmax", "grad_norm", "combined"), 0.0)
+        for line in text.splitlines():
+            if line.startswith('jem_ood_checks_total{model="served"'):
+                score = line.split('score="')[1].split('"')[0]
+                counts[score] += float(line.rsplit(" ", 1)[1])
+        return counts
+
+    u8 = digits.test_u8[:4]
+    client = tg.InferenceServerClient(grpc_url(server))
+    pixels = tg.InferInput("pixels_uint8", [4, 8, 8, 1], "UINT8")
+    pixels.set_data_from_numpy(u8[..., None])
+    for outputs, wanted in (
+        (["ood_max_softmax"], {"max_softmax": 4.0}),
+        (["label"], {}),
+        (["ood"], {"combined": 4.0}),
+    ):
+        before = checks()
+        client.infer(
+            "served",
+            [pixels],
+            outputs=[tg.InferRequestedOutput(name) for name in outputs],
+            headers=GRPC_KEY,
+        )
+        after = checks()
+        assert {k: after[k] - before[k] for k in after if after[k] != before[k]} == wanted
+    client.close()
+
+
+def test_triton_extensions_not_provided_are_refused_plainly(server: Server) -> None:
+    """As docs/service.md lists them: a 404 in the protocol's shape over REST, UNIMPLEMENTED
+    over gRPC."""
+    http = th.InferenceServerClient(f"{server.host}:{server.port}")
+    for call in (
+        lambda: http.get_model_config("served", headers=dict(KEY)),
+        lambda: http.get_model_repository_index(headers=dict(KEY)),
+        lambda: http.get_inference_statistics("served", headers=dict(KEY)),
+    ):
+        with pytest.raises(InferenceServerException) as info:
+            call()
+        assert info.value.status() == "404"
+        assert "no model repository, configuration or statistics" in info.value.message()
+    http.close()
+    client = tg.InferenceServerClient(grpc_url(server))
+    for call in (
+        lambda: client.get_model_config("served", headers=GRPC_KEY),
+        lambda: client.get_model_repository_index(headers=GRPC_KEY),
+        lambda: client.get_inference_statistics("served", headers=GRPC_KEY),
+    ):
+        with pytest.raises(InferenceServerException) as info:
+            call()
+        assert info.value.status() == "StatusCode.UNIMPLEMENTED"
+    client.close()

@@ -183,6 +183,7 @@ async def test_bad_input_gets_the_protocols_error(client: httpx.AsyncClient) -> 
         assert r.status_code == 400, (message, r.text)
         assert isinstance(r.json()["error"], str)
         assert message in r.json()["error"], r.json()
+        assert "pixel_format" not in r.json()["error"]  # a /v1 term
     tensor = _bad("pixels_uint8", u8, "UINT8")
     unknown_output = json.loads(tensor)
     unknown_output["outputs"] = [{"name": "nope"}]
@@ -202,13 +203,51 @@ async def test_bad_input_gets_the_protocols_error(client: httpx.AsyncClient) -> 
     assert isinstance(r.json()["error"], str)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v2/models/served/config", 404),  # Triton's model configuration extension
+        ("GET", "/v2/models", 404),
+        ("POST", "/v2/repository/index", 404),  # Triton's model repository extension
+        ("GET", "/v2/models/served/stats", 404),  # Triton's statistics extension
+        ("GET", "/v2/nothing", 404),
+        ("DELETE", "/v2", 405),
+        ("GET", INFER, 405),
+        ("PUT", "/v2/models/served", 405),
+        ("POST", "/v2/health/ready", 405),
+    ],
+)
+async def test_unknown_routes_and_methods_under_v2_have_the_protocols_shape(
+    client: httpx.AsyncClient, method: str, path: str, status: int
+) -> None:
+    r = await client.request(method, path)
+    assert r.status_code == status, r.text
+    assert set(r.json()) == {"error"}
+    assert isinstance(r.json()["error"], str), r.json()
+    assert path in r.json()["error"]
+    if status == 404:
+        assert "no model repository, configuration or statistics" in r.json()["error"]
+
+
+async def test_unknown_routes_outside_v2_keep_the_v1_shape(client: httpx.AsyncClient) -> None:
+    for method, path, status in (("GET", "/v1/nothing", 404), ("GET", "/v1/models/x/predict", 405)):
+        r = await client.request(method, path)
+        assert r.status_code == status, r.text
+        assert set(r.json()["error"]) == {"code", "message"}
+
+
 async def test_api_keys_guard_v2_but_not_its_health(store_root: Path, digits: Digits) -> None:
     settings = make_settings(store_root, api_keys=["k1"])
     tensor = triton_input("pixels_uint8", digits.test_u8[:1, ..., None], "UINT8", binary=True)
     async with serve(settings) as client:
         assert (await client.get("/v2/health/ready")).status_code == 200
+        assert (await client.get("/v2/health/live")).status_code == 200
         r = await client.get("/v2/models/served")
         assert r.status_code == 401
+        # the model readiness probe is exempt from JEM_LIMIT_CONCURRENCY, not from the keys
+        assert (await client.get("/v2/models/served/ready")).status_code == 401
+        ready = await client.get("/v2/models/served/ready", headers={"Authorization": "Bearer k1"})
+        assert ready.status_code == 200
         assert isinstance(r.json()["error"], str)
         r = await client.get("/v2/models/served", headers={"Authorization": "Bearer nope"})
         assert r.status_code == 403
