@@ -40,8 +40,7 @@ def export(source: ModelStore, dest: ModelStore, refs: list[str]) -> list[Export
     one with another manifest raises VersionExists, and `dest` being `source` StoreError.
     Every source file is verified (size and sha256 against its manifest) first: StoreError
     subclasses (ModelNotFound, VersionNotFound, ChecksumMismatch, MissingFile) name what is
-    wrong. Nothing is written before every
-    reference has resolved.
+    wrong. Nothing is written before every reference has resolved.
     """
     if source.root.resolve() == dest.root.resolve():
         raise StoreError(
@@ -54,7 +53,11 @@ def export(source: ModelStore, dest: ModelStore, refs: list[str]) -> list[Export
 def _export_one(source: ModelStore, dest: ModelStore, mref: ModelRef) -> Exported:
     manifest = source.manifest(mref)
     manifest_bytes = (source.path(mref) / MANIFEST).read_bytes()
-    links = {name: source._verified_file(mref, name) for name in manifest.files}
+    # every file checked against the manifest read once above (size and sha256, streamed)
+    links = {
+        name: (source._check_file(mref, manifest, name), entry)
+        for name, entry in manifest.files.items()
+    }
     aliases = tuple(sorted(a for a, v in source.aliases(mref.name).items() if v == mref.version))
     size = sum(entry.size for entry in manifest.files.values())
     already = mref.version in dest._versions(mref.name)

@@ -38,8 +38,7 @@ class Package:
 
     @property
     def directory(self) -> str:
-        """One folder per package and version; a scoped name's "@scope/name" as "scope-name"."""
-        return f"{self.name.lstrip('@').replace('/', '-')}-{self.version}"
+        return f"{self.name}-{self.version}"
 
 
 PACKAGES = (
