@@ -210,8 +210,10 @@ def test_serve_image_settings(dockerfile) -> None:
     for name in ("JEM_MODEL_STORE", "JEM_WORKERS", "JEM_TORCH_THREADS", "PROMETHEUS_MULTIPROC_DIR"):
         assert re.search(rf"\b{name}=\S+", env), f"ENV {name} missing"
     store = re.search(r"\bJEM_MODEL_STORE=(\S+)", env).group(1)  # type: ignore[union-attr]
-    copy = serve.index("COPY", rf"model_store/models {re.escape(store)}$")
+    # the store the build stage exported (SHIP_MODELS) lands where JEM_MODEL_STORE points
+    copy = serve.index("COPY", rf"^--from=build .*/shipped {re.escape(store)}$")
     assert serve.index("USER", r".") > copy or "--chown" in serve.instructions[copy].args
+    assert stages["build"].index("RUN", r"-m model_store .* export /shipped \$\{SHIP_MODELS\}")
     assert any("--from=deps /opt/venv" in i.args for i in serve.all("COPY"))
     assert any("--from=build /app" in i.args for i in serve.all("COPY"))
 
