@@ -129,7 +129,9 @@ def calibrate(
         split_seed=split_seed if isinstance(split_seed, int) else None,
     )
     metrics = dict(manifest.metrics)
-    metrics["test"] = measure_on_test(model, calibration, dataset, ood_seed=ood_seed)
+    test = measure_on_test(model, calibration, dataset, ood_seed=ood_seed)
+    # the raw classifier's test accuracy, read as the manifest's summary (service /v1/models, page)
+    metrics["test"], metrics["test_accuracy"] = test, test["accuracy"]
     draft = ManifestDraft.from_manifest(
         manifest, calibration=calibration, metrics=metrics, parent=str(loaded.ref), stage="final"
     )

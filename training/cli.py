@@ -153,6 +153,12 @@ def run_train(args: argparse.Namespace) -> int:
         metrics = " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
         print(f"saved {result.ref} to {store.path(result.ref)}")
         print(f"steps={result.steps} duration_s={result.duration_s:.1f} {metrics}")
+        store_arg = f" --store {args.store}" if args.store else ""
+        print(
+            "the test split is not read by train: compare runs on validation with `python -m "
+            f"training screen`; once this one is chosen, `python -m training calibrate "
+            f"{result.ref}{store_arg}` measures it"
+        )
     return 0
 
 

@@ -345,10 +345,10 @@ class Trainer:
     def _finish(self, elapsed: float) -> TrainResult:
         if self.best is not None:  # load_best_model_at_end: the best validation's weights
             self.best.finish(self.shipped, self.step)
-        metrics = {
-            "val_accuracy": self.accuracy(self.data.val),
-            "test_accuracy": self.accuracy(self.data.test),
-        }
+        # the validation split only: a run is one candidate among others, and the test split is
+        # read once a model is chosen (`calibrate` and `evaluate` measure it, never `train`), so
+        # no printed figure of a sweep or a recipe search invites choosing on it
+        metrics = {"val_accuracy": self.accuracy(self.data.val)}
         ref = save_final(self, elapsed, metrics) if self.info.is_main else None
         barrier(self.info)
         return TrainResult(ref, self.step, self.elapsed_before + elapsed, metrics, self.trips)

@@ -59,13 +59,13 @@ def markdown(result: dict[str, Any]) -> str:
         if result["dry_run"]:
             met = "dry run: not a measurement"
         lines.append(f"| {t['target']} | {t['value']} | {t['limit']} | {met} |")
-    lines += ["", "## Training", "", "| run | iterations | s/iteration | loop s | test acc | "
+    lines += ["", "## Training", "", "| run | iterations | s/iteration | loop s | val acc | "
               "data on device | SGLD graph |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for key, run in train.items():
         per = run.get("seconds_per_iteration", "")
         lines.append(
             f"| {key} ({run['preset']}) | {run['iterations']} | {per} | {run['loop_s']} | "
-            f"{run['test_accuracy']} | {run['data_on_device']} | {run['sgld_cuda_graph']} |"
+            f"{run['val_accuracy']} | {run['data_on_device']} | {run['sgld_cuda_graph']} |"
         )
     lines += ["", "## Serving the WRN (HTTP, uvicorn) beside the raw model", "",
               f"Served on {served['served_on']}; raw model in {result['plan']['precision']}.", "",

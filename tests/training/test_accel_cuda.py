@@ -32,7 +32,7 @@ def test_training_on_cuda_uses_the_device_path(tmp_path: Path) -> None:
     assert trainer.cuda.resident
     assert trainer.cuda.graphed
     assert result.steps == 20
-    assert 0.0 <= result.metrics["test_accuracy"] <= 1.0
+    assert 0.0 <= result.metrics["val_accuracy"] <= 1.0
 
 
 def test_the_screen_of_a_model_on_the_device_equals_the_cpu(tmp_path: Path) -> None:

@@ -64,6 +64,9 @@ def test_calibrate_publishes_a_new_version_fitted_on_validation(
     assert test["split"] == "test"
     assert test["n"] == len(data.test)
     assert 0.5 < float(test["accuracy"]) <= 1.0  # type: ignore[arg-type]
+    # the summary the service shows, read only here (train never reads the test split)
+    assert manifest.metrics["test_accuracy"] == test["accuracy"]
+    assert "test_accuracy" not in store.load(ref).manifest.metrics
     # the weights, buffer and artefacts travel to the new version unchanged
     parent = store.load(ref)
     for a, b in zip(
