@@ -20,6 +20,7 @@ from service.routes import ROUTERS
 from service.runtime import Runtime
 from service.schemas import PredictJSON
 from service.settings import Settings
+from service.startup_errors import ExplainedStartupFailureMiddleware
 from service.ui import install_ui
 from service.v2 import serve_grpc, v2_router
 
@@ -101,6 +102,8 @@ def create_app(settings: Settings | None = None, *, metrics: Metrics | None = No
         retry_after_s=settings.retry_after_s,
         routes=[route for router in (*ROUTERS, v2_router) for route in router.routes],
     )
+    # outermost: the lifespan's messages pass every middleware above unchanged
+    app.add_middleware(ExplainedStartupFailureMiddleware)
 
     # PredictJSON is parsed by hand (the route also takes multipart); list it for OpenAPI.
     original = app.openapi

@@ -59,6 +59,7 @@ def test_a_failed_worker_is_noticed_while_another_is_still_starting(tmp_path: Pa
     )
     assert done.returncode == 3, done.stderr[-3000:]
     assert "model 'digits-jem' cannot be served: no model named 'digits-jem'" in done.stderr
+    assert "Traceback" not in done.stderr  # the one line says it (service/startup_errors.py)
     assert noticed < min(load_scaled(5), SLOW_START_S / 2), done.stderr[-3000:]
 
 

@@ -3,6 +3,8 @@ the OpenAPI document, and a startup that fails on a missing or damaged model."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -45,6 +47,49 @@ async def test_a_missing_model_fails_the_startup(tmp_path: Path) -> None:
     with pytest.raises(ModelsUnavailable, match="model 'missing' cannot be served: no model"):
         async with app.router.lifespan_context(app):
             pass
+
+
+async def _startup_messages(app: object, raises: type[Exception]) -> list[dict[str, object]]:
+    """What an ASGI server receives from `app`'s lifespan when it asks it to start (and fails
+    with `raises`, which Starlette re-raises after reporting it)."""
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    with pytest.raises(raises):
+        await app(scope, receive, send)  # type: ignore[operator]
+    return sent
+
+
+async def test_an_explained_startup_failure_is_not_a_traceback(tmp_path: Path) -> None:
+    """The runtime logged which model and why; uvicorn logs the failure's message, so it is
+    empty for that failure (no forty-line traceback) and kept for any other."""
+    from starlette.routing import Router
+
+    from service import create_app
+    from service.runtime import ModelsUnavailable
+    from service.startup_errors import ExplainedStartupFailureMiddleware
+
+    app = create_app(make_settings(tmp_path, models=["missing"]))
+    sent = await _startup_messages(app, ModelsUnavailable)
+    assert sent == [{"type": "lifespan.startup.failed", "message": ""}]
+
+    @asynccontextmanager
+    async def broken(app: object) -> AsyncIterator[None]:
+        raise OSError("disk on fire")
+        yield
+
+    other = await _startup_messages(
+        ExplainedStartupFailureMiddleware(Router(lifespan=broken)), OSError
+    )
+    assert other[0]["type"] == "lifespan.startup.failed"
+    assert "Traceback" in str(other[0]["message"])
+    assert "disk on fire" in str(other[0]["message"])
 
 
 async def test_readyz_reports_why_not_ready(tmp_path: Path) -> None:
