@@ -4,7 +4,10 @@ A few iterations are timed on throwaway copies of the network and its optimiser,
 from the init distribution and a generator of their own: the run itself (weights, buffer, every
 random stream) is exactly what it would have been without the measurement, so exact resume
 still holds. The first timed iteration is a warm-up (allocation, kernel selection) and is not
-counted; the estimate is the median of the rest. A JEM run's iterations before ``px_start`` are
+counted; then at least ``estimate_iters`` are timed, and more until they add up to
+``MIN_TIMED_S`` (at most ``MAX_TIMED``), so a cheap iteration is timed many times and one slow
+outlier (another process taking the core) moves the median little; the estimate is their median,
+printed with their range. A JEM run's iterations before ``px_start`` are
 cross-entropy only (no SGLD: a few times cheaper), so those are timed apart and counted at their
 own cost. Validation, health checks and saving are not counted.
 """
@@ -30,11 +33,13 @@ from training.objective import jem_loss
 if TYPE_CHECKING:
     from training.trainer import Trainer
 
-__all__ = ["WARN_AFTER_S", "Estimate", "estimate_run"]
+__all__ = ["MAX_TIMED", "MIN_TIMED_S", "WARN_AFTER_S", "Estimate", "estimate_run"]
 
 log = logging.getLogger("training")
 
 WARN_AFTER_S = 30 * 60.0  # a run estimated longer than this gets a warning, and what to try
+MIN_TIMED_S = 1.0  # iterations are timed until they add up to this much (of each kind)...
+MAX_TIMED = 30  # ...or this many were timed
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ class Estimate:
     before_px_start: int = 0  # of ``iterations``: cross-entropy only, no SGLD
     seconds_before_px_start: float = 0.0  # per such iteration
     load: tuple[float, int] | None = None  # (1-minute load average, CPU cores) when timed
+    spread: tuple[float, float] | None = None  # fastest and slowest timed iteration
+    timed_before: int = 0  # cross-entropy-only iterations timed (when before_px_start)
+    spread_before: tuple[float, float] | None = None
 
     @property
     def busy(self) -> str:
@@ -71,18 +79,21 @@ class Estimate:
 
     def describe(self) -> str:
         threads = f"{self.threads} thread" + ("s" if self.threads != 1 else "")
-        timing = f"median of {self.timed} timed iterations on {self.device}, {threads}"
-        timing += self.busy
+        where = f"on {self.device}, {threads}{self.busy}"
+        jem = f"{self.seconds_per_iteration:.3g} s {_timed(self.timed, self.spread)}"
         if self.before_px_start == 0:
             return (
-                f"estimate: {self.seconds_per_iteration:.3g} s/iteration ({timing}) x "
-                f"{self.iterations} iterations = about {_duration(self.total_s)}"
+                f"estimate: {self.seconds_per_iteration:.3g} s/iteration "
+                f"{_timed(self.timed, self.spread)} {where} x {self.iterations} iterations "
+                f"= about {_duration(self.total_s)}"
             )
         after = self.iterations - self.before_px_start
+        before = (
+            f"{self.seconds_before_px_start:.3g} s {_timed(self.timed_before, self.spread_before)}"
+        )
         return (
             f"estimate: {self.before_px_start} iterations before px_start (cross-entropy only) x "
-            f"{self.seconds_before_px_start:.3g} s + {after} x {self.seconds_per_iteration:.3g} s "
-            f"({timing}, each kind) = about {_duration(self.total_s)}"
+            f"{before} + {after} x {jem} {where} = about {_duration(self.total_s)}"
         )
 
     def warning(self) -> str | None:
@@ -93,6 +104,13 @@ class Estimate:
             + "; ".join(self.cheaper)
             + " (docs/training.md, 'Backbones', lists what each costs per iteration)"
         )
+
+
+def _timed(n: int, spread: tuple[float, float] | None) -> str:
+    """How a per-iteration figure was measured: "(median of 12 timed, 0.18-0.21 s)"."""
+    if spread is None or n < 2:
+        return f"({n} timed)"
+    return f"(median of {n} timed, {spread[0]:.3g}-{spread[1]:.3g} s)"
 
 
 def _duration(seconds: float) -> str:
@@ -125,26 +143,30 @@ def _cheaper(trainer: Trainer) -> tuple[str, ...]:
 def estimate_run(
     trainer: Trainer, timed: int = 2, clock: Callable[[], float] = time.perf_counter
 ) -> Estimate:
-    """Time ``1 + timed`` iterations of ``trainer``'s configuration on copies (and as many
-    cross-entropy-only ones when iterations before ``px_start`` remain); see the module.
+    """Time one warm-up and then at least ``timed`` iterations of ``trainer``'s configuration on
+    copies, more until ``MIN_TIMED_S`` (and as many cross-entropy-only ones when iterations
+    before ``px_start`` remain); see the module.
     ``clock``: wall time by default; ``time.process_time`` gives CPU time (benchmarks)."""
     cfg = trainer.config
     iterations = max(0, trainer.total - trainer.step)
     generative = cfg.px_weight > 0
     before = max(0, min(trainer.total, cfg.px_start) - trainer.step) if generative else 0
     timing = _Timing(trainer, clock)
-    per_iteration = timing.median(generative, timed)
-    per_before = timing.median(False, timed) if before else 0.0
+    times = timing.sample(generative, timed)
+    times_before = timing.sample(False, timed) if before else []
     return Estimate(
-        seconds_per_iteration=per_iteration,
+        seconds_per_iteration=statistics.median(times),
         iterations=iterations,
-        timed=max(1, timed),
+        timed=len(times),
         device=str(trainer.device),
         threads=torch.get_num_threads(),
         cheaper=_cheaper(trainer),
         before_px_start=before,
-        seconds_before_px_start=per_before,
+        seconds_before_px_start=statistics.median(times_before) if times_before else 0.0,
+        timed_before=len(times_before),
+        spread_before=(min(times_before), max(times_before)) if times_before else None,
         load=(os.getloadavg()[0], os.cpu_count() or 1) if hasattr(os, "getloadavg") else None,
+        spread=(min(times), max(times)),
     )
 
 
@@ -162,10 +184,15 @@ class _Timing:
         self.x = train.inputs(index).to(trainer.device)
         self.y = train.labels[index].to(trainer.device)
 
-    def median(self, generative: bool, timed: int) -> float:
-        """Median seconds of ``timed`` iterations after one warm-up."""
-        times = [self.iteration(generative) for _ in range(1 + max(1, timed))]
-        return statistics.median(times[1:])
+    def sample(self, generative: bool, timed: int) -> list[float]:
+        """Seconds of each iteration timed after one warm-up: at least ``timed`` of them, more
+        until they add up to ``MIN_TIMED_S``, at most ``MAX_TIMED`` (or ``timed`` if larger)."""
+        self.iteration(generative)  # warm-up, not counted
+        times: list[float] = []
+        least = max(1, timed)
+        while len(times) < least or (sum(times) < MIN_TIMED_S and len(times) < MAX_TIMED):
+            times.append(self.iteration(generative))
+        return times
 
     def iteration(self, generative: bool) -> float:
         trainer, cfg, model, x = self.trainer, self.trainer.config, self.model, self.x

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from model_store import ModelStore
 from tests.training._tiny import tiny_config
-from training.estimate import Estimate, estimate_run
+from training.estimate import MAX_TIMED, MIN_TIMED_S, Estimate, estimate_run
 from training.trainer import Trainer
 
 
@@ -38,11 +38,30 @@ def test_a_run_without_the_generative_term_has_one_kind_of_iteration(
 
 
 def test_the_described_total_adds_both_kinds() -> None:
-    estimate = Estimate(0.3, 300, 2, "cpu", 1, before_px_start=100, seconds_before_px_start=0.1)
+    estimate = Estimate(
+        0.3, 300, 3, "cpu", 1, before_px_start=100, seconds_before_px_start=0.1,
+        spread=(0.28, 0.41), timed_before=10, spread_before=(0.09, 0.12),
+    )  # fmt: skip
     assert estimate.describe() == (
-        "estimate: 100 iterations before px_start (cross-entropy only) x 0.1 s + 200 x 0.3 s "
-        "(median of 2 timed iterations on cpu, 1 thread, each kind) = about 70 s"
+        "estimate: 100 iterations before px_start (cross-entropy only) x 0.1 s (median of 10 "
+        "timed, 0.09-0.12 s) + 200 x 0.3 s (median of 3 timed, 0.28-0.41 s) on cpu, 1 thread "
+        "= about 70 s"
     )
+
+
+def test_cheap_iterations_are_timed_until_they_add_up(tmp_path: Path, one_thread: None) -> None:
+    """At least `timed` iterations, more until MIN_TIMED_S (at most MAX_TIMED): a tiny model's
+    iterations take milliseconds, so many are timed and one outlier moves the median little."""
+    config = tiny_config("iterations=10", "px_weight=0")
+    trainer = Trainer(config, name="t", store=ModelStore(tmp_path), progress=False)
+    estimate = estimate_run(trainer, 2)
+    assert estimate.spread is not None
+    low, high = estimate.spread
+    assert low <= estimate.seconds_per_iteration <= high
+    assert 2 <= estimate.timed <= MAX_TIMED
+    assert estimate.timed == MAX_TIMED or estimate.timed * high >= MIN_TIMED_S
+    low_s, high_s = f"{low:.3g}", f"{high:.3g}"
+    assert f"(median of {estimate.timed} timed, {low_s}-{high_s} s)" in estimate.describe()
 
 
 def test_a_busy_machine_is_named_beside_the_timing() -> None:
