@@ -26,11 +26,18 @@ from jem.metrics import (
 )
 from jem.model import JEM, energy_from_logits, use_fast_layout
 from jem.ood import OOD_SCORES, energy_score, grad_norm_score, max_softmax_score, ood_scores
-from jem.preprocess import InputSpec, parse_background, tensor_to_uint8, uint8_to_tensor
+from jem.preprocess import (
+    BACKGROUND_NAMES,
+    InputSpec,
+    parse_background,
+    tensor_to_uint8,
+    uint8_to_tensor,
+)
 from jem.sgld import EnergyModel, SGLDConfig, run_chain, sgld_sample
 from jem.sgld_graph import GraphedSGLD
 
 __all__ = [
+    "BACKGROUND_NAMES",
     "JEM",
     "OOD_SCORES",
     "ClassGaussianInit",

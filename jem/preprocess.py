@@ -16,7 +16,13 @@ from torch import Tensor
 
 from jem.normalize import NORMALIZATIONS
 
-__all__ = ["InputSpec", "parse_background", "tensor_to_uint8", "uint8_to_tensor"]
+__all__ = [
+    "BACKGROUND_NAMES",
+    "InputSpec",
+    "parse_background",
+    "tensor_to_uint8",
+    "uint8_to_tensor",
+]
 
 ColorMode = Literal["L", "RGB"]
 Resample = Literal["nearest", "bilinear", "bicubic", "lanczos", "box"]
@@ -99,6 +105,7 @@ class InputSpec:
 
 
 _NAMED_BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
+BACKGROUND_NAMES = ("auto", *_NAMED_BACKGROUNDS)  # the spellings besides "#rrggbb"
 
 
 def parse_background(value: str) -> tuple[int, int, int]:
@@ -115,7 +122,8 @@ def parse_background(value: str) -> tuple[int, int, int]:
             return (int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16))
         except ValueError:
             pass
-    raise ValueError(f"background must be 'auto', 'white', 'black' or '#rrggbb', got {value!r}")
+    names = ", ".join(repr(name) for name in BACKGROUND_NAMES)
+    raise ValueError(f"background must be {names} or '#rrggbb', got {value!r}")
 
 
 def _scale(x: Tensor, value_range: tuple[float, float]) -> Tensor:

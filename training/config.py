@@ -231,7 +231,7 @@ def _value_problems(config: TrainConfig) -> list[str]:
     import torch  # here, not at the top: the config module stays cheap to import
 
     from jem.backbones import list_backbones
-    from jem.preprocess import parse_background
+    from jem.preprocess import BACKGROUND_NAMES, parse_background
     from training.data import DATASETS
 
     problems = []
@@ -247,7 +247,7 @@ def _value_problems(config: TrainConfig) -> list[str]:
     try:
         parse_background(config.background)
     except ValueError as exc:
-        problems.append(f"{exc}{_did_you_mean(config.background, ['auto', 'white', 'black'])}")
+        problems.append(f"{exc}{_did_you_mean(config.background, list(BACKGROUND_NAMES))}")
     if config.device != "auto":
         try:
             torch.device(config.device)
