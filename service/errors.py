@@ -265,8 +265,8 @@ def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404 and message == "Not Found" and is_v2(request.scope):
         message = (
             f"no route {request.method} {request.url.path}: of the Open Inference Protocol this "
-            "service has the health, server and model metadata, model ready and infer "
-            "endpoints (no model repository, configuration or statistics); see /docs"
+            "service has the health, server and model metadata, model ready, model "
+            "configuration and infer endpoints (no model repository or statistics); see /docs"
         )
     elif exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}; see /docs for the API"

@@ -17,14 +17,13 @@ from __future__ import annotations
 import errno
 import hmac
 import logging
-import math
 import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-import numpy as np
+from google.protobuf import json_format
 from grpc import aio
 
 from service.errors import BodyTooLarge, InvalidApiKey, InvalidInput, MissingApiKey, ServiceError
@@ -32,12 +31,15 @@ from service.logs import AccessLog, request_id_var
 from service.middleware import VALID_ID
 from service.runtime import Runtime
 from service.v2 import GrpcPortInUseError, port_in_use_message
+from service.v2.classification import PARAMETER
+from service.v2.config import model_config
 from service.v2.errors import grpc_code_name, http_status
+from service.v2.grpc_messages import Oversized, input_tensor, leading_name, parameter_value
 from service.v2.model import infer, model_metadata, resolve
 from service.v2.proto import grpc_predict_v2_pb2 as pb
 from service.v2.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.v2.rest import SERVER_METADATA
-from service.v2.tensors import DTYPES, InferTensor, from_raw, to_raw
+from service.v2.tensors import to_raw
 
 __all__ = ["RECEIVE_LIMIT_FACTOR", "InferenceServicer", "start_grpc_server"]
 
@@ -58,52 +60,12 @@ ENDPOINTS = {
     "ModelReady": "grpc_model_ready",
     "ModelMetadata": "grpc_model_metadata",
     "ModelInfer": "grpc_infer",
+    "ModelConfig": "grpc_model_config",
 }
 
 _RPCS = {endpoint: rpc for rpc, endpoint in ENDPOINTS.items()}
 # every call's access line, as the REST middleware's (service.access, message "request")
 _ACCESS_LINE = AccessLog(logging.getLogger("service.access"), "request")
-
-# InferTensorContents field per datatype (the typed alternative to raw_input_contents)
-_CONTENTS = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
-
-
-class Oversized:
-    """What the deserializer hands the servicer for a message over JEM_MAX_BODY_BYTES: its size
-    and the model it names (for the metrics' label), the rest left unparsed."""
-
-    def __init__(self, size: int, model: str) -> None:
-        self.size = size
-        self.model = model
-
-
-def _leading_name(data: bytes) -> str:
-    """Field 1 (`name` / `model_name`, a string) when the message starts with it, as protobuf
-    writes fields in number order; "" otherwise. Reads a few bytes, parses nothing else."""
-    if not data or data[0] != 0x0A:  # field 1, length-delimited
-        return ""
-    length, shift, i = 0, 0, 1
-    while i < min(len(data), 6):
-        byte = data[i]
-        length |= (byte & 0x7F) << shift
-        i += 1
-        if not byte & 0x80:
-            return data[i : i + length].decode("utf-8", "replace") if length <= 1024 else ""
-        shift += 7
-    return ""
 
 
 def _request_id(context: aio.ServicerContext, fallback: str) -> str:
@@ -128,32 +90,6 @@ def _check_key(runtime: Runtime, context: aio.ServicerContext) -> None:
         matched |= hmac.compare_digest(given.encode(), key)
     if not matched:
         raise InvalidApiKey("the API key is not valid for this service")
-
-
-def _input(t: Any, raw: bytes | None) -> InferTensor:
-    shape = list(t.shape)
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"input {t.name!r}: shape {shape} has a negative dimension")
-    if raw is not None:
-        return from_raw(t.name, t.datatype, shape, raw)
-    field = _CONTENTS.get(t.datatype)
-    if field is None:
-        raise InvalidInput(f"input {t.name!r}: datatype {t.datatype!r} cannot travel in contents")
-    values = list(getattr(t.contents, field))
-    count = math.prod(shape)
-    if len(values) != count:
-        raise InvalidInput(
-            f"input {t.name!r}: {len(values)} elements in contents, shape {shape} needs {count}"
-        )
-    if t.datatype == "BYTES":
-        data = np.empty(count, dtype=object)
-        data[:] = values
-    else:
-        try:
-            data = np.asarray(values, dtype=DTYPES[t.datatype])
-        except OverflowError as exc:
-            raise InvalidInput(f"input {t.name!r}: {exc}") from None
-    return InferTensor(t.name, t.datatype, tuple(shape), data.reshape(shape))
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -280,6 +216,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         return await self._call(context, ENDPOINTS["ModelMetadata"], request.name, run)
 
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: aio.ServicerContext
+    ) -> pb.ModelConfigResponse:
+        async def run() -> pb.ModelConfigResponse:
+            predictor = resolve(self.runtime, request.name, request.version)
+            config = model_config(predictor, self.runtime.settings)
+            return pb.ModelConfigResponse(config=json_format.ParseDict(config, pb.ModelConfig()))
+
+        return await self._call(context, ENDPOINTS["ModelConfig"], request.name, run)
+
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: aio.ServicerContext
     ) -> pb.ModelInferResponse:
@@ -291,9 +237,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                     f"{len(raws)} raw_input_contents for {len(request.inputs)} inputs: "
                     "send one per input, or none and use contents"
                 )
-            inputs = [_input(t, raws[i] if raws else None) for i, t in enumerate(request.inputs)]
+            inputs = [
+                input_tensor(t, raws[i] if raws else None) for i, t in enumerate(request.inputs)
+            ]
             names = [o.name for o in request.outputs] or None
-            result = await infer(self.runtime, predictor, inputs, names)
+            class_counts = {
+                o.name: parameter_value(o.parameters[PARAMETER])
+                for o in request.outputs
+                if PARAMETER in o.parameters
+            }
+            result = await infer(self.runtime, predictor, inputs, names, class_counts)
             return pb.ModelInferResponse(
                 model_name=result.model_name,
                 model_version=result.model_version,
@@ -329,7 +282,7 @@ def _handlers(servicer: InferenceServicer, limit: int) -> dict[str, grpc.RpcMeth
 
         def deserialize(data: bytes, parse: Any = request_type.FromString) -> Any:
             if len(data) > limit:
-                return Oversized(len(data), _leading_name(data))
+                return Oversized(len(data), leading_name(data))
             return parse(data)
 
         async def handle(

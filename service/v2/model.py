@@ -16,7 +16,7 @@ need a backward pass, marked *):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from service.images import decode_base64, decode_image, images_to_tensor, pixels
 from service.predictor import Predictor
 from service.runtime import COMBINED, Runtime
 from service.schemas import ScoreVerdict
+from service.v2.classification import class_count, classify
 from service.v2.tensors import InferTensor
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "base64_element",
     "infer",
     "model_metadata",
+    "outputs_of",
     "resolve",
 ]
 
@@ -83,7 +85,7 @@ def resolve(runtime: Runtime, name: str, version: str | None) -> Predictor:
     return predictor
 
 
-def _outputs_of(predictor: Predictor) -> dict[str, OutputSpec]:
+def outputs_of(predictor: Predictor) -> dict[str, OutputSpec]:
     return {n: s for n, s in OUTPUTS.items() if predictor.calibrated or not s.calibrated}
 
 
@@ -106,7 +108,7 @@ def model_metadata(predictor: Predictor) -> dict[str, Any]:
         ],
         "outputs": [
             {"name": n, "datatype": s.datatype, "shape": [-1, k] if s.per_class else [-1]}
-            for n, s in _outputs_of(predictor).items()
+            for n, s in outputs_of(predictor).items()
         ],
     }
 
@@ -183,7 +185,7 @@ class InferResult:
 
 
 def _requested(predictor: Predictor, names: Sequence[str] | None) -> list[str]:
-    available = _outputs_of(predictor)
+    available = outputs_of(predictor)
     if not names:
         return [n for n in DEFAULT_OUTPUTS if n in available]
     unknown = [n for n in names if n not in available]
@@ -209,9 +211,18 @@ async def infer(
     predictor: Predictor,
     inputs: Sequence[InferTensor],
     outputs: Sequence[str] | None,
+    class_counts: Mapping[str, Any] | None = None,
 ) -> InferResult:
-    """Run the batch through the shared micro-batchers; only the requested work is done."""
+    """Run the batch through the shared micro-batchers; only the requested work is done.
+
+    `class_counts`: requested output -> its `classification` parameter as sent (the
+    classification extension, service/v2/classification.py); those outputs come back as their
+    top classes. InvalidInput for a count that is not a positive integer or an output that has
+    no classes.
+    """
     names = _requested(predictor, outputs)
+    per_class = {n: s.per_class for n, s in outputs_of(predictor).items()}
+    top = {n: class_count(n, v, per_class) for n, v in (class_counts or {}).items()}
     x = await _batch(inputs, runtime, predictor)
     if any(OUTPUTS[n].grad for n in names):
         (out, _), (grad, _) = await asyncio.gather(
@@ -261,8 +272,10 @@ async def infer(
             found = verdicts_of(score)
             decisions[score] = [v.flagged for v in found]
             data = np.array([bool(v.flagged) for v in found])
-        spec = OUTPUTS[name]
-        tensors.append(InferTensor(name, spec.datatype, tuple(data.shape), data))
+        tensor = InferTensor(name, OUTPUTS[name].datatype, tuple(data.shape), data)
+        if name in top:
+            tensor = classify(tensor, top[name], predictor.class_names)
+        tensors.append(tensor)
     # what the answer holds: a score's values when it or its verdict was asked for, and the
     # verdicts asked for (service/runtime.py: Runtime.observe)
     returned = {s for s in values if s in names or f"ood_{s}" in names}

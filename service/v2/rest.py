@@ -22,6 +22,8 @@ from service.auth import require_api_key
 from service.errors import InvalidInput, ServiceError
 from service.predictor import Predictor
 from service.runtime import Runtime
+from service.v2.classification import PARAMETER
+from service.v2.config import model_config
 from service.v2.errors import http_status
 from service.v2.model import base64_element, infer, model_metadata, resolve
 from service.v2.schemas import ERRORS, INFER_BODY, INFER_OK, InferenceRequest
@@ -32,7 +34,7 @@ __all__ = ["SERVER_METADATA", "v2_router"]
 SERVER_METADATA = {
     "name": "jem-serve",
     "version": "0.1.0",
-    "extensions": ["binary_tensor_data"],
+    "extensions": ["binary_tensor_data", "classification", "model_configuration"],
 }
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -183,6 +185,10 @@ async def model_info(predictor: PredictorDep) -> dict[str, Any]:
     return model_metadata(predictor)
 
 
+async def model_config_route(predictor: PredictorDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return model_config(predictor, runtime.settings)
+
+
 async def model_infer(request: Request, predictor: PredictorDep, runtime: RuntimeDep) -> Response:
     header, binary = _split_body(request, await request.body())
     try:
@@ -195,7 +201,10 @@ async def model_infer(request: Request, predictor: PredictorDep, runtime: Runtim
     tensors = _tensors(req, binary)
     everything_binary = bool(req.parameters.get("binary_data_output", False))
     names = [o.name for o in req.outputs] if req.outputs else None
-    result = await infer(runtime, predictor, tensors, names)
+    class_counts = {
+        o.name: o.parameters[PARAMETER] for o in req.outputs or () if PARAMETER in o.parameters
+    }
+    result = await infer(runtime, predictor, tensors, names, class_counts)
     if req.outputs:
         binary_names = {
             o.name for o in req.outputs if o.parameters.get("binary_data", everything_binary)
@@ -215,6 +224,14 @@ for path in _model_paths(""):
 for path in _model_paths("/ready"):
     v2_router.add_api_route(
         path, model_ready, name="v2_model_ready", dependencies=_auth, summary="Model readiness"
+    )
+for path in _model_paths("/config"):
+    v2_router.add_api_route(
+        path,
+        model_config_route,
+        name="v2_model_config",
+        dependencies=_auth,
+        summary="Model configuration (Triton's model configuration extension)",
     )
 for path in _model_paths("/infer"):
     v2_router.add_api_route(

@@ -24,7 +24,9 @@ class RequestInput(BaseModel):
 class RequestOutput(BaseModel):
     name: str
     parameters: dict[str, Any] = Field(
-        default_factory=dict, description="binary_data: true for binary tensor data."
+        default_factory=dict,
+        description="binary_data: true for binary tensor data; classification: k for the "
+        "output's top k classes as BYTES 'value:index:label' (logits, probabilities).",
     )
 
 

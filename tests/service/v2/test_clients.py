@@ -18,6 +18,8 @@ import pytest
 import tritonclient.grpc as tg
 import tritonclient.http as th
 import tritonclient.http.aio as tha
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
 from tests.service.conftest import Digits, png_bytes
@@ -397,23 +399,55 @@ def test_grpc_infer_counts_the_ood_decisions_it_returns(server: Server, digits: 
     client.close()
 
 
+def test_model_config_and_classification_over_both_transports(
+    server: Server, digits: Digits
+) -> None:
+    """tritonclient's own calls and its own parsers (Triton's full ModelConfig message over
+    gRPC): the same configuration over REST and gRPC, and the same top classes."""
+    http = th.InferenceServerClient(f"{server.host}:{server.port}")
+    client = tg.InferenceServerClient(grpc_url(server))
+    rest_config = http.get_model_config("served", headers=dict(KEY))
+    grpc_config = client.get_model_config("served", headers=GRPC_KEY).config
+    assert json_format.ParseDict(rest_config, model_config_pb2.ModelConfig()) == grpc_config
+    assert grpc_config.max_batch_size == 64
+    assert [i.name for i in grpc_config.input] == ["pixels", "pixels_uint8", "images"]
+    assert "model_configuration" in client.get_server_metadata(headers=GRPC_KEY).extensions
+    u8 = digits.test_u8[:4]
+    labels, _ = v1_predictions(server, u8)
+    answers = []
+    for module, c, headers in ((th, http, dict(KEY)), (tg, client, GRPC_KEY)):
+        tensor = inputs_for(module, u8, binary=True)["pixels_uint8"]
+        out = module.InferRequestedOutput("probabilities", class_count=2)  # type: ignore[attr-defined]
+        result = c.infer("served", [tensor], outputs=[out], headers=headers)  # type: ignore[attr-defined]
+        top = result.as_numpy("probabilities")
+        assert top.shape == (4, 2)
+        assert [int(row[0].split(b":")[1]) for row in top] == labels
+        answers.append(top.tolist())
+    assert answers[0] == answers[1]
+    bad = tg.InferRequestedOutput("energy", class_count=2)
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("served", [tensor], outputs=[bad], headers=GRPC_KEY)
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "applies to logits, probabilities" in info.value.message()
+    http.close()
+    client.close()
+
+
 def test_triton_extensions_not_provided_are_refused_plainly(server: Server) -> None:
     """As docs/service.md lists them: a 404 in the protocol's shape over REST, UNIMPLEMENTED
     over gRPC."""
     http = th.InferenceServerClient(f"{server.host}:{server.port}")
     for call in (
-        lambda: http.get_model_config("served", headers=dict(KEY)),
         lambda: http.get_model_repository_index(headers=dict(KEY)),
         lambda: http.get_inference_statistics("served", headers=dict(KEY)),
     ):
         with pytest.raises(InferenceServerException) as info:
             call()
         assert info.value.status() == "404"
-        assert "no model repository, configuration or statistics" in info.value.message()
+        assert "no model repository or statistics" in info.value.message()
     http.close()
     client = tg.InferenceServerClient(grpc_url(server))
     for call in (
-        lambda: client.get_model_config("served", headers=GRPC_KEY),
         lambda: client.get_model_repository_index(headers=GRPC_KEY),
         lambda: client.get_inference_statistics("served", headers=GRPC_KEY),
     ):

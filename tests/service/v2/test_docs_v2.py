@@ -41,6 +41,10 @@ def test_v2_examples_run(tmp_path: Path) -> None:
     assert lines[0] == "[0 1 2 3]"  # what the first example says it prints
     assert lines[2] == "[False False False False]"
     assert lines[3].startswith("[b'0' b'1' b'2' b'3']")
+    assert lines[-2] == "64 ['pixels', 'pixels_uint8', 'images']"
+    top = lines[-1].strip("[]").split()
+    assert len(top) == 2, lines[-1]
+    assert top[0].endswith(":0:0'"), lines[-1]  # the first digit, a 0, ranked first
 
 
 # import name -> the distribution that `pip install` names

@@ -26,3 +26,41 @@ def test_messages_cross_the_wire_both_ways() -> None:
         "inference.GRPCInferenceService"
     )
     assert hasattr(pb_grpc, "add_GRPCInferenceServiceServicer_to_server")
+
+
+def _fields(descriptor: object) -> dict[str, tuple[int, int, str]]:
+    return {
+        f.name: (f.number, f.type, (f.message_type or f.enum_type or f).full_name)  # type: ignore[attr-defined]
+        for f in descriptor.fields  # type: ignore[attr-defined]
+    }
+
+
+def test_model_config_subset_matches_triton_field_for_field() -> None:
+    """Every message, field and enum value of the model configuration extension kept here is
+    Triton's (same number, type and name), so its parsers read what this service writes."""
+    theirs = tg.model_config_pb2.DESCRIPTOR
+    ours = pb.DESCRIPTOR
+    pending = [ours.message_types_by_name["ModelConfig"]]
+    seen = set()
+    while pending:
+        message = pending.pop()
+        if message.full_name in seen:
+            continue
+        seen.add(message.full_name)
+        if message.GetOptions().map_entry:  # a map's entry: its value type is checked
+            pending.extend(f.message_type for f in message.fields if f.message_type)
+            continue
+        triton = tg.model_config_pb2.DESCRIPTOR.pool.FindMessageTypeByName(message.full_name)
+        mine = _fields(message)
+        assert mine.items() <= _fields(triton).items(), message.full_name
+        for field in message.fields:
+            if field.message_type is not None:
+                pending.append(field.message_type)
+            if field.enum_type is not None:
+                values = {v.name: v.number for v in field.enum_type.values}
+                found = theirs.pool.FindEnumTypeByName(field.enum_type.full_name)
+                assert values.items() <= {v.name: v.number for v in found.values}.items()
+    assert {"inference.ModelInstanceGroup", "inference.ModelParameter"} <= seen
+    for name in ("ModelConfigRequest", "ModelConfigResponse"):
+        triton = tg.service_pb2.DESCRIPTOR.message_types_by_name[name]
+        assert _fields(ours.message_types_by_name[name]) == _fields(triton)

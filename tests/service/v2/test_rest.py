@@ -206,7 +206,6 @@ async def test_bad_input_gets_the_protocols_error(client: httpx.AsyncClient) -> 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [
-        ("GET", "/v2/models/served/config", 404),  # Triton's model configuration extension
         ("GET", "/v2/models", 404),
         ("POST", "/v2/repository/index", 404),  # Triton's model repository extension
         ("GET", "/v2/models/served/stats", 404),  # Triton's statistics extension
@@ -226,7 +225,7 @@ async def test_unknown_routes_and_methods_under_v2_have_the_protocols_shape(
     assert isinstance(r.json()["error"], str), r.json()
     assert path in r.json()["error"]
     if status == 404:
-        assert "no model repository, configuration or statistics" in r.json()["error"]
+        assert "no model repository or statistics" in r.json()["error"]
 
 
 async def test_unknown_routes_outside_v2_keep_the_v1_shape(client: httpx.AsyncClient) -> None:
