@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None, *, app: str = "service.asgi:app") -> Non
     _prepare_multiprocess_dir(args.workers)
     # the app (in every worker) enforces the limit, so that probes stay exempt: hand it the flag
     os.environ["JEM_LIMIT_CONCURRENCY"] = str(args.limit_concurrency)
+    os.environ["JEM_WORKERS"] = str(args.workers)  # read by /v2's model configuration
     config = uvicorn.Config(
         app,
         host=args.host,

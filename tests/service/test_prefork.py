@@ -97,7 +97,13 @@ def test_forked_workers_share_metrics_in_the_directory_the_service_made(
             ok += status == 200
             assert time.monotonic() < deadline, s.logs()[-3000:]
         text = httpx.get(f"{s.url}/metrics").text
+        # the flag reaches every worker's settings: Triton's model configuration counts them
+        counts = {
+            httpx.get(f"{s.url}/v2/models/served/config").json()["instance_group"][0]["count"]
+            for _ in range(8)
+        }
     assert requests_total(text, "predict", "200") == 20, text[-3000:]
+    assert counts == {2}
 
 
 @pytest.mark.integration
