@@ -25,7 +25,14 @@ from jem.metrics import (
     threshold_at_tpr,
 )
 from jem.model import JEM, energy_from_logits, use_fast_layout
-from jem.ood import OOD_SCORES, energy_score, grad_norm_score, max_softmax_score, ood_scores
+from jem.ood import (
+    OOD_SCORES,
+    energy_score,
+    grad_norm_score,
+    max_softmax_from_logits,
+    max_softmax_score,
+    ood_scores,
+)
 from jem.preprocess import (
     BACKGROUND_NAMES,
     InputSpec,
@@ -61,6 +68,7 @@ __all__ = [
     "grad_norm_score",
     "init_from_state_dict",
     "list_backbones",
+    "max_softmax_from_logits",
     "max_softmax_score",
     "negative_log_likelihood",
     "ood_scores",

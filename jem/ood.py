@@ -20,7 +20,14 @@ from torch import Tensor
 from jem._frozen import frozen_for_input_grads
 from jem.model import JEM, energy_from_logits
 
-__all__ = ["OOD_SCORES", "energy_score", "grad_norm_score", "max_softmax_score", "ood_scores"]
+__all__ = [
+    "OOD_SCORES",
+    "energy_score",
+    "grad_norm_score",
+    "max_softmax_from_logits",
+    "max_softmax_score",
+    "ood_scores",
+]
 
 OOD_SCORES = ("energy", "grad_norm", "max_softmax")
 
@@ -31,10 +38,23 @@ def _logits(model: JEM, x: Tensor) -> Tensor:
     return logits
 
 
-def _max_softmax(logits: Tensor, temperature: float) -> Tensor:
+def max_softmax_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """1 - max_y softmax(logits / T)_y for logits (B, K), shape (B,), without cancellation.
+
+    Computed as s / (1 + s), s = sum over the other classes of exp(z_y - z_max), z = logits / T,
+    which equals 1 - max p but keeps its precision where max p rounds to 1 (in float32, once the
+    top logit leads by about 17 / T): `1 - p` is then exactly 0 for every confident image, and a
+    threshold fitted on such scores (0) would flag any image that scores above 0. Here a score
+    reaches 0 only once every other class underflows (a lead of about 100 / T in float32).
+    Raises ValueError for T <= 0.
+    """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    return 1.0 - torch.softmax(logits / temperature, dim=-1).amax(dim=-1)
+    z = logits / temperature
+    others = torch.exp(z - z.amax(dim=-1, keepdim=True))
+    others = others.scatter(-1, z.argmax(dim=-1, keepdim=True), 0.0)  # a tied class stays in
+    s = others.sum(dim=-1)
+    return s / (1.0 + s)
 
 
 def energy_score(model: JEM, x: Tensor) -> Tensor:
@@ -57,7 +77,7 @@ def grad_norm_score(model: JEM, x: Tensor) -> Tensor:
 
 def max_softmax_score(model: JEM, x: Tensor, temperature: float = 1.0) -> Tensor:
     """1 - max_y softmax(f(x) / T)_y, shape (B,)."""
-    return _max_softmax(_logits(model, x), temperature)
+    return max_softmax_from_logits(_logits(model, x), temperature)
 
 
 def ood_scores(
@@ -73,7 +93,7 @@ def ood_scores(
         if "energy" in names:
             scores["energy"] = energy_from_logits(logits)
         if "max_softmax" in names:
-            scores["max_softmax"] = _max_softmax(logits, temperature)
+            scores["max_softmax"] = max_softmax_from_logits(logits, temperature)
     if "grad_norm" in names:
         scores["grad_norm"] = grad_norm_score(model, x)
     return {n: scores[n] for n in names}

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from model_store.errors import StoreError
 from model_store.store import ENV_VAR, ModelStore
@@ -13,8 +14,17 @@ from model_store.store import ENV_VAR, ModelStore
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated long options (argparse's default takes `--thread` for `--threads`), so a
+    misspelt option is an error; subcommands' parsers are of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m model_store",
         description="Inspect and manage versioned JEM checkpoints.",
     )

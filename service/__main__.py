@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
@@ -31,7 +32,7 @@ from service.logs import log_config
 from service.server.prefork import forked_workers
 from service.server.protocol import JemHttpToolsProtocol
 from service.server.workers import process_alive
-from service.settings import ROOT_PATH_PATTERN, Settings
+from service.settings import ROOT_PATH_PATTERN, Settings, misspelt_variables
 from service.v2 import RESERVED_ENV, GrpcPortInUseError, grpc_unavailable, reserve_grpc_port
 
 __all__ = ["main", "serve"]
@@ -46,7 +47,7 @@ def _root_path(value: str) -> str:
 
 
 def _parser(s: Settings) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m service", description=__doc__, allow_abbrev=False)
     p.add_argument(
         "--store", default=None, help="model store root (JEM_MODEL_STORE; default: the shipped one)"
     )
@@ -191,14 +192,23 @@ def _settings() -> Settings:
     """The settings from JEM_* variables; a bad one is a one-line error and exit 2, naming the
     setting (its variable is JEM_ and the name in capitals) and what was wrong."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
-            for error in exc.errors()
-        )
+        problems = "; ".join(_problem(error) for error in exc.errors())
         print(f"python -m service: error: {problems}", file=sys.stderr)
         sys.exit(2)
+    return settings
+
+
+def _problem(error: Any) -> str:
+    """One settings error as `JEM_<NAME>=<value>: <what is wrong>` (keys never echoed)."""
+    loc = error.get("loc") or ()
+    if not loc:
+        return f"settings: {error['msg']}"
+    field = str(loc[0])
+    given = error.get("input")
+    shown = f"={given!r}" if isinstance(given, str) and field != "api_keys" else ""
+    return f"JEM_{field.upper()}{shown}: {error['msg']}"
 
 
 def main(argv: list[str] | None = None, *, app: str = "service.asgi:app") -> None:
@@ -206,6 +216,8 @@ def main(argv: list[str] | None = None, *, app: str = "service.asgi:app") -> Non
     ASGI `app` ("module:attribute", imported by uvicorn in each worker). Exits with the
     server's status; a bad flag or device exits 2 with a one-line error."""
     settings = _settings()  # fail fast on a bad JEM_* variable, before forking workers
+    for hint in misspelt_variables(os.environ):
+        print(f"python -m service: warning: {hint}", file=sys.stderr)
     args = _parser(settings).parse_args(argv)
     # the app reads its settings from the environment, in this process and in every worker
     if args.store is not None:

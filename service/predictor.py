@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from jem import ClassGaussianInit, InputSpec, MixedInit, energy_from_logits, init_from_state_dict
-from jem.ood import grad_norm_score
+from jem.ood import grad_norm_score, max_softmax_from_logits
 from model_store import LoadedModel, ScoreCalibration
 from service import sampling
 from service.device import Placement
@@ -92,7 +92,7 @@ class Predictor:
                 "logits": logits,
                 "probs": probs,
                 "energy": energy_from_logits(logits),
-                "max_softmax": 1.0 - probs.amax(dim=-1),
+                "max_softmax": max_softmax_from_logits(logits, self.temperature),
             }
 
     def grad_batch(self, x: torch.Tensor) -> Outputs:

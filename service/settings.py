@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,7 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from model_store import InvalidModelName
 from model_store.names import parse_ref
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "misspelt_variables"]
 
 # Pillow warns (and refuses beyond twice this) while *opening* a larger image: our own limit
 # must stay below it so that every such image is refused by our check, with our message.
@@ -128,7 +130,14 @@ class Settings(BaseSettings):
         description="Open Inference Protocol gRPC port; unset = off (needs the grpc extra).",
     )
     grpc_host: str | None = Field(default=None, description="gRPC bind address; default JEM_HOST.")
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="Python logging level, any case (e.g. debug, INFO)."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("models", "api_keys", mode="before")
     @classmethod
@@ -158,3 +167,18 @@ class Settings(BaseSettings):
 
     def api_key_bytes(self) -> list[bytes]:
         return [key.get_secret_value().encode() for key in self.api_keys]
+
+
+def misspelt_variables(names: Iterable[str]) -> list[str]:
+    """A hint for each `JEM_*` variable in `names` that is no setting but close to one (a
+    likely typo, which pydantic-settings would ignore without a word); other JEM_ variables
+    (the deployment's own, such as JEM_IMAGE) pass unremarked."""
+    known = [f"JEM_{field.upper()}" for field in Settings.model_fields]
+    hints = []
+    for name in sorted(names):
+        if not name.startswith("JEM_") or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+        if close:
+            hints.append(f"{name} is not a setting and is ignored: did you mean {close[0]}?")
+    return hints

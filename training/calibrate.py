@@ -209,6 +209,15 @@ def run(args: argparse.Namespace) -> int:
         )
     for name, score in cal.scores.items():
         print(f"  {name:12s} threshold {score.threshold:.5g} (lets {score.target_tpr:.0%} pass)")
+    for name, score in cal.scores.items():
+        if score.threshold <= score.quantiles[0]:  # the target share tie at the lowest score
+            print(
+                f"  warning: {name}: {score.target_tpr:.0%} or more of the validation images "
+                f"share its lowest score ({score.quantiles[0]:.3g}), so its threshold separates "
+                "nothing: any image scoring above that is flagged. The model is saturated on "
+                "its validation images (a short or over-confident run, few images): train "
+                "longer on more images, or do not rely on this score's verdict"
+            )
     print(
         f"  test: accuracy {test['accuracy']:.4f}, ECE {test['ece']:.4f} raw / "
         f"{test['ece_calibrated']:.4f} calibrated"

@@ -93,7 +93,8 @@ def register_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from model_store import ModelStore
+    from model_store import InvalidModelName, ModelStore
+    from model_store.names import validate_name
     from training.checkpoint import load_training_state
     from training.config import ConfigError, TrainConfig, apply_overrides
     from training.distributed import cleanup, setup
@@ -103,6 +104,12 @@ def run_train(args: argparse.Namespace) -> int:
     from training.trainer import Trainer
 
     store = ModelStore(args.store)
+    if args.name is not None:  # refused now, not when the trained model is saved
+        try:
+            validate_name(args.name)
+        except InvalidModelName as exc:
+            print(f"error: --name: {exc}", file=sys.stderr)
+            return 2
     try:
         if args.resume:
             ref_name = args.resume.partition(":")[0]
@@ -201,10 +208,19 @@ def _lazy(module: str) -> Any:
     return importlib.import_module(module)
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated long options (argparse's default takes `--thread` for `--threads`), so a
+    misspelt option is an error; subcommands' parsers are of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The full parser; given the command line, only its subcommand is registered in full
     (the others by name and summary), so that nothing heavy is imported to parse it."""
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="python -m training",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,

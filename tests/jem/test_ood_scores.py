@@ -11,6 +11,7 @@ from jem import (
     create_backbone,
     energy_score,
     grad_norm_score,
+    max_softmax_from_logits,
     max_softmax_score,
     ood_scores,
 )
@@ -68,3 +69,23 @@ def test_scores_leave_the_model_as_found(model: JEM, x: torch.Tensor) -> None:
     assert all(p.grad is None for p in model.parameters())
     assert all(not s.requires_grad for s in scores.values())
     assert (scores["grad_norm"] > 0).all()
+
+
+def test_max_softmax_keeps_its_precision_where_the_top_probability_rounds_to_one() -> None:
+    logits = torch.tensor([[30.0, 0.0, 0.0], [1.0, 2.0, 3.0], [5.0, 5.0, 0.0], [300.0, 0.0, 0.0]])
+    naive = 1 - torch.softmax(logits, dim=1).amax(dim=1)
+    exact = 1 - torch.softmax(logits.double(), dim=1).amax(dim=1)
+    others = 2 * torch.exp(torch.tensor(-30.0, dtype=torch.float64))  # 1 - p for the first row
+    exact[0] = others / (1 + others)
+    got = max_softmax_from_logits(logits)
+    assert naive[0] == 0  # float32 `1 - p`: every confident image scores 0 ...
+    assert got[0] > 0  # ... this does not, and it is right to float32 precision
+    torch.testing.assert_close(got.double(), exact, rtol=1e-6, atol=0.0)
+    assert got[2] == pytest.approx(0.5, abs=0.01)  # two tied top classes: about one half
+    assert got[3] == 0  # every other class underflows
+    # the temperature scales the logits as softmax(f / T) does
+    torch.testing.assert_close(
+        max_softmax_from_logits(logits, 2.0), max_softmax_from_logits(logits / 2)
+    )
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        max_softmax_from_logits(logits, 0.0)

@@ -77,6 +77,15 @@ def test_a_malformed_model_reference_is_refused_before_serving(
         Settings()
 
 
+def test_a_misspelt_variable_gets_a_hint() -> None:
+    from service.settings import misspelt_variables
+
+    hints = misspelt_variables(["JEM_MAX_BATCH_SZE", "JEM_IMAGE", "JEM_WORKERS", "PATH"])
+    assert hints == [
+        "JEM_MAX_BATCH_SZE is not a setting and is ignored: did you mean JEM_MAX_BATCH_SIZE?"
+    ]
+
+
 def test_bad_settings_are_one_line_and_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -91,7 +100,19 @@ def test_bad_settings_are_one_line_and_exit_2(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert err.startswith("python -m service: error: max_batch_size: Input should be greater")
+    # the variable as set, and its value
+    assert err.startswith(
+        "python -m service: error: JEM_MAX_BATCH_SIZE='0': Input should be greater"
+    )
+    monkeypatch.setenv("JEM_MAX_BATCH_SIZE", "32")
+    monkeypatch.setenv("JEM_LOG_LEVEL", "LOUD")
+    with pytest.raises(SystemExit) as exited:
+        cli.main([])
+    assert exited.value.code == 2
+    assert "JEM_LOG_LEVEL='LOUD': Input should be 'DEBUG', 'INFO'" in capsys.readouterr().err
+    monkeypatch.setenv("JEM_LOG_LEVEL", "debug")  # any case
+    assert cli._settings().log_level == "DEBUG"
+    monkeypatch.delenv("JEM_LOG_LEVEL")
     monkeypatch.delenv("JEM_MAX_BATCH_SIZE")
     monkeypatch.setenv("JEM_MODELS", "digits-jem")  # restored after main() overwrites it
     with pytest.raises(SystemExit) as exited:

@@ -131,6 +131,28 @@ def test_cli_writes_a_new_version(
     )
 
 
+def test_cli_warns_when_a_score_cannot_separate(
+    tiny: tuple[ModelStore, ModelRef],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model saturated on its validation images: (almost) every max_softmax score the same."""
+    store, ref = tiny
+    assert calibrate_module.main([str(ref), "--store", str(store.root)]) == 0
+    assert "separates nothing" not in capsys.readouterr().out
+    real = calibrate_module.batched_scores
+
+    def saturated(*args: object, **kwargs: object) -> dict[str, torch.Tensor]:
+        scores = real(*args, **kwargs)  # type: ignore[arg-type]
+        return {**scores, "max_softmax": torch.zeros_like(scores["max_softmax"])}
+
+    monkeypatch.setattr(calibrate_module, "batched_scores", saturated)
+    assert calibrate_module.main([str(ref), "--store", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: max_softmax: 95% or more of the validation images share its lowest" in out
+    assert "warning: energy" not in out
+
+
 def test_cli_skip_calibrated_publishes_only_what_is_not_calibrated_yet(
     tiny: tuple[ModelStore, ModelRef], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -68,3 +68,24 @@ def test_ctrl_c_in_train_is_one_line_that_says_how_to_resume(tmp_path: Path) -> 
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted; continue with --resume i:"), err
     assert "Traceback" not in err
+
+
+def test_a_bad_name_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import training.trainer
+
+    monkeypatch.setattr(training.trainer, "Trainer", lambda *a, **k: pytest.fail("trained"))
+    argv = ["train", "--preset", "digits-jem", "--name", "bad name/x", "--store", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --name: invalid model name 'bad name/x'")
+    assert err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_options_are_never_abbreviated(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["train", "--preset", "digits-jem", "--thread", "1"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --thread 1" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """docs/your-data.md, run as written: every command of its ```bash blocks, in order, on a
 folder of coloured shapes drawn here, from the image folder to predictions and OOD flags over
-HTTP. Only the port changes (a free one for the doc's 8001), and the doc's shell loop that waits
+HTTP. Only the port changes (a free one for the doc's 8002), and the doc's shell loop that waits
 for /readyz is this test's `wait_ready`."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tests.training._shapes import make_shapes_folder
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 DOC = REPO / "docs" / "your-data.md"
-DOC_PORT = 8001  # beside `make serve`'s 8000
+DOC_PORT = 8002  # beside `make serve`'s 8000 and its gRPC example's 8001
 
 
 def doc_commands() -> list[str]:
