@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Scope
@@ -249,12 +250,30 @@ def _store_error(request: Request, exc: Exception) -> Response:
     return _error(request, 500, "model_store_error", str(exc))
 
 
+def _body_fields(request: Request) -> list[str]:
+    """The fields of the route's JSON body model, for the message about an unknown one."""
+    route = request.scope.get("route")
+    field = getattr(route, "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [info.alias or name for name, info in model.model_fields.items()]
+    return []
+
+
 def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        loc = err.get("loc", ())
+        where = ".".join(str(p) for p in loc)
+        if err.get("type") == "json_invalid":  # loc: ("body", character offset)
+            reason = (err.get("ctx") or {}).get("error", "")
+            at = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+            parts.append(f"the body is not valid JSON{at}: {reason or 'JSON decode error'}")
+        elif err.get("type") == "extra_forbidden" and (fields := _body_fields(request)):
+            parts.append(f"{where}: not a field of this request; fields: {', '.join(fields)}")
+        else:
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return _error(request, 422, "validation_error", "; ".join(parts) or "invalid request")
 
 

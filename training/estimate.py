@@ -66,8 +66,8 @@ class Estimate:
         if self.load is None or self.load[0] <= self.load[1]:
             return ""
         return (
-            f"; load average {self.load[0]:.1f} on {self.load[1]} cores: other processes "
-            "shared the CPU, so a quiet machine is faster"
+            f" (load average {self.load[0]:.1f} on {self.load[1]} cores: other processes "
+            "shared the CPU, so a quiet machine is faster)"
         )
 
     @property
@@ -79,13 +79,13 @@ class Estimate:
 
     def describe(self) -> str:
         threads = f"{self.threads} thread" + ("s" if self.threads != 1 else "")
-        where = f"on {self.device}, {threads}{self.busy}"
+        where = f"on {self.device}, {threads}"
         jem = f"{self.seconds_per_iteration:.3g} s {_timed(self.timed, self.spread)}"
         if self.before_px_start == 0:
             return (
                 f"estimate: {self.seconds_per_iteration:.3g} s/iteration "
                 f"{_timed(self.timed, self.spread)} {where} x {self.iterations} iterations "
-                f"= about {_duration(self.total_s)}"
+                f"= about {_duration(self.total_s)}{self.busy}"
             )
         after = self.iterations - self.before_px_start
         before = (
@@ -93,7 +93,7 @@ class Estimate:
         )
         return (
             f"estimate: {self.before_px_start} iterations before px_start (cross-entropy only) x "
-            f"{before} + {after} x {jem} {where} = about {_duration(self.total_s)}"
+            f"{before} + {after} x {jem} {where} = about {_duration(self.total_s)}{self.busy}"
         )
 
     def warning(self) -> str | None:

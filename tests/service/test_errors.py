@@ -167,3 +167,20 @@ async def test_query_parameters_routes_and_models(
         "validation_error",
         "num_samples",
     )
+
+
+async def test_json_bodies_that_do_not_parse_or_name_unknown_fields(
+    strict: httpx.AsyncClient,
+) -> None:
+    generate = "/v1/models/served/generate"
+    broken = await strict.post(
+        generate, content=b'{"num_samples": 2, ', headers={"Content-Type": "application/json"}
+    )
+    await check(
+        broken, 422, "validation_error", "the body is not valid JSON at character 19: Expecting"
+    )
+    # an unknown field: the message lists the ones there are
+    await check(
+        await strict.post(generate, json={"image": "x"}),
+        422, "validation_error", "body.image: not a field of this request; fields: num_samples",
+    )  # fmt: skip
