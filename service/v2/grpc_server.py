@@ -297,7 +297,49 @@ def _handlers(servicer: InferenceServicer, limit: int) -> dict[str, grpc.RpcMeth
             request_deserializer=deserialize,
             response_serializer=response_type.SerializeToString,
         )
+    for rpc, instead in NOT_PROVIDED.items():
+        handlers[rpc] = _not_provided(rpc, instead)
     return handlers
+
+
+_REPOSITORY = (
+    "the model repository extension is not provided: models are chosen at start (JEM_MODELS) "
+    "and swapped by POST /v1/admin/models/{model}/reload"
+)
+_SHARED_MEMORY = "shared memory is not provided: send the tensors in the request"
+# Triton's RPCs beyond this service's: UNIMPLEMENTED with a message that says what to do instead
+# (grpcio's own answer to an unknown method is a bare "Method not found!")
+NOT_PROVIDED = {
+    "ModelStreamInfer": "streaming inference is not provided: call ModelInfer",
+    "ModelStatistics": "statistics are not provided: read GET /metrics (Prometheus)",
+    "RepositoryIndex": _REPOSITORY,
+    "RepositoryModelLoad": _REPOSITORY,
+    "RepositoryModelUnload": _REPOSITORY,
+    "SystemSharedMemoryStatus": _SHARED_MEMORY,
+    "SystemSharedMemoryRegister": _SHARED_MEMORY,
+    "SystemSharedMemoryUnregister": _SHARED_MEMORY,
+    "CudaSharedMemoryStatus": _SHARED_MEMORY,
+    "CudaSharedMemoryRegister": _SHARED_MEMORY,
+    "CudaSharedMemoryUnregister": _SHARED_MEMORY,
+    "TraceSetting": "trace settings are not provided",
+    "LogSettings": "log settings are not provided: JEM_LOG_LEVEL sets the level at start",
+}
+
+
+def _not_provided(rpc: str, instead: str) -> grpc.RpcMethodHandler:
+    """A handler that reads nothing and answers UNIMPLEMENTED, `rpc: instead`."""
+
+    async def refuse(request: Any, context: aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc}: {instead}")
+
+    async def refuse_stream(requests: Any, context: aio.ServicerContext) -> None:
+        async for _ in requests:  # answered once the first request arrives (as a reply would)
+            break
+        await refuse(None, context)
+
+    if rpc == "ModelStreamInfer":  # a bidirectional stream in Triton's service
+        return grpc.stream_stream_rpc_method_handler(refuse_stream)
+    return grpc.unary_unary_rpc_method_handler(refuse)
 
 
 async def start_grpc_server(

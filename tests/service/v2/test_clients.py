@@ -173,11 +173,23 @@ def test_triton_extensions_not_provided_are_refused_plainly(server: Server) -> N
         assert "no model repository or statistics" in info.value.message()
     http.close()
     client = tg.InferenceServerClient(grpc_url(server))
-    for call in (
-        lambda: client.get_model_repository_index(headers=GRPC_KEY),
-        lambda: client.get_inference_statistics("served", headers=GRPC_KEY),
+    for call, says in (
+        (lambda: client.get_model_repository_index(headers=GRPC_KEY), "JEM_MODELS"),
+        (lambda: client.get_inference_statistics("served", headers=GRPC_KEY), "GET /metrics"),
+        (lambda: client.get_log_settings(headers=GRPC_KEY), "JEM_LOG_LEVEL"),
+        (lambda: client.get_system_shared_memory_status(headers=GRPC_KEY), "in the request"),
     ):
         with pytest.raises(InferenceServerException) as info:
             call()
         assert info.value.status() == "StatusCode.UNIMPLEMENTED"
+        assert says in info.value.message()
+    # the stream as well: tritonclient's stream reports the error to its callback
+    errors: list[object] = []
+    client.start_stream(lambda result, error: errors.append(error), headers=GRPC_KEY)
+    tensor = tg.InferInput("pixels_uint8", [1, 8, 8, 1], "UINT8")
+    tensor.set_data_from_numpy(np.zeros((1, 8, 8, 1), np.uint8))
+    client.async_stream_infer("served", [tensor])
+    client.stop_stream()  # waits for the stream to end
+    assert len(errors) == 1
+    assert "streaming inference is not provided: call ModelInfer" in str(errors[0])
     client.close()
