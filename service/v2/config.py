@@ -20,7 +20,7 @@ from typing import Any
 
 from service.predictor import Predictor
 from service.settings import Settings
-from service.v2.model import PLATFORM, outputs_of
+from service.v2.model import PLATFORM, inputs_of, outputs_of
 
 __all__ = ["CONFIG_TYPES", "model_config"]
 
@@ -64,35 +64,29 @@ def _instance_group(predictor: Predictor, settings: Settings) -> dict[str, Any]:
 
 def model_config(predictor: Predictor, settings: Settings) -> dict[str, Any]:
     """The served model's configuration, in the JSON form of Triton's `ModelConfig`."""
-    spec = predictor.spec
     k = len(predictor.class_names)
-    inputs = [  # send exactly one of them: each is optional on its own
-        ("pixels", "FP32", "FORMAT_NCHW", [spec.channels, spec.height, spec.width]),
-        ("pixels_uint8", "UINT8", "FORMAT_NHWC", [spec.height, spec.width, spec.channels]),
-        ("images", "BYTES", "FORMAT_NONE", []),
-    ]
     return {
         "name": predictor.name,
         "platform": PLATFORM,
         "version_policy": {"specific": {"versions": [predictor.version]}},
         "max_batch_size": settings.max_images_per_request,
-        "input": [
+        "input": [  # a request sends exactly one of them: each is optional on its own
             {
                 "name": name,
-                "data_type": CONFIG_TYPES[datatype],
-                "format": layout,
-                "dims": dims,
+                "data_type": CONFIG_TYPES[t.datatype],
+                "format": t.layout,
+                "dims": list(t.shape),
                 "optional": True,
             }
-            for name, datatype, layout, dims in inputs
+            for name, t in inputs_of(predictor).items()
         ],
         "output": [
             {
                 "name": name,
-                "data_type": CONFIG_TYPES[spec_.datatype],
-                "dims": [k] if spec_.per_class else [],
+                "data_type": CONFIG_TYPES[output.datatype],
+                "dims": [k] if output.per_class else [],
             }
-            for name, spec_ in outputs_of(predictor).items()
+            for name, output in outputs_of(predictor).items()
         ],
         "dynamic_batching": {
             "preferred_batch_size": [settings.max_batch_size],

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ __all__ = [
     "InferResult",
     "base64_element",
     "infer",
+    "inputs_of",
     "model_metadata",
     "outputs_of",
     "resolve",
@@ -74,6 +75,27 @@ OUTPUTS: dict[str, OutputSpec] = {
 DEFAULT_OUTPUTS = tuple(name for name, spec in OUTPUTS.items() if not spec.grad)
 
 
+class InputTensor(NamedTuple):
+    """One way to send a batch: its datatype, the shape of one image, and its layout (in
+    Triton's model configuration terms)."""
+
+    datatype: str
+    shape: tuple[int, ...]
+    layout: str
+
+
+def inputs_of(predictor: Predictor) -> dict[str, InputTensor]:
+    """The three inputs (send exactly one per request), per image; the batch dimension leads."""
+    spec = predictor.spec
+    return {
+        "pixels": InputTensor("FP32", (spec.channels, spec.height, spec.width), "FORMAT_NCHW"),
+        "pixels_uint8": InputTensor(
+            "UINT8", (spec.height, spec.width, spec.channels), "FORMAT_NHWC"
+        ),
+        "images": InputTensor("BYTES", (), "FORMAT_NONE"),
+    }
+
+
 def resolve(runtime: Runtime, name: str, version: str | None) -> Predictor:
     """The served predictor for `name` (and `version`, when given). UnknownModel / NotReady."""
     predictor = runtime.predictor(name)
@@ -91,20 +113,14 @@ def outputs_of(predictor: Predictor) -> dict[str, OutputSpec]:
 
 def model_metadata(predictor: Predictor) -> dict[str, Any]:
     """The protocol's model metadata (dynamic batch dimension: -1)."""
-    spec = predictor.spec
     k = len(predictor.class_names)
     return {
         "name": predictor.name,
         "versions": [str(predictor.version)],
         "platform": PLATFORM,
         "inputs": [
-            {"name": "pixels", "datatype": "FP32", "shape": [-1, *spec.shape]},
-            {
-                "name": "pixels_uint8",
-                "datatype": "UINT8",
-                "shape": [-1, spec.height, spec.width, spec.channels],
-            },
-            {"name": "images", "datatype": "BYTES", "shape": [-1]},
+            {"name": name, "datatype": t.datatype, "shape": [-1, *t.shape]}
+            for name, t in inputs_of(predictor).items()
         ],
         "outputs": [
             {"name": n, "datatype": s.datatype, "shape": [-1, k] if s.per_class else [-1]}
@@ -137,14 +153,10 @@ async def _batch(
         )
     (t,) = inputs
     spec = predictor.spec
-    expected = {
-        "pixels": ("FP32", (spec.channels, spec.height, spec.width)),
-        "pixels_uint8": ("UINT8", (spec.height, spec.width, spec.channels)),
-        "images": ("BYTES", ()),
-    }
+    expected = inputs_of(predictor)
     if t.name not in expected:
         raise InvalidInput(f"unknown input {t.name!r}; inputs: {', '.join(expected)}")
-    datatype, per_image = expected[t.name]
+    datatype, per_image, _ = expected[t.name]
     if t.datatype != datatype:
         raise InvalidInput(f"input {t.name!r} must be {datatype}, got {t.datatype}")
     if len(t.shape) != 1 + len(per_image) or t.shape[1:] != per_image:
