@@ -210,7 +210,8 @@ def _lazy(module: str) -> Any:
 
 class _Parser(argparse.ArgumentParser):
     """No abbreviated long options (argparse's default takes `--thread` for `--threads`), so a
-    misspelt option is an error; subcommands' parsers are of this class too."""
+    misspelt option is an error; subcommands' parsers are of this class too. A twin of
+    model_store.cli's: importing that one would import torch before a command line is parsed."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)

@@ -209,6 +209,12 @@ def _requested(predictor: Predictor, names: Sequence[str] | None) -> list[str]:
     return list(names)
 
 
+def _top_counts(predictor: Predictor, class_counts: Mapping[str, Any]) -> dict[str, int]:
+    """The checked `classification` parameters (only requests that send one pay for this)."""
+    per_class = {n: s.per_class for n, s in outputs_of(predictor).items()}
+    return {n: class_count(n, v, per_class) for n, v in class_counts.items()}
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     """FP32 numpy on the CPU, wherever the model ran."""
     return t.detach().float().cpu().numpy()
@@ -233,8 +239,7 @@ async def infer(
     no classes.
     """
     names = _requested(predictor, outputs)
-    per_class = {n: s.per_class for n, s in outputs_of(predictor).items()}
-    top = {n: class_count(n, v, per_class) for n, v in (class_counts or {}).items()}
+    top = _top_counts(predictor, class_counts) if class_counts else {}
     x = await _batch(inputs, runtime, predictor)
     if any(OUTPUTS[n].grad for n in names):
         (out, _), (grad, _) = await asyncio.gather(
