@@ -10,7 +10,7 @@ HOST ?= $(or $(JEM_HOST),127.0.0.1)
 PORT ?= $(or $(JEM_PORT),8000)
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test test-fast lint format proto serve train-default evaluate-default train-emoji evaluate-emoji bench bench-quick bench-peers gpu-check ui-screenshots ui-vendor clean
+.PHONY: install system-deps test test-fast lint format proto serve train-default evaluate-default train-emoji evaluate-emoji bench bench-quick bench-peers bench-perf-analyzer gpu-check ui-screenshots ui-vendor clean
 
 # torch first, pinned to the CPU wheel that lies on local disk: any other route lets pip pull
 # a multi-GB CUDA build. Where no CPU wheel lies on disk (pip's find-links), name PyTorch's CPU
@@ -138,6 +138,12 @@ bench-quick: $(STAMP)
 # Writes bench/results/peers.{md,json}. Not part of `make test` (the peers are heavy).
 bench-peers: $(STAMP)
 	$(BIN)/python -m bench --peers
+
+# Triton's perf_analyzer (from its own venv, .venv-perf-analyzer, made from
+# bench/perf_analyzer/requirements.txt on first use) against the service over REST and gRPC.
+# Writes bench/results/perf_analyzer.{md,json}; tests/bench runs its --quick form.
+bench-perf-analyzer: $(STAMP)
+	$(BIN)/python -m bench.perf_analyzer
 
 # One prepared end-to-end check on a CUDA machine (bench/gpu_check): cuda tests, training,
 # serving on the GPU; JSON + Markdown under bench/results/. DEVICE=cpu: a tiny dry run (CI).

@@ -12,12 +12,10 @@ service's answers (labels, and confidences and energies to 1e-4) on the same PNG
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ import psutil
 
 from bench.loadgen import Body
 from bench.servers import REPO, free_port
+from bench.venvs import ensure_venv as ensure_peers_venv
 
 __all__ = [
     "PEERS",
@@ -101,25 +100,9 @@ PEERS = (
 )
 
 
-def _requirements_hash() -> str:
-    return hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
-
-
 def ensure_venv(venv: Path = DEFAULT_VENV) -> Path:
     """The peers' venv, (re)made when `requirements.txt` changed; returns its bin directory."""
-    stamp = venv / ".requirements-sha256"
-    bin_dir = venv / "bin"
-    if stamp.exists() and stamp.read_text().strip() == _requirements_hash():
-        return bin_dir
-    print(f"peers: installing {REQUIREMENTS.relative_to(REPO)} into {venv} (minutes)", flush=True)
-    if not (bin_dir / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)],
-        check=True,
-    )
-    stamp.write_text(_requirements_hash() + "\n")
-    return bin_dir
+    return ensure_peers_venv(REQUIREMENTS, venv, label="peers")
 
 
 def peer_env(store: Path, ref: str, threads: int) -> dict[str, str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from service.predictor import Predictor
 from service.settings import Settings
-from service.v2.model import PLATFORM, inputs_of, outputs_of
+from service.v2.model import PLATFORM, InputTensor, inputs_of, outputs_of
 
 __all__ = ["CONFIG_TYPES", "model_config"]
 
@@ -62,6 +62,20 @@ def _instance_group(predictor: Predictor, settings: Settings) -> dict[str, Any]:
     return group
 
 
+def _input(name: str, t: InputTensor) -> dict[str, Any]:
+    # a request sends exactly one of the inputs: each is optional on its own
+    entry: dict[str, Any] = {
+        "name": name,
+        "data_type": CONFIG_TYPES[t.datatype],
+        "format": t.layout,
+        "dims": list(t.shape),
+        "optional": True,
+    }
+    if t.reshape is not None:
+        entry["reshape"] = {"shape": list(t.reshape)}
+    return entry
+
+
 def model_config(predictor: Predictor, settings: Settings) -> dict[str, Any]:
     """The served model's configuration, in the JSON form of Triton's `ModelConfig`."""
     k = len(predictor.class_names)
@@ -70,16 +84,7 @@ def model_config(predictor: Predictor, settings: Settings) -> dict[str, Any]:
         "platform": PLATFORM,
         "version_policy": {"specific": {"versions": [predictor.version]}},
         "max_batch_size": settings.max_images_per_request,
-        "input": [  # a request sends exactly one of them: each is optional on its own
-            {
-                "name": name,
-                "data_type": CONFIG_TYPES[t.datatype],
-                "format": t.layout,
-                "dims": list(t.shape),
-                "optional": True,
-            }
-            for name, t in inputs_of(predictor).items()
-        ],
+        "input": [_input(name, t) for name, t in inputs_of(predictor).items()],
         "output": [
             {
                 "name": name,

@@ -3,7 +3,7 @@
 Inputs (send exactly one per request; N images, at most JEM_MAX_IMAGES_PER_REQUEST):
   `pixels`        FP32  [N, C, H, W]  values in the model's value range (default [-1, 1])
   `pixels_uint8`  UINT8 [N, H, W, C]  0..255, converted as /v1 converts uploaded pixels
-  `images`        BYTES [N]           encoded image files (PNG, JPEG, ...), decoded as /v1 does
+  `images`        BYTES [N, 1] or [N] encoded image files (PNG, JPEG, ...), decoded as /v1 does
 Outputs, per image (the request's `outputs` picks them; the default leaves out the ones that
 need a backward pass, marked *):
   `logits` FP32 [N, K], `probabilities` FP32 [N, K] (softmax(logits / T), calibrated),
@@ -37,6 +37,7 @@ __all__ = [
     "OUTPUTS",
     "PLATFORM",
     "InferResult",
+    "InputTensor",
     "base64_element",
     "infer",
     "inputs_of",
@@ -77,11 +78,18 @@ DEFAULT_OUTPUTS = tuple(name for name, spec in OUTPUTS.items() if not spec.grad)
 
 class InputTensor(NamedTuple):
     """One way to send a batch: its datatype, the shape of one image, and its layout (in
-    Triton's model configuration terms)."""
+    Triton's model configuration terms). `reshape`, where given, is a second shape per image
+    the input is also accepted in: Triton's `reshape` of a configuration input, with which a
+    batching model takes one scalar per image as `dims: [1]` (Triton's configurations must
+    give at least one dimension: perf_analyzer refuses an input with none)."""
 
     datatype: str
     shape: tuple[int, ...]
     layout: str
+    reshape: tuple[int, ...] | None = None
+
+    def accepts(self, per_image: tuple[int, ...]) -> bool:
+        return per_image == self.shape or per_image == self.reshape
 
 
 def inputs_of(predictor: Predictor) -> dict[str, InputTensor]:
@@ -92,7 +100,7 @@ def inputs_of(predictor: Predictor) -> dict[str, InputTensor]:
         "pixels_uint8": InputTensor(
             "UINT8", (spec.height, spec.width, spec.channels), "FORMAT_NHWC"
         ),
-        "images": InputTensor("BYTES", (), "FORMAT_NONE"),
+        "images": InputTensor("BYTES", (1,), "FORMAT_NONE", reshape=()),
     }
 
 
@@ -156,13 +164,14 @@ async def _batch(
     expected = inputs_of(predictor)
     if t.name not in expected:
         raise InvalidInput(f"unknown input {t.name!r}; inputs: {', '.join(expected)}")
-    datatype, per_image, _ = expected[t.name]
-    if t.datatype != datatype:
-        raise InvalidInput(f"input {t.name!r} must be {datatype}, got {t.datatype}")
-    if len(t.shape) != 1 + len(per_image) or t.shape[1:] != per_image:
+    wanted = expected[t.name]
+    if t.datatype != wanted.datatype:
+        raise InvalidInput(f"input {t.name!r} must be {wanted.datatype}, got {t.datatype}")
+    if not t.shape or not wanted.accepts(tuple(t.shape[1:])):
+        shapes = [s for s in (wanted.shape, wanted.reshape) if s is not None]
         raise InvalidInput(
             f"input {t.name!r} has shape {list(t.shape)}; expected "
-            f"[N{''.join(f', {d}' for d in per_image)}]"
+            + " or ".join(f"[N{''.join(f', {d}' for d in s)}]" for s in shapes)
         )
     n, limit = t.shape[0], runtime.settings.max_images_per_request
     if n == 0:
@@ -182,7 +191,7 @@ async def _batch(
         )
     if t.name == "pixels_uint8":
         return uint8_to_tensor(np.array(t.data), spec)  # a writable copy for torch
-    items = list(t.data)
+    items = list(t.data.reshape(-1))  # [N] or [N, 1]
     max_pixels = runtime.settings.max_image_pixels
     if sum(len(b) for b in items) <= _INLINE_DECODE_BYTES:
         return _decode(items, predictor, max_pixels)

@@ -58,7 +58,7 @@ async def test_health_and_metadata(client: httpx.AsyncClient) -> None:
     assert {i["name"]: (i["datatype"], i["shape"]) for i in meta["inputs"]} == {
         "pixels": ("FP32", [-1, 1, 8, 8]),
         "pixels_uint8": ("UINT8", [-1, 8, 8, 1]),
-        "images": ("BYTES", [-1]),
+        "images": ("BYTES", [-1, 1]),
     }
     outputs = {o["name"]: (o["datatype"], o["shape"]) for o in meta["outputs"]}
     assert outputs["probabilities"] == ("FP32", [-1, 10])
@@ -85,6 +85,10 @@ async def test_labels_and_probabilities_equal_v1(
     blobs = pngs if binary else [base64.b64encode(b) for b in pngs]
     inputs = {
         "images": triton_input("images", np.array(blobs, dtype=object), "BYTES", binary=binary),
+        # Triton's shape for one scalar per image (config dims [1]), as perf_analyzer sends it
+        "images [N, 1]": triton_input(
+            "images", np.array(blobs, dtype=object)[:, None], "BYTES", binary=binary
+        ),
         "pixels_uint8": triton_input("pixels_uint8", u8[..., None], "UINT8", binary=binary),
         "pixels": triton_input(
             "pixels", (u8[:, None] / 127.5 - 1).astype(np.float32), "FP32", binary=binary
@@ -168,6 +172,11 @@ async def test_bad_input_gets_the_protocols_error(client: httpx.AsyncClient) -> 
         (_bad("pixels_uint8", np.zeros((65, 8, 8, 1), np.uint8), "UINT8"), {}, "limit is 64"),
         (_bad("images", np.array([b"garbage"], dtype=object), "BYTES"), {}, "not valid base64"),
         (_bad("images", np.array([base64.b64encode(b"gar")], object), "BYTES"), {}, "not an image"),
+        (
+            _bad("images", np.array([[base64.b64encode(b"a")] * 2], object), "BYTES"),
+            {},
+            "has shape [1, 2]; expected [N, 1] or [N]",
+        ),
         (_bad("tensor", u8, "UINT8"), {}, "unknown input 'tensor'"),
         (b"{not json", {}, "invalid inference request"),
         (b'{"inputs": []}', {}, "exactly one input"),
