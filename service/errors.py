@@ -285,7 +285,8 @@ def _http_error(request: Request, exc: Exception) -> Response:
         message = (
             f"no route {request.method} {request.url.path}: of the Open Inference Protocol this "
             "service has the health, server and model metadata, model ready, model "
-            "configuration and infer endpoints (no model repository or statistics); see /docs"
+            "configuration and infer endpoints (no model repository or statistics, no shared "
+            "memory: tensors travel in the request, no trace or log settings); see /docs"
         )
     elif exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}; see /docs for the API"

@@ -7,11 +7,9 @@ answered and with what status, so a run whose requests were refused is reported,
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
 import os
-import struct
 import subprocess
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +21,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.loadgen import png_bytes
+from bench.perf_analyzer.input_data import image_steps
 from bench.servers import REPO
 from bench.venvs import ensure_venv
 
@@ -80,17 +79,15 @@ def input_data(images: Sequence[np.ndarray], kind: str) -> dict[str, Any]:
     `images` goes as `b64`: perf_analyzer sends the decoded bytes as the tensor's raw data,
     which for BYTES is the protocol's own form, each element a 4-byte little-endian length and
     then its bytes (here one PNG file)."""
-    steps: list[dict[str, Any]] = []
-    for a in images:
-        if kind == "pixels_uint8":
-            steps.append({kind: {"content": a.reshape(-1).tolist(), "shape": [*a.shape, 1]}})
-        elif kind == "images":
-            png = png_bytes(a)
-            raw = struct.pack("<I", len(png)) + png
-            steps.append({kind: {"b64": base64.b64encode(raw).decode("ascii")}})
-        else:
-            raise ValueError(f"unknown input {kind!r}; one of {', '.join(INPUTS)}")
-    return {"data": steps}
+    if kind == "images":
+        return image_steps([png_bytes(a) for a in images])
+    if kind != "pixels_uint8":
+        raise ValueError(f"unknown input {kind!r}; one of {', '.join(INPUTS)}")
+    return {
+        "data": [
+            {kind: {"content": a.reshape(-1).tolist(), "shape": [*a.shape, 1]}} for a in images
+        ]
+    }
 
 
 def requests_by_status(url: str, protocol: str) -> dict[str, float]:

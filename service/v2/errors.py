@@ -16,10 +16,19 @@ from service.errors import (
     UnknownModel,
 )
 
-__all__ = ["grpc_code_name", "http_status"]
+__all__ = ["NotProvided", "grpc_code_name", "http_status"]
+
+
+class NotProvided(ServiceError):  # noqa: N818  (as service.errors names them)
+    """A Triton RPC this service does not have: UNIMPLEMENTED over gRPC, counted as the 404
+    the same call gets over REST."""
+
+    code = "not_provided"
+
 
 # (error class, HTTP status, grpc.StatusCode name); the most specific class first.
 _MAPPING: tuple[tuple[type[ServiceError], int, str], ...] = (
+    (NotProvided, 404, "UNIMPLEMENTED"),
     (BodyTooLarge, 413, "RESOURCE_EXHAUSTED"),
     (InvalidInput, 400, "INVALID_ARGUMENT"),
     (UnknownModel, 404, "NOT_FOUND"),

@@ -4,12 +4,12 @@ Runs on the app's event loop beside uvicorn (started by the app's lifespan when 
 set), so requests share the REST API's micro-batchers, limits and API keys. Needs the `grpc`
 extra (grpcio, protobuf); nothing imports this module otherwise.
 Metrics: `jem_requests_total` / `jem_request_duration_seconds` with endpoint `grpc_infer` (and
-`grpc_<rpc>` for the others); `status` is the HTTP status the same outcome has on REST, so the
-alerts on 5xx rates cover both. A message over JEM_MAX_BODY_BYTES is refused here, counted as
-413 (RESOURCE_EXHAUSTED), without being parsed; gRPC's own receive limit, above which the
-transport refuses it uncounted, is `RECEIVE_LIMIT_FACTOR` times that. Every call, errors
-included, gets one `service.access` line with the fields of a REST request's (docs/service.md,
-"Logs").
+`grpc_<rpc>` for the others, `grpc_other` for those answered UNIMPLEMENTED); `status` is the
+HTTP status the same outcome has on REST, so the alerts on 5xx rates cover both. A message
+over JEM_MAX_BODY_BYTES is refused here, counted as 413 (RESOURCE_EXHAUSTED), without being
+parsed; gRPC's own receive limit, above which the transport refuses it uncounted, is
+`RECEIVE_LIMIT_FACTOR` times that. Every call, errors included, gets one `service.access` line
+with the fields of a REST request's (docs/service.md, "Logs").
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from service.runtime import Runtime
 from service.v2 import GrpcPortInUseError, port_in_use_message
 from service.v2.classification import PARAMETER
 from service.v2.config import model_config
-from service.v2.errors import grpc_code_name, http_status
+from service.v2.errors import NotProvided, grpc_code_name, http_status
 from service.v2.grpc_messages import Oversized, input_tensor, leading_name, parameter_value
 from service.v2.model import infer, model_metadata, resolve
 from service.v2.proto import grpc_predict_v2_pb2 as pb
@@ -62,6 +62,7 @@ ENDPOINTS = {
     "ModelInfer": "grpc_infer",
     "ModelConfig": "grpc_model_config",
 }
+NOT_PROVIDED_ENDPOINT = "grpc_other"  # the RPCs of NOT_PROVIDED, as REST counts unknown routes
 
 _RPCS = {endpoint: rpc for rpc, endpoint in ENDPOINTS.items()}
 # every call's access line, as the REST middleware's (service.access, message "request")
@@ -105,6 +106,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         *,
         auth: bool = True,
         request_id: str = "",
+        rpc: str = "",
     ) -> T:
         """Run `fn` as the RPC `endpoint` names: API key check, error mapping, metrics and one
         access line (as the REST middleware logs each request), with the request id of the
@@ -139,7 +141,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             _ACCESS_LINE.log(
                 {
                     "method": "gRPC",
-                    "path": f"/{SERVICE}/{_RPCS[endpoint]}",
+                    "path": f"/{SERVICE}/{rpc or _RPCS[endpoint]}",
                     "endpoint": endpoint,
                     "model": label or None,
                     "status": status,
@@ -298,7 +300,7 @@ def _handlers(servicer: InferenceServicer, limit: int) -> dict[str, grpc.RpcMeth
             response_serializer=response_type.SerializeToString,
         )
     for rpc, instead in NOT_PROVIDED.items():
-        handlers[rpc] = _not_provided(rpc, instead)
+        handlers[rpc] = _not_provided(servicer, rpc, instead)
     return handlers
 
 
@@ -326,11 +328,16 @@ NOT_PROVIDED = {
 }
 
 
-def _not_provided(rpc: str, instead: str) -> grpc.RpcMethodHandler:
-    """A handler that reads nothing and answers UNIMPLEMENTED, `rpc: instead`."""
+def _not_provided(servicer: InferenceServicer, rpc: str, instead: str) -> grpc.RpcMethodHandler:
+    """A handler that reads nothing and answers UNIMPLEMENTED, `rpc: instead`; logged and
+    counted as every call is (endpoint `grpc_other`, status 404), before any API key check,
+    as a REST call to a route the service lacks."""
 
     async def refuse(request: Any, context: aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc}: {instead}")
+        async def run() -> None:
+            raise NotProvided(f"{rpc}: {instead}")
+
+        await servicer._call(context, NOT_PROVIDED_ENDPOINT, "", run, auth=False, rpc=rpc)
 
     async def refuse_stream(requests: Any, context: aio.ServicerContext) -> None:
         async for _ in requests:  # answered once the first request arrives (as a reply would)

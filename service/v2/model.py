@@ -155,9 +155,12 @@ async def _batch(
     inputs: Sequence[InferTensor], runtime: Runtime, predictor: Predictor
 ) -> torch.Tensor:
     if len(inputs) != 1:
+        got = f": {', '.join(repr(t.name) for t in inputs)}" if inputs else ""
         raise InvalidInput(
             f"send exactly one input tensor ('pixels', 'pixels_uint8' or 'images'); "
-            f"got {len(inputs)}"
+            f"got {len(inputs)}{got}. Each is optional in the model's configuration; a tool "
+            "that fills every input (perf_analyzer without --input-data) must be given data "
+            "for one"
         )
     (t,) = inputs
     spec = predictor.spec

@@ -83,8 +83,9 @@ def bytes_elements(name: str, raw: bytes | memoryview, count: int) -> list[bytes
         pos = end
     if len(items) != count or pos != len(view):
         raise InvalidInput(
-            f"input {name!r}: BYTES data does not hold {count} length-prefixed elements "
-            "(4-byte little-endian length, then the bytes) and nothing else"
+            f"input {name!r}: BYTES data does not hold {count} length-prefixed "
+            f"element{'' if count == 1 else 's'} (each a 4-byte little-endian length, then "
+            "its bytes) and nothing else"
         )
     return items
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import pytest
 from PIL import Image
 
 from bench.models import digit_images
+from bench.perf_analyzer import input_data as input_data_cli
 from bench.perf_analyzer.__main__ import main
 from bench.perf_analyzer.run import INPUTS, input_data
 from service.v2.tensors import bytes_elements
@@ -41,6 +44,27 @@ def test_input_files_carry_the_pixels_in_perf_analyzers_forms() -> None:
         input_data(images, "nope")
 
 
+def test_input_data_cli_takes_your_files_as_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(photo, quality=90)
+    scan = tmp_path / "scan.png"
+    Image.new("L", (8, 8), 255).save(scan)
+    out = tmp_path / "data.json"
+    assert input_data_cli.main([str(photo), str(scan), "--out", str(out)]) == 0
+    steps = json.loads(out.read_text())["data"]
+    sent = [bytes_elements("images", base64.b64decode(s["images"]["b64"]), 1)[0] for s in steps]
+    assert sent == [photo.read_bytes(), scan.read_bytes()]  # not re-encoded
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    assert input_data_cli.main([str(notes), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"input_data: error: {notes}: not an image Pillow can read", err
+    assert input_data_cli.main([str(tmp_path / "gone.png"), "--out", str(out)]) == 2
+    assert "No such file" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_perf_analyzer_drives_the_service_over_rest_and_grpc(tmp_path: Path) -> None:
@@ -60,3 +84,11 @@ def test_perf_analyzer_drives_the_service_over_rest_and_grpc(tmp_path: Path) -> 
         assert m["requests"]["200"] >= 120, m
     table = (tmp_path / "perf_analyzer.md").read_text()
     assert "| grpc | images | 4 |" in table
+    # the binary by hand, with the environment it needs
+    version = subprocess.run(
+        [sys.executable, "-m", "bench.perf_analyzer.tool", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Perf Analyzer Version 2.51.0" in version.stdout + version.stderr, version

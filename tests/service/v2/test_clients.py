@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as tg
 import tritonclient.http as th
 import tritonclient.http.aio as tha
 from google.protobuf import json_format
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
@@ -170,7 +172,7 @@ def test_triton_extensions_not_provided_are_refused_plainly(server: Server) -> N
         with pytest.raises(InferenceServerException) as info:
             call()
         assert info.value.status() == "404"
-        assert "no model repository or statistics" in info.value.message()
+        assert "no model repository or statistics, no shared memory" in info.value.message()
     http.close()
     client = tg.InferenceServerClient(grpc_url(server))
     for call, says in (
@@ -193,3 +195,15 @@ def test_triton_extensions_not_provided_are_refused_plainly(server: Server) -> N
     assert len(errors) == 1
     assert "streaming inference is not provided: call ModelInfer" in str(errors[0])
     client.close()
+    # each refused RPC logged and counted as REST counts a route it lacks: 404, no model
+    metrics = httpx.get(f"{server.url}/metrics", headers=dict(KEY), timeout=10).text
+    refused = [
+        s
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == "jem_requests_total" and s.labels["endpoint"] == "grpc_other"
+    ]
+    assert [(s.labels["status"], s.labels["model"], s.value) for s in refused] == [("404", "", 5)]
+    log = server.log.read_text()
+    for rpc in ("RepositoryIndex", "ModelStatistics", "LogSettings", "ModelStreamInfer"):
+        assert f'"path": "/inference.GRPCInferenceService/{rpc}"' in log, rpc

@@ -234,7 +234,7 @@ async def test_unknown_routes_and_methods_under_v2_have_the_protocols_shape(
     assert isinstance(r.json()["error"], str), r.json()
     assert path in r.json()["error"]
     if status == 404:
-        assert "no model repository or statistics" in r.json()["error"]
+        assert "no model repository or statistics, no shared memory" in r.json()["error"]
 
 
 async def test_unknown_routes_outside_v2_keep_the_v1_shape(client: httpx.AsyncClient) -> None:
