@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -138,3 +139,58 @@ def test_a_port_that_cannot_be_bound_is_not_blamed_on_another_process() -> None:
     assert info.value.strerror.startswith("JEM_GRPC_PORT=8001: cannot listen on 192.0.2.1:8001")
     assert "check JEM_GRPC_HOST and JEM_GRPC_PORT" in info.value.strerror
     assert "another process" not in info.value.strerror
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_one_client_process_reaches_one_worker_unless_its_channels_have_own_connections(
+    store_root: Path, tmp_path: Path
+) -> None:
+    """The kernel spreads connections over the workers, not calls: grpcio's channels to one
+    target share a connection (its global subchannel pool), so tritonclient clients in one
+    process all reach one worker; with `grpc.use_local_subchannel_pool` each client has its own
+    connection and the workers share them (docs/service.md, gRPC)."""
+    import psutil
+    import tritonclient.grpc as tg
+
+    port = free_port()
+    clients = 16  # all on one worker by chance: 2 * 2**-16
+
+    def established(supervisor: int) -> list[int]:
+        """The worker holding each established connection to the gRPC port."""
+        return [
+            worker.pid
+            for worker in psutil.Process(supervisor).children()
+            for conn in worker.net_connections(kind="tcp")
+            if conn.laddr.port == port and conn.status == psutil.CONN_ESTABLISHED
+        ]
+
+    def holders(channel_args: list[tuple[str, int]] | None, supervisor: int) -> list[int]:
+        deadline = time.monotonic() + 10
+        while established(supervisor):  # the previous clients' connections, closing
+            assert time.monotonic() < deadline, established(supervisor)
+            time.sleep(0.05)
+        opened = [
+            tg.InferenceServerClient(f"127.0.0.1:{port}", channel_args=channel_args)
+            for _ in range(clients)
+        ]
+        try:
+            assert all(c.is_server_live() for c in opened)
+            return established(supervisor)
+        finally:
+            for c in opened:
+                c.close()
+
+    with run_service(
+        store_root,
+        tmp_path / "service.log",
+        "--workers",
+        "2",
+        models="served",
+        JEM_GRPC_PORT=str(port),
+    ) as service:
+        shared = holders(None, service.proc.pid)
+        assert len(shared) == 1, shared  # one connection for every client
+        own = holders([("grpc.use_local_subchannel_pool", 1)], service.proc.pid)
+        assert len(own) == clients, own
+        assert len(set(own)) == 2, own  # both workers hold some
