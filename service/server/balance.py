@@ -85,6 +85,20 @@ class ConnectionBoard:
         return min(counts) if counts else None
 
 
+class _Connections(set[Any]):
+    """uvicorn's set of open connections (`server_state.connections`), which also tells
+    `closed` when a connection leaves it (a protocol's `connection_lost` discards itself), so
+    the worker publishes its lower count at once: a count left high until the next tick, on a
+    worker the CPU is slow to come back to, let another worker take more than its turn."""
+
+    closed: Any = None  # a no-argument callable, set once the worker takes turns
+
+    def discard(self, item: Any) -> None:
+        super().discard(item)
+        if self.closed is not None:
+            self.closed()
+
+
 class _TakingTurns:
     """Accepts on `sock` while this worker is among the least loaded; uvicorn's `Server`
     closes it as it closes an `asyncio.Server` when shutting down."""
@@ -108,12 +122,16 @@ class _TakingTurns:
         self._accepting = False
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
+        if isinstance(connections, _Connections):
+            connections.closed = self._decide
         self._tick()
 
     def _open(self) -> int:
         return len(self._connections) + self._pending
 
     def _decide(self) -> None:
+        if self._closed:
+            return
         mine = self._open()
         self._board.publish(self._slot, mine)
         least = self._board.least_elsewhere(self._slot)
@@ -184,6 +202,8 @@ class BalancedServer(uvicorn.Server):
             await super().startup(sockets)
             return
         own = [sock.dup() for sock in sockets]  # uvicorn's servers close theirs below
+        # before any protocol is made: each keeps the set it was given
+        self.server_state.connections = _Connections()
         await super().startup(sockets)
         slot = board.claim() if self.started else None
         if slot is None:
