@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import platform
 import sys
@@ -18,13 +17,13 @@ import torch
 
 from bench.compute import measure_compute, measure_samplers
 from bench.models import digit_images, locate_model
+from bench.output import write_results
 from bench.peers.harness import PEERS
 from bench.peers.run import PeerPlan, environment, measure_peers
 from bench.peers.table import peers_markdown
 from bench.plans import make_plan, plan_json
 from bench.provenance import git_commit, git_dirty
 from bench.report import markdown
-from bench.servers import REPO
 from bench.serving import ServingPlan, measure_serving
 from bench.targets import check_targets
 from bench.train_speed import seconds_per_iteration, time_to_accuracy
@@ -179,19 +178,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def _write(args: argparse.Namespace, stem: str, results: dict[str, Any], table: str) -> None:
-    """`stem`.json and `stem`.md in --out (default bench/results; --quick: a temp dir)."""
-    out: Path = args.out or (
-        Path(tempfile.mkdtemp(prefix="jem-bench-quick-")) if args.quick else REPO / "bench/results"
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (out / f"{stem}.md").write_text(table, encoding="utf-8")
-    print()
-    print(table)
-    print(f"wrote {out / stem}.json and {out / stem}.md")
-
-
 def peers(args: argparse.Namespace) -> int:
     """`--peers`: the side-by-side table, in peers.json and peers.md."""
     keys = args.peer or list(PEER_KEYS)
@@ -225,7 +211,7 @@ def peers(args: argparse.Namespace) -> int:
         images = digit_images(data, plan.batch_images)
         results.update(asyncio.run(measure_peers(source, images, plan, scratch)))
     results["environment"]["load_after"] = list(os.getloadavg())
-    _write(args, "peers", results, peers_markdown(results))
+    write_results(args.out, args.quick, "peers", results, peers_markdown(results))
     return 0
 
 
@@ -236,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args)
     targets = check_targets(results)
     results["targets"] = [t.to_dict() for t in targets]
-    _write(args, "latest", results, markdown(results, targets))
+    write_results(args.out, args.quick, "latest", results, markdown(results, targets))
     return 0
 
 

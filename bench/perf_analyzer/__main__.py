@@ -10,7 +10,6 @@ score and verdicts among them, so each request runs the classifier and one backw
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.models import digit_images, locate_model
+from bench.output import write_results
 from bench.perf_analyzer.run import (
     DEFAULT_VENV,
     INPUTS,
@@ -28,7 +28,7 @@ from bench.perf_analyzer.run import (
     write_input_files,
 )
 from bench.provenance import git_commit, git_dirty
-from bench.servers import REPO, free_port, serve
+from bench.servers import free_port, serve
 from training.data import load_digits_dataset
 
 DATA_SEED = 0
@@ -95,11 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     concurrency = [1, 4] if args.quick else args.concurrency
     window = 40 if args.quick else args.window_requests
-    out: Path = args.out or (
-        Path(tempfile.mkdtemp(prefix="jem-perf-analyzer-"))
-        if args.quick
-        else REPO / "bench/results"
-    )
     tool = ensure_tool(args.venv)
     data = load_digits_dataset(seed=DATA_SEED)
     results: dict[str, Any] = {
@@ -154,13 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                         measurements.append(m)
     results["environment"]["load_after"] = list(os.getloadavg())
     results["measurements"] = [m.to_dict() for m in measurements]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "perf_analyzer.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    table = markdown(results)
-    (out / "perf_analyzer.md").write_text(table, encoding="utf-8")
-    print()
-    print(table)
-    print(f"wrote {out / 'perf_analyzer'}.json and .md")
+    write_results(args.out, args.quick, "perf_analyzer", results, markdown(results))
     return 1 if any(m.error for m in measurements) else 0
 
 
