@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import socket
 import time
+from collections.abc import Callable
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
@@ -91,7 +92,7 @@ class _Connections(set[Any]):
     the worker publishes its lower count at once: a count left high until the next tick, on a
     worker the CPU is slow to come back to, let another worker take more than its turn."""
 
-    closed: Any = None  # a no-argument callable, set once the worker takes turns
+    closed: Callable[[], None] | None = None  # set once the worker takes turns
 
     def discard(self, item: Any) -> None:
         super().discard(item)
