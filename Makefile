@@ -47,6 +47,8 @@ TRAINING_FONT_PACKAGES := hershey-fonts-data fonts-navilu fonts-lobster fonts-op
 	fonts-aoyagi-soseki
 # the rendered-digits test set's fonts (tests/rendered_digits.py) and the training fonts above
 # (defined first: `:=` expands at once)
+# perf_analyzer's binary (bench/perf_analyzer: its PyPI wheel links libb64.so.0d, not shipped in it)
+LIB_PACKAGES := libb64-0d
 FONT_PACKAGES := fonts-humor-sans fonts-dkg-handwriting fonts-breip fonts-femkeklaver fonts-comic-neue fonts-bwht fonts-rufscript \
 	$(TRAINING_FONT_PACKAGES)
 EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
@@ -59,10 +61,10 @@ system-deps:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
 		else echo "system-deps: run as root (or install $(SYSTEM_PACKAGES)) for the deployment, browser and emoji checks"; fi; \
 	fi
-	@if ! dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1; then \
+	@if ! dpkg -s $(FONT_PACKAGES) $(LIB_PACKAGES) >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $(FONT_PACKAGES) >/dev/null; \
-		else echo "system-deps: run as root (or install $(FONT_PACKAGES)) for the rendered-digits tests and training data"; fi; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $(FONT_PACKAGES) $(LIB_PACKAGES) >/dev/null; \
+		else echo "system-deps: run as root (or install $(FONT_PACKAGES) $(LIB_PACKAGES)) for the rendered-digits tests, training data and perf_analyzer"; fi; \
 	fi
 
 test: install

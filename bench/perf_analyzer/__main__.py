@@ -95,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     concurrency = [1, 4] if args.quick else args.concurrency
     window = 40 if args.quick else args.window_requests
-    tool = ensure_tool(args.venv)
+    try:
+        tool = ensure_tool(args.venv)
+    except FileNotFoundError as e:
+        print(f"perf_analyzer: error: {e}", file=sys.stderr)
+        return 2
     data = load_digits_dataset(seed=DATA_SEED)
     results: dict[str, Any] = {
         "environment": {

@@ -41,6 +41,8 @@ REQUIREMENTS = REPO / "bench/perf_analyzer/requirements.txt"
 DEFAULT_VENV = REPO / ".venv-perf-analyzer"
 INPUTS = ("pixels_uint8", "images")  # the UINT8 array, and PNG files as BYTES
 _INFER_ENDPOINTS = {"http": "v2_infer", "grpc": "grpc_infer"}
+# what the wheel's binary links and does not ship (the CUDA runtime comes from its own wheel)
+DEBIAN_PACKAGES = {"libb64.so.0d": "libb64-0d"}
 
 
 @dataclass(frozen=True)
@@ -61,14 +63,31 @@ class Tool:
 
 def ensure_tool(venv: Path = DEFAULT_VENV) -> Tool:
     """perf_analyzer from its venv, installed from the pinned, hashed requirements on first use
-    (or when they changed). Raises FileNotFoundError when the install did not give the binary."""
+    (or when they changed). Raises FileNotFoundError when the install did not give the binary
+    or the binary cannot load a shared library (the message names the Debian package)."""
     bin_dir = ensure_venv(REQUIREMENTS, venv, label="perf_analyzer", pip_args=["--no-deps"])
     binary = bin_dir / "perf_analyzer"
     libs = sorted(venv.glob("lib/python*/site-packages/nvidia/cuda_runtime/lib"))
     if not binary.exists() or not libs:
         raise FileNotFoundError(f"no perf_analyzer binary or CUDA runtime library under {venv}")
     paths = [str(libs[0]), *filter(None, [os.environ.get("LD_LIBRARY_PATH")])]
-    return Tool(binary, {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(paths)})
+    tool = Tool(binary, {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(paths)})
+    ldd = subprocess.run(["ldd", str(binary)], env=tool.env, capture_output=True, text=True)
+    missing = unresolved_libraries(ldd.stdout)
+    if missing:
+        packages = sorted({DEBIAN_PACKAGES.get(lib, "?") for lib in missing})
+        raise FileNotFoundError(
+            f"{binary} cannot load {', '.join(missing)}: install Debian's "
+            f"{', '.join(packages)} (make system-deps, as root)"
+        )
+    return tool
+
+
+def unresolved_libraries(ldd_output: str) -> list[str]:
+    """The shared libraries `ldd` printed as `NAME => not found`, in its order."""
+    return [
+        line.split("=>")[0].strip() for line in ldd_output.splitlines() if "=> not found" in line
+    ]
 
 
 def input_data(images: Sequence[np.ndarray], kind: str) -> dict[str, Any]:

@@ -16,7 +16,11 @@ from bench.perf_analyzer.run import ensure_tool
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    tool = ensure_tool()
+    try:
+        tool = ensure_tool()
+    except FileNotFoundError as e:
+        print(f"perf_analyzer: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     os.execve(tool.binary, [str(tool.binary), *args], tool.env)
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from bench.models import digit_images
 from bench.perf_analyzer import input_data as input_data_cli
 from bench.perf_analyzer.__main__ import main
-from bench.perf_analyzer.run import INPUTS, input_data
+from bench.perf_analyzer.run import INPUTS, input_data, unresolved_libraries
 from service.v2.tensors import bytes_elements
 from training.data import load_digits_dataset
 
@@ -63,6 +63,18 @@ def test_input_data_cli_takes_your_files_as_they_are(
     assert err == f"input_data: error: {notes}: not an image Pillow can read", err
     assert input_data_cli.main([str(tmp_path / "gone.png"), "--out", str(out)]) == 2
     assert "No such file" in capsys.readouterr().err
+
+
+def test_a_library_the_binary_cannot_load_is_named() -> None:
+    # ldd's lines for the wheel's binary on a machine without Debian's libb64-0d
+    ldd = (
+        "\tlinux-vdso.so.1 (0x00007ffd5a3f2000)\n"
+        "\tlibb64.so.0d => not found\n"
+        "\tlibcudart.so.12 => /venv/nvidia/cuda_runtime/lib/libcudart.so.12 (0x00007f1c)\n"
+        "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f1c2)\n"
+    )
+    assert unresolved_libraries(ldd) == ["libb64.so.0d"]
+    assert unresolved_libraries(ldd.replace("not found", "/usr/lib/libb64.so.0d (0x1)")) == []
 
 
 @pytest.mark.slow
